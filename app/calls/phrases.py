@@ -1,0 +1,47 @@
+"""Pre-synthesized phone audio for fixed phrases (greetings, apologies), so they start at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from app.speech.base import TextToSpeech
+from app.telephony.audio import TWILIO_SAMPLE_RATE, Resampler, frames, pcm16_to_mulaw
+
+
+class PhraseCache:
+    """Maps (text, voice) to 20 ms mu-law frames; synthesizes each phrase once."""
+
+    def __init__(self, tts: TextToSpeech, *, capacity: int = 256) -> None:
+        self._tts = tts
+        self._capacity = capacity
+        self._audio: OrderedDict[tuple[str, str | None], list[bytes]] = OrderedDict()
+        self._inflight: dict[tuple[str, str | None], asyncio.Task[list[bytes]]] = {}
+
+    async def get(self, text: str, voice: str | None = None) -> list[bytes]:
+        """The phrase as phone frames, synthesized now if it is not cached yet."""
+        key = (text, voice)
+        if key in self._audio:
+            self._audio.move_to_end(key)
+            return self._audio[key]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._synthesize(text, voice))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        audio = await asyncio.shield(task)
+        self._audio[key] = audio
+        while len(self._audio) > self._capacity:
+            self._audio.popitem(last=False)
+        return audio
+
+    async def _synthesize(self, text: str, voice: str | None) -> list[bytes]:
+        resampler: Resampler | None = None
+        pcm = bytearray()
+        async for chunk in self._tts.stream(text, voice):
+            if resampler is None:
+                resampler = Resampler(chunk.sample_rate, TWILIO_SAMPLE_RATE)
+            pcm += resampler.process(chunk.pcm16)
+        if resampler is not None:
+            pcm += resampler.process(b"", last=True)
+        return frames(pcm16_to_mulaw(bytes(pcm)))

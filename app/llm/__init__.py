@@ -1,0 +1,1 @@
+"""Language-model engines (local SLM, later Gemini) behind one streaming interface."""

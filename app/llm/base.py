@@ -1,0 +1,80 @@
+"""The streaming language-model interface and the messages that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class Tier(StrEnum):
+    """How capable (and costly) a model a turn needs."""
+
+    SLM = "slm"
+    FLASH = "flash"
+    PRO = "pro"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call: JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for a tool to run."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one generation, reported once at the end of a stream."""
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
+LLMEvent = TextDelta | ToolCall | Usage
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """Streams a reply to a conversation."""
+
+    name: str
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+    ) -> AsyncIterator[LLMEvent]:
+        """Yield the reply as it is generated; cancelling the iteration stops generation."""
+        ...

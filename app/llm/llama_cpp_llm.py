@@ -1,0 +1,260 @@
+"""Local small language model: a GGUF chat model run on CPU by llama.cpp (llama-cpp-python)."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+logger = logging.getLogger(__name__)
+
+# Room for a few dozen conversations' KV prefixes: a Qwen2.5-0.5B state costs ~12 KB a token.
+DEFAULT_CACHE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    usage: Usage
+
+
+class LlamaCppLLM:
+    """Streams chat replies from a GGUF model; one generation at a time per instance.
+
+    The KV cache of a conversation's prefix is reused between its turns: llama.cpp keeps the
+    last prompt's state, and a RAM cache keyed by token prefixes restores the state of other
+    conversations that were served in between.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: Path,
+        threads: int = 2,
+        context: int = 2048,
+        max_tokens: int = 80,
+        temperature: float = 0.3,
+        batch: int = 256,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        """Load the model; `cache_bytes` bounds the saved KV states of recent conversations."""
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.model_path = Path(model_path)
+        self.model = self.model_path.stem
+        self.name = f"llama.cpp:{self.model}"
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._llm: Llama = _slim_state_llama()(
+            str(self.model_path),
+            n_ctx=context,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=batch,
+            n_ubatch=batch,
+            verbose=False,
+        )
+        self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+        self.context = self._llm.n_ctx()
+        llm = self._llm
+        eos_id = llm.token_eos()
+        bos_id = llm.token_bos()
+        eos_text = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+        # Formatted here (the same Jinja template create_chat_completion uses) rather than by
+        # create_chat_completion, so the prompt's tokens are known: they give exact usage and
+        # the number of tokens served from the KV cache.
+        self._formatter = Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=eos_text,
+            bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+        )
+        self._stop = [eos_text] if eos_text else []
+        # The single worker thread is the model's lock: llama.cpp's context is not
+        # thread-safe, and requests queue in arrival order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+    ) -> AsyncIterator[LLMEvent]:
+        """Yield TextDelta pieces of the reply, then one Usage.
+
+        `tools` is accepted for the interface but not used yet; `tier` is ignored (one model).
+        Closing the iteration stops generation at the next token.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[TextDelta | _Done | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: TextDelta | _Done | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's loop is gone: nobody is listening
+                cancel.set()
+
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        future = loop.run_in_executor(self._executor, self._generate, payload, emit, cancel)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _Done):
+                    yield item.usage
+                    break
+                yield item
+        finally:
+            # Generation checks this between tokens; the worker then frees the model.
+            cancel.set()
+            if future.done() and not future.cancelled():
+                future.exception()  # already reported through the queue; mark it retrieved
+
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Evaluate a short prompt once, leaving `system_prompt`'s prefix in the KV cache."""
+        messages = [
+            Message("system", system_prompt or "You are a helpful assistant."),
+            Message("user", "Hi"),
+        ]
+        async for _ in self.stream(messages):
+            pass
+
+    async def aclose(self) -> None:
+        """Wait for the generation in flight and free the model."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        self._llm.close()
+
+    def _generate(
+        self,
+        messages: list[dict[str, Any]],
+        emit: Callable[[TextDelta | _Done | BaseException], None],
+        cancel: threading.Event,
+    ) -> None:
+        if cancel.is_set():  # closed while it waited for the model
+            return
+        try:
+            self._generate_locked(messages, emit, cancel)
+        except BaseException as exc:
+            emit(exc)
+            raise
+
+    def _generate_locked(
+        self,
+        messages: list[dict[str, Any]],
+        emit: Callable[[TextDelta | _Done | BaseException], None],
+        cancel: threading.Event,
+    ) -> None:
+        import llama_cpp
+
+        llm = self._llm
+        prompt = self._fit_context(messages)
+        cached = self._cached_prefix(prompt)
+        n_prompt = len(prompt)
+        n_completion = 0
+
+        def should_stop(input_ids: Any, _logits: Any) -> bool:
+            # Called by llama.cpp after each sampled token: the cheapest place to count them
+            # and to notice a closed stream without waiting for the next text piece.
+            nonlocal n_completion
+            n_completion = max(n_completion, len(input_ids) - n_prompt)
+            return cancel.is_set()
+
+        chunks = llm.create_completion(
+            prompt=prompt,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stop=self._stop,
+            stream=True,
+            stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
+        )
+        for chunk in chunks:
+            text = chunk["choices"][0]["text"]  # type: ignore[index]
+            if text and not cancel.is_set():
+                emit(TextDelta(text))
+        emit(
+            _Done(
+                Usage(
+                    model=self.model,
+                    prompt_tokens=n_prompt,
+                    completion_tokens=n_completion,
+                    cached_tokens=cached,
+                )
+            )
+        )
+
+    def _fit_context(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Tokenize the chat prompt, dropping the oldest turns if it would overflow the context."""
+        messages = list(messages)
+        while True:
+            formatted = self._formatter(messages=messages)
+            tokens = self._llm.tokenize(
+                formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            )
+            if len(tokens) + self.max_tokens <= self.context:
+                return tokens
+            first = 1 if messages and messages[0]["role"] == "system" else 0
+            if len(messages) - first <= 1:
+                raise ValueError(
+                    f"prompt of {len(tokens)} tokens plus max_tokens={self.max_tokens} does not "
+                    f"fit the {self.context}-token context; shorten the system prompt or raise "
+                    "SLM_CONTEXT"
+                )
+            # Trimming breaks the cached prefix, but a reply beats a context-overflow error.
+            logger.warning("prompt of %d tokens overflows the context; dropping a turn", len(tokens))
+            del messages[first]
+
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """How many leading prompt tokens already have KV state, live or in the RAM cache."""
+        from llama_cpp import Llama
+
+        llm = self._llm
+        best = Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        if llm.cache is not None:
+            try:
+                state = llm.cache[prompt]
+            except KeyError:
+                return best
+            best = max(best, Llama.longest_token_prefix(state.input_ids.tolist(), prompt))
+        return best
+
+
+@cache
+def _slim_state_llama() -> type[Llama]:
+    """A Llama whose saved states leave out the logits matrix it no longer reads."""
+    import llama_cpp
+    from llama_cpp import Llama, LlamaState
+
+    class SlimStateLlama(Llama):
+        def save_state(self) -> LlamaState:
+            # Llama.save_state copies `scores`, n_batch x vocab floats (155 MB for Qwen at
+            # n_batch=256), into every cache entry, and the cache's capacity does not count
+            # them. Without logits_all those rows are never written or read (sampling runs
+            # in llama.cpp), so the last row is all that load_state needs.
+            size = llama_cpp.llama_state_get_size(self._ctx.ctx)
+            buffer = (ctypes.c_uint8 * int(size))()
+            n_bytes = int(llama_cpp.llama_state_get_data(self._ctx.ctx, buffer, size))
+            if n_bytes > int(size):
+                raise RuntimeError("llama.cpp wrote more state than it announced")
+            return LlamaState(
+                input_ids=self.input_ids.copy(),
+                scores=self.scores[max(self.n_tokens - 1, 0) : max(self.n_tokens, 1)].copy(),
+                n_tokens=self.n_tokens,
+                llama_state=ctypes.string_at(buffer, n_bytes),
+                llama_state_size=n_bytes,
+                seed=self._seed,
+            )
+
+    return SlimStateLlama

