@@ -164,6 +164,7 @@ class CallSession:
         self._carry = b""  # audio of a turn the caller talked over before it was answered
         self._stream_ms = 0
         self._last_voiced_at: float | None = None
+        self._voiced_ms = 0  # voiced audio in the current caller turn
         self._speech_started_at: float | None = None
         self._pending: Turn | None = None  # the utterance being formed, maybe answered early
         self._speaking: Turn | None = None  # the turn whose reply owns the audio channel
@@ -297,6 +298,7 @@ class CallSession:
             self._utterance += pcm
         if speech:
             self._last_voiced_at = now
+            self._voiced_ms += 20
         for detection in self._detector.feed(speech, t_ms):
             if detection.event is TurnEvent.STARTED:
                 self._speech_started_at = now - (t_ms + 20 - detection.at_ms) / 1000
@@ -311,6 +313,7 @@ class CallSession:
 
     def _on_caller_started(self) -> None:
         self._utterance = bytearray(b"".join(self._preroll))
+        self._voiced_ms = self._detector.timing.onset_ms
         # The caller spoke again before hearing any answer: answer both utterances together.
         for turn in self.turns:
             if turn.committed and not turn.finalized and turn.reply.sent == 0 and turn.audio:
@@ -391,7 +394,7 @@ class CallSession:
             audio=audio,
             speech_end_at=self._last_voiced_at if audio else self._clock(),
             caller_text=text,
-            speech_ms=len(audio) // 16,
+            speech_ms=self._voiced_ms if audio else 0,
         )
         turn.committed = committed
         turn.reply.released = committed and self._speaking is None
@@ -411,6 +414,7 @@ class CallSession:
     async def _greet(self, turn: Turn) -> None:
         assert self.agent is not None
         await self._say_cached(turn, self.agent.greeting)
+        turn.reply.complete = True
 
     def _cancel(self, turn: Turn) -> None:
         if turn.task is not None and not turn.task.done():
@@ -484,7 +488,7 @@ class CallSession:
                             self._pump_wake.set()
                         return False
                 if current.reply.released:
-                    await self._clear(current)
+                    await self._clear(current.reply)
                 await self._finalize(current, interrupted=True)
             else:
                 await self._finalize(current, interrupted=False)
@@ -544,14 +548,14 @@ class CallSession:
                             out.put_nowait(sentence)
                     elif isinstance(event, Usage):
                         turn.model = event.model
+            for sentence in splitter.flush():
+                out.put_nowait(sentence)
         finally:
+            out.put_nowait(None)  # the speaker stops waiting whatever happened here
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        for sentence in splitter.flush():
-            out.put_nowait(sentence)
-        out.put_nowait(None)
 
     async def _speak(self, turn: Turn, text: str, *, first: bool) -> Resampler | None:
         """Synthesize one sentence into the turn's reply buffer, chunk by chunk."""

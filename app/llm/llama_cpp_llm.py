@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
 
@@ -49,7 +49,7 @@ class LlamaCppLLM:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         """Load the model; `cache_bytes` bounds the saved KV states of recent conversations."""
-        import llama_cpp
+        from llama_cpp.llama_cache import LlamaRAMCache
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.model_path = Path(model_path)
@@ -66,7 +66,7 @@ class LlamaCppLLM:
             n_ubatch=batch,
             verbose=False,
         )
-        self._llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+        self._llm.set_cache(LlamaRAMCache(capacity_bytes=cache_bytes))
         self.context = self._llm.n_ctx()
         llm = self._llm
         eos_id = llm.token_eos()
@@ -97,21 +97,22 @@ class LlamaCppLLM:
         Closing the iteration stops generation at the next token.
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[TextDelta | _Done | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[TextDelta | _Done | Exception] = asyncio.Queue()
         cancel = threading.Event()
 
-        def emit(item: TextDelta | _Done | BaseException) -> None:
+        def emit(item: TextDelta | _Done | Exception) -> None:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
             except RuntimeError:  # the consumer's loop is gone: nobody is listening
                 cancel.set()
 
         payload = [{"role": m.role, "content": m.content} for m in messages]
-        future = loop.run_in_executor(self._executor, self._generate, payload, emit, cancel)
+        # Results and errors come back through the queue, so the returned future is not kept.
+        loop.run_in_executor(self._executor, self._generate, payload, emit, cancel)
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, BaseException):
+                if isinstance(item, Exception):
                     raise item
                 if isinstance(item, _Done):
                     yield item.usage
@@ -120,8 +121,6 @@ class LlamaCppLLM:
         finally:
             # Generation checks this between tokens; the worker then frees the model.
             cancel.set()
-            if future.done() and not future.cancelled():
-                future.exception()  # already reported through the queue; mark it retrieved
 
     async def prewarm(self, system_prompt: str | None = None) -> None:
         """Evaluate a short prompt once, leaving `system_prompt`'s prefix in the KV cache."""
@@ -140,21 +139,20 @@ class LlamaCppLLM:
     def _generate(
         self,
         messages: list[dict[str, Any]],
-        emit: Callable[[TextDelta | _Done | BaseException], None],
+        emit: Callable[[TextDelta | _Done | Exception], None],
         cancel: threading.Event,
     ) -> None:
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
             self._generate_locked(messages, emit, cancel)
-        except BaseException as exc:
+        except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
-            raise
 
     def _generate_locked(
         self,
         messages: list[dict[str, Any]],
-        emit: Callable[[TextDelta | _Done | BaseException], None],
+        emit: Callable[[TextDelta | _Done | Exception], None],
         cancel: threading.Event,
     ) -> None:
         import llama_cpp
@@ -168,8 +166,10 @@ class LlamaCppLLM:
         def should_stop(input_ids: Any, _logits: Any) -> bool:
             # Called by llama.cpp after each sampled token: the cheapest place to count them
             # and to notice a closed stream without waiting for the next text piece.
+            # `input_ids` does not hold the token just sampled yet, hence the + 1; the count
+            # includes the end-of-turn token, which was generated like any other.
             nonlocal n_completion
-            n_completion = max(n_completion, len(input_ids) - n_prompt)
+            n_completion = max(n_completion, len(input_ids) - n_prompt + 1)
             return cancel.is_set()
 
         chunks = llm.create_completion(
@@ -199,7 +199,7 @@ class LlamaCppLLM:
         """Tokenize the chat prompt, dropping the oldest turns if it would overflow the context."""
         messages = list(messages)
         while True:
-            formatted = self._formatter(messages=messages)
+            formatted = self._formatter(messages=cast(Any, messages))
             tokens = self._llm.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
             )
@@ -213,7 +213,9 @@ class LlamaCppLLM:
                     "SLM_CONTEXT"
                 )
             # Trimming breaks the cached prefix, but a reply beats a context-overflow error.
-            logger.warning("prompt of %d tokens overflows the context; dropping a turn", len(tokens))
+            logger.warning(
+                "prompt of %d tokens overflows the context; dropping a turn", len(tokens)
+            )
             del messages[first]
 
     def _cached_prefix(self, prompt: list[int]) -> int:
@@ -221,13 +223,14 @@ class LlamaCppLLM:
         from llama_cpp import Llama
 
         llm = self._llm
-        best = Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        best = int(Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt))
         if llm.cache is not None:
             try:
                 state = llm.cache[prompt]
             except KeyError:
                 return best
-            best = max(best, Llama.longest_token_prefix(state.input_ids.tolist(), prompt))
+            saved = state.input_ids[: state.n_tokens].tolist()
+            best = max(best, int(Llama.longest_token_prefix(saved, prompt)))
         return best
 
 
@@ -239,10 +242,11 @@ def _slim_state_llama() -> type[Llama]:
 
     class SlimStateLlama(Llama):
         def save_state(self) -> LlamaState:
-            # Llama.save_state copies `scores`, n_batch x vocab floats (155 MB for Qwen at
-            # n_batch=256), into every cache entry, and the cache's capacity does not count
-            # them. Without logits_all those rows are never written or read (sampling runs
-            # in llama.cpp), so the last row is all that load_state needs.
+            # Llama.save_state copies `scores` (up to n_batch x vocab floats: 106 MB and
+            # 220 ms for a 174-token Qwen prompt, measured) into every cache entry, at the
+            # end of every stream and outside the cache's capacity accounting. Without
+            # logits_all those rows are never written or read (sampling runs in llama.cpp),
+            # so one row keeps LlamaState's shape for anything that inspects it.
             size = llama_cpp.llama_state_get_size(self._ctx.ctx)
             buffer = (ctypes.c_uint8 * int(size))()
             n_bytes = int(llama_cpp.llama_state_get_data(self._ctx.ctx, buffer, size))
@@ -250,11 +254,23 @@ def _slim_state_llama() -> type[Llama]:
                 raise RuntimeError("llama.cpp wrote more state than it announced")
             return LlamaState(
                 input_ids=self.input_ids.copy(),
-                scores=self.scores[max(self.n_tokens - 1, 0) : max(self.n_tokens, 1)].copy(),
+                scores=self.scores[:1].copy(),
                 n_tokens=self.n_tokens,
                 llama_state=ctypes.string_at(buffer, n_bytes),
                 llama_state_size=n_bytes,
                 seed=self._seed,
             )
+
+        def load_state(self, state: LlamaState) -> None:
+            # Llama.load_state also rewrites and scans the whole `scores` matrix; with its
+            # rows unused, the token ids and llama.cpp's own state are the whole job.
+            self.input_ids = state.input_ids.copy()
+            self.n_tokens = state.n_tokens
+            self._requires_eval = True
+            self._seed = state.seed
+            size = state.llama_state_size
+            buffer = (ctypes.c_uint8 * size).from_buffer_copy(state.llama_state)
+            if llama_cpp.llama_state_set_data(self._ctx.ctx, buffer, size) != size:
+                raise RuntimeError("llama.cpp did not accept the saved state")
 
     return SlimStateLlama

@@ -90,7 +90,11 @@ class WhisperSTT:
             temperature=0.0,
             vad_filter=False,
             condition_on_previous_text=False,
-            without_timestamps=not self.word_timestamps,
+            # Timestamp mode, although the times are not used: without it, tiny.en often
+            # ends the transcript at the first pause ("...on Friday evening." and the rest of
+            # the utterance lost: 6 of 24 synthesized phone utterances here, 0 of 24 with
+            # timestamps) for ~20 ms more per call.
+            without_timestamps=False,
             word_timestamps=self.word_timestamps,
             no_speech_threshold=NO_SPEECH_PROB_MAX,
             log_prob_threshold=AVG_LOGPROB_MIN,
@@ -113,7 +117,8 @@ class WhisperSTT:
             for w in seg.words or ():
                 words.append(Word(text=w.word.strip(), start=w.start, end=w.end))
         text = " ".join(t for t in texts if t)
-        if not text:
+        # A lone "." or "-" is what the decoder emits for no words; it is not a turn.
+        if not any(ch.isalnum() for ch in text):
             return Transcript("", confidence=0.0)
         confidence = min(1.0, max(0.0, math.exp(sum(logprobs) / len(logprobs))))
         return Transcript(text=text, confidence=confidence, words=tuple(words))

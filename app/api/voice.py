@@ -1,0 +1,129 @@
+"""Twilio voice: the incoming-call webhook (TwiML) and the Media Streams WebSocket."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app.api.health import hub_of
+from app.calls.session import SocketClosed
+from app.telephony import twiml
+from app.telephony.messages import ProtocolError
+from app.telephony.signature import SignatureVerifier, public_request_url
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["voice"])
+TWIML = "application/xml"
+
+
+@router.post(
+    "/voice/incoming",
+    summary="Twilio incoming-call webhook",
+    response_class=Response,
+    responses={
+        200: {"content": {TWIML: {}}, "description": "TwiML connecting the call to the stream"},
+        403: {"description": "X-Twilio-Signature missing or wrong"},
+    },
+)
+async def incoming_call(request: Request) -> Response:
+    """Answer a call with `<Connect><Stream>` to this server's media-stream socket."""
+    hub = hub_of(request)
+    settings = hub.settings
+    form = await request.form()
+    params = {key: str(value) for key, value in form.items()}
+    if settings.twilio_auth_token is not None:
+        url = public_request_url(
+            str(request.url),
+            request.headers.get("x-forwarded-proto"),
+            request.headers.get("x-forwarded-host"),
+            settings.velox_public_url,
+        )
+        verifier = SignatureVerifier(settings.twilio_auth_token)
+        if not verifier.verify(url, params, request.headers.get("x-twilio-signature")):
+            logger.warning("rejected /voice/incoming: bad X-Twilio-Signature for %s", url)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
+                "VELOX_PUBLIC_URL (or the proxy's X-Forwarded-* headers) is the URL Twilio calls",
+            )
+    call_sid = params.get("CallSid", "")
+    agent = hub.default_agent
+    stream = twiml.stream_url(
+        public_url=settings.velox_public_url,
+        scheme=request.url.scheme,
+        host=request.headers.get("host", request.url.netloc),
+        forwarded_proto=request.headers.get("x-forwarded-proto"),
+        forwarded_host=request.headers.get("x-forwarded-host"),
+    )
+    parameters = {
+        "agentId": agent.id,
+        "callSid": call_sid,
+        "from": params.get("From", ""),
+        "to": params.get("To", ""),
+    }
+    logger.info("call %s: incoming from %s to %s", call_sid, params.get("From"), params.get("To"))
+    return Response(twiml.connect_stream(stream, parameters), media_type=TWIML)
+
+
+class StarletteMediaSocket:
+    """Adapts a Starlette WebSocket to the MediaSocket the call session expects."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def receive_text(self) -> str:
+        """Next text frame; binary frames are not part of the Media Streams protocol."""
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise SocketClosed(message.get("code"))
+        if message.get("text") is not None:
+            return str(message["text"])
+        raise ProtocolError("binary WebSocket frame; Media Streams messages are JSON text")
+
+    async def send_text(self, data: str) -> None:
+        """Send one JSON message to Twilio."""
+        try:
+            await self._ws.send_text(data)
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise SocketClosed(str(exc)) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close once; a socket the peer already closed is left alone."""
+        if self._ws.application_state == WebSocketState.CONNECTED and (
+            self._ws.client_state == WebSocketState.CONNECTED
+        ):
+            await self._ws.close(code=code, reason=reason)
+
+
+async def _media_stream(websocket: WebSocket) -> None:
+    hub = hub_of(websocket)  # type: ignore[arg-type]
+    settings = hub.settings
+    if settings.twilio_auth_token is not None:
+        url = public_request_url(
+            str(websocket.url),
+            websocket.headers.get("x-forwarded-proto"),
+            websocket.headers.get("x-forwarded-host"),
+            settings.velox_public_url,
+        )
+        verifier = SignatureVerifier(settings.twilio_auth_token)
+        if not verifier.verify(url, {}, websocket.headers.get("x-twilio-signature")):
+            logger.warning("rejected media stream: bad X-Twilio-Signature for %s", url)
+            await websocket.close(code=1008, reason="bad X-Twilio-Signature")
+            return
+    await websocket.accept()
+    await hub.serve(StarletteMediaSocket(websocket))
+
+
+@router.websocket("/voice/stream")
+async def media_stream(websocket: WebSocket) -> None:
+    """Twilio Media Streams: one bidirectional call audio stream."""
+    await _media_stream(websocket)
+
+
+@router.websocket("/media-stream")
+async def media_stream_alias(websocket: WebSocket) -> None:
+    """Alias of /voice/stream."""
+    await _media_stream(websocket)

@@ -1,0 +1,55 @@
+"""Builds the engines the settings ask for; heavy model imports happen only here, on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.calls.session import Engines
+from app.llm.base import LanguageModel
+from app.settings import Settings
+from app.speech.base import SpeechToText, TextToSpeech
+
+logger = logging.getLogger(__name__)
+
+
+def build_stt(settings: Settings) -> SpeechToText:
+    """Local Whisper (tiny.en, int8)."""
+    from app.speech.whisper_stt import WhisperSTT
+
+    return WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
+
+
+def build_slm(settings: Settings) -> LanguageModel:
+    """The local small model on llama.cpp."""
+    from app.llm.llama_cpp_llm import LlamaCppLLM
+    from app.llm.model_files import qwen_gguf_path
+
+    return LlamaCppLLM(
+        model_path=qwen_gguf_path(settings.velox_data_dir),
+        threads=settings.slm_threads,
+        context=settings.slm_context,
+        max_tokens=settings.slm_max_tokens,
+        temperature=settings.slm_temperature,
+    )
+
+
+def build_tts(settings: Settings) -> TextToSpeech:
+    """Local Piper voice."""
+    from app.speech.piper_tts import PiperTTS
+
+    return PiperTTS(threads=settings.tts_threads)
+
+
+def build_local_engines(settings: Settings) -> Engines:
+    """All three roles in this process (tests and `velox dev`)."""
+    return Engines(stt=build_stt(settings), llm=build_slm(settings), tts=build_tts(settings))
+
+
+async def prewarm(engine: object, *args: object) -> None:
+    """Run an engine's `prewarm()` if it has one, so the first call does not pay for it."""
+    warm = getattr(engine, "prewarm", None)
+    if warm is not None:
+        result = warm(*args)
+        if asyncio.iscoroutine(result):
+            await result

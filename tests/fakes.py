@@ -1,0 +1,109 @@
+"""Scripted engines for tests: the call loop runs against these without models or Ray."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
+from app.speech.base import AudioChunk, Transcript
+
+SPEECH_RATE = 16000
+
+
+def tone(seconds: float, *, rate: int = 8000, freq: float = 220.0, amp: float = 0.3) -> bytes:
+    """A voiced-sounding test signal: a harmonic-rich tone with a slow amplitude wobble."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 8))
+    wave *= 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)
+    wave = wave / np.max(np.abs(wave)) * amp
+    return (wave * 32767).astype("<i2").tobytes()
+
+
+def silence(seconds: float, *, rate: int = 8000) -> bytes:
+    """Digital silence."""
+    return b"\x00\x00" * int(seconds * rate)
+
+
+@dataclass
+class FakeSTT:
+    """Answers each utterance with the next scripted transcript (or a function of the audio)."""
+
+    script: list[str] = field(default_factory=list)
+    by_audio: Callable[[bytes], str] | None = None
+    delay_s: float = 0.05
+    name: str = "fake-stt"
+    calls: list[int] = field(default_factory=list)
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
+        self.calls.append(len(pcm16))
+        await asyncio.sleep(self.delay_s)
+        if self.by_audio is not None:
+            return Transcript(self.by_audio(pcm16))
+        return Transcript(self.script.pop(0) if self.script else "")
+
+
+@dataclass
+class FakeLLM:
+    """Streams scripted replies word by word; `reply_for` may pick one from the last message."""
+
+    replies: list[str] = field(default_factory=list)
+    reply_for: Callable[[list[Message]], str] | None = None
+    first_token_s: float = 0.05
+    per_token_s: float = 0.01
+    name: str = "fake-llm"
+    seen: list[list[Message]] = field(default_factory=list)
+    cancelled: int = 0
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+    ) -> AsyncIterator[LLMEvent]:
+        self.seen.append(list(messages))
+        if self.reply_for is not None:
+            text = self.reply_for(messages)
+        else:
+            text = self.replies.pop(0) if self.replies else "Okay."
+        try:
+            await asyncio.sleep(self.first_token_s)
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                yield TextDelta(word if i == 0 else " " + word)
+                await asyncio.sleep(self.per_token_s)
+            yield Usage(model=self.name, prompt_tokens=10, completion_tokens=len(words))
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+
+
+@dataclass
+class FakeTTS:
+    """Speaks `seconds_per_word` of tone per word, in 100 ms chunks."""
+
+    seconds_per_word: float = 0.25
+    sample_rate: int = SPEECH_RATE
+    first_chunk_s: float = 0.02
+    name: str = "fake-tts"
+    spoken: list[str] = field(default_factory=list)
+
+    async def stream(self, text: str, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        self.spoken.append(text)
+        audio = tone(len(text.split()) * self.seconds_per_word, rate=self.sample_rate, freq=330)
+        step = self.sample_rate // 10 * 2
+        await asyncio.sleep(self.first_chunk_s)
+        for i in range(0, len(audio), step):
+            yield AudioChunk(audio[i : i + step], self.sample_rate)
+            await asyncio.sleep(0)
+
+
+@dataclass
+class StallingLLM(FakeLLM):
+    """Never produces a token: exercises the first-token deadline."""
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+    ) -> AsyncIterator[LLMEvent]:
+        await asyncio.sleep(3600)
+        yield TextDelta("never")

@@ -1,0 +1,151 @@
+"""The local engines (Whisper, Piper, llama.cpp) with their real models, on CPU."""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+
+import numpy as np
+import pytest
+
+from app.llm.base import Message, TextDelta, Usage
+from app.llm.llama_cpp_llm import LlamaCppLLM
+from app.llm.model_files import qwen_gguf_path
+from app.settings import get_settings
+from app.speech.base import AudioChunk
+from app.speech.piper_tts import PiperTTS
+from app.speech.whisper_stt import WhisperSTT
+from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw, resample_pcm16
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "You are a helpful phone assistant. Answer in one short sentence."
+
+
+@pytest.fixture(scope="module")
+def tts() -> PiperTTS:
+    return PiperTTS(threads=get_settings().tts_threads)
+
+
+@pytest.fixture(scope="module")
+def stt() -> WhisperSTT:
+    settings = get_settings()
+    return WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlamaCppLLM:
+    pytest.importorskip("llama_cpp")
+    settings = get_settings()
+    return LlamaCppLLM(
+        model_path=qwen_gguf_path(settings.velox_data_dir),
+        threads=settings.slm_threads,
+        context=settings.slm_context,
+        max_tokens=settings.slm_max_tokens,
+        temperature=settings.slm_temperature,
+    )
+
+
+async def speak(tts: PiperTTS, text: str) -> bytes:
+    return b"".join([chunk.pcm16 async for chunk in tts.stream(text)])
+
+
+async def test_stt_hears_a_phone_quality_question(tts: PiperTTS, stt: WhisperSTT) -> None:
+    pcm = await speak(tts, "What time do you open tomorrow?")
+    # What the model gets on a call: 8 kHz, through G.711 mu-law and back.
+    phone = mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, tts.sample_rate, 8000)))
+    await stt.prewarm()
+    started = time.perf_counter()
+    transcript = await stt.transcribe(phone, 8000)
+    print(f"\nSTT {len(phone) / 16000:.2f} s of audio in {time.perf_counter() - started:.3f} s")
+    text = transcript.text.lower()
+    assert "open" in text and "tomorrow" in text, transcript
+    assert 0.0 < transcript.confidence <= 1.0
+
+
+async def test_stt_silence_is_empty(stt: WhisperSTT) -> None:
+    assert (await stt.transcribe(bytes(16000), 8000)).text == ""
+
+
+async def test_stt_too_short_audio_is_empty(stt: WhisperSTT) -> None:
+    assert (await stt.transcribe(bytes(40), 8000)).text == ""
+
+
+async def test_tts_streams_audible_speech(tts: PiperTTS) -> None:
+    started = time.perf_counter()
+    chunks: list[AudioChunk] = []
+    first_after = 0.0
+    async for chunk in tts.stream("Hello! Thanks for calling. How can I help you today?"):
+        if not chunks:
+            first_after = time.perf_counter() - started
+        chunks.append(chunk)
+    print(f"\nTTS first chunk after {first_after:.3f} s, {len(chunks)} chunks")
+    assert len(chunks) >= 2  # one per sentence at least
+    assert all(c.sample_rate == 22050 for c in chunks)
+    samples = np.frombuffer(b"".join(c.pcm16 for c in chunks), dtype="<i2")
+    assert len(samples) > 22050  # more than a second of speech
+    assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 500
+
+
+async def test_tts_stops_when_closed_early(tts: PiperTTS) -> None:
+    text = "First sentence. " + " ".join(f"Sentence number {n}." for n in range(20))
+    async with aclosing(tts.stream(text)) as stream:
+        async for chunk in stream:
+            assert chunk.pcm16
+            break
+    # The engine is free again right away: the remaining sentences were not synthesized.
+    started = time.perf_counter()
+    assert await speak(tts, "Still here.")
+    print(f"\nTTS after an early close: {time.perf_counter() - started:.3f} s")
+
+
+async def _reply(llm: LlamaCppLLM, messages: list[Message]) -> tuple[str, Usage, float]:
+    started = time.perf_counter()
+    first: float | None = None
+    text = ""
+    usage: Usage | None = None
+    async for event in llm.stream(messages):
+        if isinstance(event, TextDelta):
+            first = first if first is not None else time.perf_counter() - started
+            text += event.text
+        elif isinstance(event, Usage):
+            usage = event
+    assert usage is not None and first is not None
+    return text, usage, first
+
+
+async def test_llm_answers_and_reuses_the_conversation_cache(llm: LlamaCppLLM) -> None:
+    france = [Message("system", SYSTEM), Message("user", "What is the capital of France?")]
+    reply, usage, ttft = await _reply(llm, france)
+    print(f"\nLLM turn 1: TTFT {ttft:.3f} s {usage} {reply!r}")
+    assert "paris" in reply.lower()
+    assert usage.prompt_tokens > 10 and usage.completion_tokens > 0
+
+    # Another conversation in between pushes the first one out of llama.cpp's live state.
+    other_system = SYSTEM + " You work for Bella's Bakery, open 7 am to 6 pm on weekdays."
+    other = [Message("system", other_system), Message("user", "When do you close?")]
+    other_reply, other_usage, other_ttft = await _reply(llm, other)
+    print(f"LLM other conversation turn 1: TTFT {other_ttft:.3f} s {other_usage} {other_reply!r}")
+
+    france2 = [*france, Message("assistant", reply), Message("user", "And of Germany?")]
+    _, usage2, ttft2 = await _reply(llm, france2)
+    print(f"LLM turn 2 (restored from the RAM cache): TTFT {ttft2:.3f} s {usage2}")
+    assert usage2.cached_tokens >= usage.prompt_tokens
+
+    other2 = [*other, Message("assistant", other_reply), Message("user", "Do you sell bread?")]
+    _, other_usage2, other_ttft2 = await _reply(llm, other2)
+    print(f"LLM other conversation turn 2: TTFT {other_ttft2:.3f} s {other_usage2}")
+    assert other_usage2.cached_tokens >= other_usage.prompt_tokens
+
+
+async def test_llm_stops_when_the_consumer_leaves(llm: LlamaCppLLM) -> None:
+    story = [Message("system", SYSTEM), Message("user", "Tell me a very long story about a ship.")]
+    async for event in llm.stream(story):
+        assert isinstance(event, TextDelta)
+        break
+    started = time.perf_counter()
+    reply, _, _ = await _reply(
+        llm, [Message("system", SYSTEM), Message("user", "What is the capital of France?")]
+    )
+    print(f"\nLLM after a cancelled stream: reply in {time.perf_counter() - started:.3f} s")
+    assert "paris" in reply.lower()

@@ -1,0 +1,334 @@
+"""CallSession against scripted engines and an in-memory Twilio that plays audio in real time."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from app.calls.phrases import PhraseCache
+from app.calls.recorder import CallSummary, TurnRecord
+from app.calls.session import APOLOGY, CallSession, Engines, SocketClosed, is_backchannel
+from app.conversation.agent import AgentProfile
+from app.observability.metrics import Metrics
+from app.settings import Settings
+from app.telephony.audio import frames, pcm16_to_mulaw
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, StallingLLM, silence, tone
+
+STREAM = "MZ" + "0" * 32
+CALL = "CA" + "1" * 32
+
+
+class MemoryRecorder:
+    def __init__(self) -> None:
+        self.turns: list[TurnRecord] = []
+        self.ended: list[CallSummary] = []
+
+    async def call_started(self, call_sid: str, metadata: dict[str, Any]) -> None:
+        pass
+
+    async def turn_finished(self, record: TurnRecord) -> None:
+        self.turns.append(record)
+
+    async def call_ended(self, summary: CallSummary) -> None:
+        self.ended.append(summary)
+
+
+class Phone:
+    """Twilio's side of the socket: plays outbound audio at 20 ms a frame and echoes marks."""
+
+    def __init__(self) -> None:
+        self.inbound: asyncio.Queue[str | None] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.queue: list[tuple[str, Any]] = []  # ("audio", bytes) | ("mark", name)
+        self.played = bytearray()
+        self.closed: tuple[int, str] | None = None
+        self.wake = asyncio.Event()
+        self.player = asyncio.get_event_loop().create_task(self._play())
+        self.seq = 0
+
+    # MediaSocket
+    async def receive_text(self) -> str:
+        item = await self.inbound.get()
+        if item is None:
+            raise SocketClosed()
+        return item
+
+    async def send_text(self, data: str) -> None:
+        message = json.loads(data)
+        self.sent.append(message)
+        if message["event"] == "media":
+            self.queue.append(("audio", base64.b64decode(message["media"]["payload"])))
+        elif message["event"] == "mark":
+            self.queue.append(("mark", message["mark"]["name"]))
+        elif message["event"] == "clear":
+            marks = [v for k, v in self.queue if k == "mark"]
+            self.queue.clear()
+            for name in marks:
+                self._echo(name)
+        self.wake.set()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+        self.player.cancel()
+
+    async def _play(self) -> None:
+        while True:
+            if not self.queue:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            kind, value = self.queue.pop(0)
+            if kind == "mark":
+                self._echo(value)
+            else:
+                self.played += value
+                await asyncio.sleep(0.02)
+
+    def _echo(self, name: str) -> None:
+        self.seq += 1
+        self.put({"event": "mark", "sequenceNumber": str(self.seq), "streamSid": STREAM,
+                  "mark": {"name": name}})
+
+    # Caller side
+    def put(self, message: dict[str, Any]) -> None:
+        self.inbound.put_nowait(json.dumps(message))
+
+    def start(self) -> None:
+        self.put({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        self.put({"event": "start", "sequenceNumber": "1", "streamSid": STREAM,
+                  "start": {"accountSid": "AC" + "2" * 32, "streamSid": STREAM, "callSid": CALL,
+                            "tracks": ["inbound"], "customParameters": {"agentId": "default"},
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                            "channels": 1}}})
+
+    async def say(self, pcm16: bytes, *, realtime: bool = True) -> None:
+        for frame in frames(pcm16_to_mulaw(pcm16)):
+            self.seq += 1
+            self.put({"event": "media", "sequenceNumber": str(self.seq), "streamSid": STREAM,
+                      "media": {"track": "inbound", "chunk": str(self.seq), "timestamp": "0",
+                                "payload": base64.b64encode(frame).decode()}})
+            if realtime:
+                await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        self.put({"event": "stop", "sequenceNumber": "99", "streamSid": STREAM,
+                  "stop": {"accountSid": "AC" + "2" * 32, "callSid": CALL}})
+
+    def media_count(self) -> int:
+        return sum(1 for m in self.sent if m["event"] == "media")
+
+    async def until_heard(self, timeout: float = 10.0) -> None:
+        """Until some agent audio arrived and all of it has been played."""
+        async with asyncio.timeout(timeout):
+            while not self.played or self.queue:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+
+
+def make_session(phone: Phone, *, stt: Any = None, llm: Any = None, tts: Any = None,
+                 **overrides: Any) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
+    settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    engines = Engines(stt=stt or FakeSTT(), llm=llm or FakeLLM(), tts=tts or FakeTTS())
+    recorder = MemoryRecorder()
+    metrics = Metrics()
+    agent = AgentProfile(id="default", name="Test", system_prompt="Be brief.",
+                         greeting="Hello, how can I help?")
+    session = CallSession(phone, engines=engines, settings=settings, metrics=metrics,
+                          recorder=recorder, phrases=PhraseCache(engines.tts),
+                          agent_for=lambda _p: agent)
+    return session, recorder, metrics, engines
+
+
+def failed_count(metrics: Metrics) -> float:
+    return metrics.calls_total.labels(status="failed")._value.get()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("{not json", "JSON"),
+        ('{"event": "bogus", "streamSid": "MZ1"}', "bogus"),
+        ('{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound",'
+         '"chunk":"1","timestamp":"0","payload":"@@@"}}', "base64"),
+    ],
+)
+async def test_bad_input_before_start_fails_the_call_cleanly(raw: str, reason: str) -> None:
+    phone = Phone()
+    session, recorder, metrics, _ = make_session(phone)
+    phone.put({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    phone.inbound.put_nowait(raw)
+    summary = await asyncio.wait_for(session.run(), 5)
+    assert summary.status == "failed"
+    assert reason.lower() in summary.reason.lower()
+    assert failed_count(metrics) == 1
+    assert phone.closed is not None and phone.closed[0] == 1008
+
+
+async def test_bad_audio_mid_call_fails_only_that_call() -> None:
+    phone = Phone()
+    session, recorder, metrics, _ = make_session(phone)
+    phone.start()
+    phone.put({"event": "media", "sequenceNumber": "2", "streamSid": STREAM,
+               "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": ""}})
+    summary = await asyncio.wait_for(session.run(), 5)
+    assert summary.status == "failed" and "payload" in summary.reason
+    assert metrics.active_calls._value.get() == 0
+
+
+async def test_abrupt_disconnect_is_a_failed_call_with_a_reason() -> None:
+    phone = Phone()
+    session, recorder, metrics, _ = make_session(phone)
+    phone.start()
+    phone.inbound.put_nowait(None)
+    summary = await asyncio.wait_for(session.run(), 5)
+    assert summary.status == "failed" and "without a stop" in summary.reason
+    assert recorder.ended and recorder.ended[0].status == "failed"
+
+
+async def test_greeting_then_a_turn_then_hang_up() -> None:
+    phone = Phone()
+    stt = FakeSTT(script=["What time do you open?"])
+    llm = FakeLLM(replies=["We open at nine. See you then."])
+    session, recorder, metrics, engines = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(0.3)
+    assert phone.media_count() > 0, "the greeting starts right after start"
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(1.2))
+    await asyncio.sleep(2.5)
+    phone.stop()
+    summary = await asyncio.wait_for(task, 5)
+
+    assert summary.status == "completed"
+    assert stt.calls, "the caller's speech was transcribed"
+    prompt = llm.seen[-1]
+    assert prompt[0].role == "system" and prompt[-1].content == "What time do you open?"
+    assert prompt[1].content == "Hello, how can I help?"
+    answered = [t for t in recorder.turns if t.caller_text]
+    assert answered[0].agent_text == "We open at nine. See you then."
+    assert not answered[0].interrupted
+    timings = answered[0].timings
+    assert timings.voice_to_voice_s is not None and timings.voice_to_voice_s > 0
+    assert timings.stt_s is not None and timings.llm_ttft_s is not None
+    assert metrics.e2e_latency._sum.get() > 0
+
+
+async def test_speculative_reply_is_discarded_when_the_caller_goes_on() -> None:
+    phone = Phone()
+    stt = FakeSTT(by_audio=lambda pcm: "long" if len(pcm) > 16000 * 1.2 else "short")
+    llm = FakeLLM(reply_for=lambda m: f"You said {m[-1].content}.", first_token_s=0.3)
+    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    before = phone.media_count()
+    # 350 ms gap: long enough to prepare an answer, too short to end the turn
+    await phone.say(tone(0.6) + silence(0.35) + tone(0.6) + silence(1.5))
+    await asyncio.sleep(1.5)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert len(stt.calls) >= 2, "transcribed at the pause and again at the end"
+    answered = [t for t in recorder.turns if t.caller_text]
+    assert [t.caller_text for t in answered] == ["long"]
+    assert answered[0].agent_text == "You said long."
+    assert phone.media_count() > before
+
+
+async def test_barge_in_clears_and_history_keeps_only_what_was_heard() -> None:
+    phone = Phone()
+    stt = FakeSTT(script=["Tell me everything.", "Stop, what about Sunday?"])
+    long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 8)
+    llm = FakeLLM(replies=[long_reply, "Closed on Sunday."])
+    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(0.8))
+    # wait for the reply audio to be playing
+    async with asyncio.timeout(5):
+        while not phone.played or len(phone.played) < 8000 * 3:
+            await asyncio.sleep(0.05)
+    await phone.say(tone(1.0) + silence(1.0))
+    await asyncio.sleep(1.5)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+
+    assert any(m["event"] == "clear" for m in phone.sent)
+    interrupted = [t for t in recorder.turns if t.interrupted]
+    assert interrupted, "the long reply was cut"
+    heard = interrupted[0].agent_text
+    assert heard and len(heard) < len(long_reply)
+    assert long_reply.startswith(heard.rstrip("…").rsplit(" ", 1)[0])
+    assert 0 < metrics.barge_in_latency._sum.get() < 0.3, "clear within 300 ms of speech onset"
+    history_reply = [m.content for m in llm.seen[-1] if m.role == "assistant"][-1]
+    assert history_reply == heard
+
+
+async def test_backchannel_does_not_take_the_turn() -> None:
+    phone = Phone()
+    stt = FakeSTT(script=["Tell me everything.", "uh-huh"])
+    long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
+    llm = FakeLLM(replies=[long_reply, "SHOULD NOT BE SAID"])
+    session, recorder, _, engines = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(0.8))
+    async with asyncio.timeout(5):
+        while len(phone.played) < 8000 * 2:
+            await asyncio.sleep(0.05)
+    await phone.say(tone(0.3) + silence(0.8))
+    async with asyncio.timeout(15):
+        while not any(t.caller_text == "Tell me everything." for t in recorder.turns):
+            await asyncio.sleep(0.1)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert len(llm.seen) == 1, "a backchannel is not answered"
+    turn = next(t for t in recorder.turns if t.caller_text == "Tell me everything.")
+    assert not turn.interrupted and turn.agent_text == long_reply
+
+
+async def test_a_stalled_llm_gets_a_spoken_apology() -> None:
+    phone = Phone()
+    tts = FakeTTS()
+    session, recorder, metrics, _ = make_session(
+        phone, stt=FakeSTT(script=["Hello?"]), llm=StallingLLM(), tts=tts,
+        llm_first_token_timeout_s=0.3,
+    )
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.5) + silence(1.0))
+    await asyncio.sleep(1.5)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert APOLOGY in tts.spoken
+    assert metrics.turns_total.labels(outcome="llm_timeout")._value.get() == 1
+
+
+async def test_two_calls_one_broken_the_other_unharmed() -> None:
+    good, bad = Phone(), Phone()
+    s1, rec1, _, _ = make_session(good, stt=FakeSTT(script=["Hi"]), llm=FakeLLM(replies=["Hey."]))
+    s2, _, _, _ = make_session(bad)
+    good.start()
+    bad.start()
+    t1 = asyncio.create_task(s1.run())
+    t2 = asyncio.create_task(s2.run())
+    await good.until_heard()
+    bad.inbound.put_nowait("{garbage")
+    assert (await asyncio.wait_for(t2, 5)).status == "failed"
+    await good.say(tone(0.5) + silence(1.0))
+    await asyncio.sleep(1.5)
+    good.stop()
+    assert (await asyncio.wait_for(t1, 5)).status == "completed"
+    assert any(t.caller_text == "Hi" and t.agent_text == "Hey." for t in rec1.turns)
+
+
+def test_backchannel_words() -> None:
+    assert is_backchannel("Uh-huh.") and is_backchannel("yeah") and is_backchannel("Okay, right.")
+    assert not is_backchannel("Wait, what about Sunday?") and not is_backchannel("no")

@@ -1,0 +1,419 @@
+"""The call simulator against a tiny fake Velox server that speaks Twilio's Media Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+from twilio.request_validator import RequestValidator
+
+from app.simulator import (
+    CallerTurn,
+    CallSetupError,
+    load_wav_8k,
+    mulaw_to_wav,
+    open_stream,
+    place_call,
+    save_wav,
+)
+from app.simulator.caller import _Playback
+from app.telephony.audio import frames, mulaw_to_pcm16, pcm16_to_mulaw
+
+RATE = 8000
+VOICED_RMS = 500.0
+
+
+def tone(seconds: float, freq: float = 440.0, rate: int = RATE) -> bytes:
+    """A sine tone as 16-bit PCM: loud enough to count as speech."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * freq * t)).astype("<i2").tobytes()
+
+
+def rms(mulaw: bytes) -> float:
+    pcm = np.frombuffer(mulaw_to_pcm16(mulaw), dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(pcm**2))) if len(pcm) else 0.0
+
+
+@dataclass
+class FakeState:
+    """How the fake server behaves, and what it saw."""
+
+    stream_url: str | None = None  # None: ws://<the host it was called on>/voice/stream
+    reject: bool = False
+    auth_token: str | None = None
+    reply_lengths_s: list[float] = field(default_factory=lambda: [0.5])
+    misbehave: bool = False
+    webhook_forms: list[dict[str, str]] = field(default_factory=list)
+    signatures_valid: list[bool] = field(default_factory=list)
+    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    marks_sent: dict[str, float] = field(default_factory=dict)
+    mark_echoes: dict[str, float] = field(default_factory=dict)
+    clears_sent: list[float] = field(default_factory=list)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.received if m.get("event") == name]
+
+
+def fake_app(state: FakeState) -> FastAPI:
+    """Greets with a 0.5 s tone; answers each ~0.3 s utterance after 0.4 s of silence."""
+    app = FastAPI()
+
+    @app.post("/voice/incoming")
+    async def incoming(request: Request) -> Response:
+        # Parsed by hand: Starlette's request.form() needs python-multipart.
+        form = dict(parse_qsl((await request.body()).decode()))
+        state.webhook_forms.append(form)
+        if state.auth_token is not None:
+            signature = request.headers.get("x-twilio-signature", "")
+            validator = RequestValidator(state.auth_token)
+            state.signatures_valid.append(validator.validate(str(request.url), form, signature))
+        if state.reject:
+            twiml = "<Response><Say>Sorry, we are closed.</Say><Hangup/></Response>"
+        else:
+            url = state.stream_url or f"ws://{request.url.netloc}/voice/stream"
+            twiml = (
+                f'<Response><Connect><Stream url="{url}">'
+                '<Parameter name="agentId" value="demo"/>'
+                "</Stream></Connect></Response>"
+            )
+        return Response(content=twiml, media_type="text/xml")
+
+    @app.websocket("/voice/stream")
+    async def stream(ws: WebSocket) -> None:
+        if state.auth_token is not None:
+            public_url = state.stream_url or f"ws://{ws.url.netloc}/voice/stream"
+            signature = ws.headers.get("x-twilio-signature", "")
+            valid = RequestValidator(state.auth_token).validate(public_url, {}, signature)
+            state.signatures_valid.append(valid)
+            if not valid:
+                await ws.close(code=1008)  # before accept: the handshake is refused with 403
+                return
+        await ws.accept()
+        stream_sid = ""
+        playing: str | None = None  # the mark behind the audio the caller is hearing
+        cleared = False
+        voiced = silent = replies = 0
+
+        async def say(seconds: float, name: str) -> None:
+            nonlocal playing, cleared
+            for frame in frames(pcm16_to_mulaw(tone(seconds))):
+                payload = base64.b64encode(frame).decode()
+                await ws.send_json(
+                    {"event": "media", "streamSid": stream_sid, "media": {"payload": payload}}
+                )
+            await ws.send_json({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
+            state.marks_sent[name] = time.monotonic()
+            playing, cleared = name, False
+
+        try:
+            while True:
+                try:
+                    message = json.loads(await ws.receive_text())
+                except ValueError:
+                    continue  # a test sent garbage on purpose
+                now = time.monotonic()
+                state.received.append((now, message))
+                event = message["event"]
+                if event == "start":
+                    stream_sid = message["streamSid"]
+                    if state.misbehave:
+                        await ws.send_text("this is not json")
+                        await ws.send_json({"event": "media", "streamSid": "MZwrong"})
+                        await ws.send_json(
+                            {"event": "media", "streamSid": stream_sid, "media": {"payload": "!"}}
+                        )
+                        await ws.send_json({"event": "dance", "streamSid": stream_sid})
+                    await say(0.5, "greeting")
+                elif event == "mark":
+                    name = message["mark"]["name"]
+                    state.mark_echoes[name] = now
+                    if name == playing:
+                        playing = None
+                elif event == "media":
+                    loud = rms(base64.b64decode(message["media"]["payload"])) > VOICED_RMS
+                    if loud:
+                        voiced, silent = voiced + 1, 0
+                        if playing is not None and not cleared and voiced >= 3:
+                            # The caller talks over the agent: stop its audio (barge-in).
+                            await ws.send_json({"event": "clear", "streamSid": stream_sid})
+                            state.clears_sent.append(time.monotonic())
+                            cleared = True
+                    elif voiced >= 15:
+                        silent += 1
+                        if silent >= 20:
+                            length = state.reply_lengths_s[min(replies, len(state.reply_lengths_s) - 1)]
+                            replies += 1
+                            voiced = silent = 0
+                            await say(length, f"reply-{replies}")
+                elif event == "stop":
+                    break
+        except WebSocketDisconnect:
+            pass
+
+    return app
+
+
+@dataclass
+class FakeServer:
+    base_url: str
+    state: FakeState
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeServer]:
+    state = FakeState()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        fake_app(state),
+        log_level="warning",
+        ws="websockets-sansio",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
+    uv = uvicorn.Server(config)
+    task = asyncio.create_task(uv.serve(sockets=[sock]))
+    while not uv.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield FakeServer(base_url=f"http://127.0.0.1:{port}", state=state)
+    finally:
+        uv.should_exit = True
+        await task
+        sock.close()
+
+
+def utterance(seconds: float = 0.36) -> bytes:
+    return tone(seconds, freq=300.0)
+
+
+async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> None:
+    events: list[str] = []
+    result = await place_call(
+        server.base_url,
+        [CallerTurn(audio_pcm16_8k=utterance(), text="hello")],
+        reply_silence_s=0.3,
+        timeout_s=5,
+        on_event=lambda name, _: events.append(name),
+    )
+    state = server.state
+    assert result.violations == []
+    assert result.ended_by == "caller"
+
+    # The webhook carried Twilio's incoming-call parameters.
+    form = state.webhook_forms[0]
+    assert form["CallSid"] == result.call_sid and form["CallSid"].startswith("CA")
+    assert len(form["CallSid"]) == 34
+    assert form["CallStatus"] == "ringing" and form["Direction"] == "inbound"
+    assert form["To"] == form["Called"] == "+15550100"
+
+    # connected, then start with the TwiML's <Parameter>s, then numbered messages.
+    messages = [m for _, m in state.received]
+    assert messages[0] == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    start = messages[1]
+    assert start["event"] == "start" and start["sequenceNumber"] == "1"
+    assert start["start"]["customParameters"] == {"agentId": "demo"}
+    assert start["start"]["callSid"] == result.call_sid
+    assert start["start"]["tracks"] == ["inbound"]
+    assert start["start"]["mediaFormat"] == {
+        "encoding": "audio/x-mulaw",
+        "sampleRate": 8000,
+        "channels": 1,
+    }
+    assert start["streamSid"] == result.stream_sid
+    numbers = [int(m["sequenceNumber"]) for m in messages[1:]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert messages[-1]["event"] == "stop"
+    assert messages[-1]["stop"] == {"accountSid": result.account_sid, "callSid": result.call_sid}
+
+    media = state.events("media")
+    assert [m["media"]["chunk"] for m in media] == [str(i) for i in range(1, len(media) + 1)]
+    assert all(m["media"]["timestamp"] == str((i) * 20) for i, m in enumerate(media))
+    assert all(len(base64.b64decode(m["media"]["payload"])) == 160 for m in media)
+    assert all(m["media"]["track"] == "inbound" for m in media)
+
+    # Paced in real time: N frames take roughly N * 20 ms (loosely; CI machines jitter).
+    media_times = [t for t, m in state.received if m.get("event") == "media"]
+    span = media_times[-1] - media_times[0]
+    assert 0.7 < span / ((len(media_times) - 1) * 0.02) < 1.4
+
+    # Marks come back once the audio before them has played (0.5 s), not on arrival.
+    assert result.marks_echoed == ["greeting", "reply-1"]
+    for name in ("greeting", "reply-1"):
+        delay = state.mark_echoes[name] - state.marks_sent[name]
+        assert 0.4 < delay < 1.5, (name, delay)
+
+    assert result.greeting_latency_s is not None and 0 < result.greeting_latency_s < 1
+    assert len(result.greeting_audio) == 4000
+    turn = result.turns[0]
+    assert turn.text == "hello" and not turn.timed_out
+    assert turn.voice_to_voice_s is not None and 0.3 < turn.voice_to_voice_s < 1.5
+    assert turn.first_reply_audio_at is not None and turn.speech_end_at is not None
+    assert turn.first_reply_audio_at > turn.speech_end_at
+    assert len(turn.reply_audio) == 4000
+    assert turn.marks_echoed == ["reply-1"]
+    assert result.events_received == {"media": 50, "mark": 2}
+    assert result.events_sent["mark"] == 2 and result.events_sent["stop"] == 1
+    assert {"call.answered", "greeting", "caller.says", "call.ended"} <= set(events)
+    json.dumps(result.to_dict())
+
+
+async def test_barge_in_gets_a_clear_and_pending_marks_come_back_at_once(
+    server: FakeServer,
+) -> None:
+    server.state.reply_lengths_s = [2.0, 0.5]
+    result = await place_call(
+        server.base_url,
+        [
+            CallerTurn(audio_pcm16_8k=utterance(), text="tell me a story", wait_for_reply=False),
+            CallerTurn(audio_pcm16_8k=utterance(), text="stop", barge_in_after_s=0.3),
+        ],
+        reply_silence_s=0.3,
+        timeout_s=5,
+    )
+    state = server.state
+    assert result.violations == []
+    assert len(state.clears_sent) == 1
+    # The 2 s reply was cut short: its mark came back right after the clear.
+    echo = state.mark_echoes["reply-1"]
+    assert echo - state.clears_sent[0] < 0.2
+    assert echo - state.marks_sent["reply-1"] < 1.5
+
+    first, interruption = result.turns
+    assert first.voice_to_voice_s is not None and first.voice_to_voice_s > 0
+    assert interruption.barge_in and interruption.clear_at is not None
+    assert interruption.barge_in_stop_s is not None and 0 < interruption.barge_in_stop_s < 0.5
+    assert interruption.voice_to_voice_s is not None and interruption.voice_to_voice_s > 0
+    assert interruption.marks_echoed == ["reply-1", "reply-2"]
+
+
+async def test_fast_mode_sends_speech_unpaced(server: FakeServer) -> None:
+    result = await place_call(
+        server.base_url,
+        [CallerTurn(audio_pcm16_8k=utterance(), text="hi", dtmf="12")],
+        realtime=False,
+        reply_silence_s=0.2,
+        timeout_s=5,
+    )
+    state = server.state
+    assert result.violations == []
+    assert [m["dtmf"] for m in state.events("dtmf")] == [
+        {"track": "inbound_track", "digit": "1"},
+        {"track": "inbound_track", "digit": "2"},
+    ]
+    loud = [
+        t
+        for t, m in state.received
+        if m.get("event") == "media" and rms(base64.b64decode(m["media"]["payload"])) > 500
+    ]
+    assert len(loud) == 18 and loud[-1] - loud[0] < 0.2  # 0.36 s of speech, sent in a burst
+    # Audio counts as played on arrival, so marks come straight back.
+    assert state.mark_echoes["greeting"] - state.marks_sent["greeting"] < 0.2
+    assert result.turns[0].dtmf_sent == "12"
+    assert result.turns[0].voice_to_voice_s is not None
+
+
+async def test_rejected_call(server: FakeServer) -> None:
+    server.state.reject = True
+    result = await place_call(server.base_url, [], timeout_s=5)
+    assert result.rejected and result.rejected_say == "Sorry, we are closed."
+    assert result.stream_sid is None and server.state.received == []
+
+
+async def test_signatures_and_public_stream_host(server: FakeServer) -> None:
+    state = server.state
+    state.auth_token = "s3cret"
+    # The server names its public host, which the simulator cannot reach: it keeps the path.
+    state.stream_url = "wss://voice.example.com/voice/stream"
+    result = await place_call(
+        server.base_url,
+        [],
+        auth_token="s3cret",
+        realtime=False,
+        reply_silence_s=0.1,
+        timeout_s=5,
+    )
+    assert state.signatures_valid == [True, True]
+    assert result.stream_url == "wss://voice.example.com/voice/stream"
+    assert result.greeting_latency_s is not None and result.ended_by == "caller"
+
+    with pytest.raises(CallSetupError) as refused:
+        await open_stream(server.base_url, auth_token="s3cret", signature="bogus")
+    assert refused.value.status_code == 403
+
+
+async def test_violations_are_recorded_not_raised(server: FakeServer) -> None:
+    server.state.misbehave = True
+    result = await place_call(
+        server.base_url, [], realtime=False, reply_silence_s=0.1, timeout_s=5
+    )
+    assert len(result.violations) == 4, result.violations
+    assert any("not JSON" in v for v in result.violations)
+    assert any("MZwrong" in v for v in result.violations)
+    assert any("base64" in v for v in result.violations)
+    assert any("'dance'" in v for v in result.violations)
+    assert result.greeting_latency_s is not None
+
+
+async def test_raw_stream_and_abrupt_hangup(server: FakeServer) -> None:
+    raw = await open_stream(server.base_url)
+    assert raw.custom_parameters == {"agentId": "demo"}
+    mark = await raw.wait_for("mark", 2)
+    assert mark is not None and mark["mark"]["name"] == "greeting"
+    await raw.send_media(b"\xff" * 160)
+    await raw.send_text("{not json")  # what a test of the server's input checks would send
+    await raw.close(abrupt=True)
+    assert raw.close_code == 1006
+
+
+async def test_playback_clear_echoes_pending_marks_in_order() -> None:
+    echoed: list[str] = []
+
+    async def echo(name: str) -> None:
+        echoed.append(name)
+
+    playback = _Playback(echo, realtime=True)
+    loud = pcm16_to_mulaw(tone(0.02))
+    playback.push_audio(loud, 0.0, True)
+    await playback.push_mark("a")
+    playback.push_audio(loud * 3, 0.0, True)
+    await playback.push_mark("b")
+    await playback.tick(0.0)  # plays the first 20 ms: "a" is reached at its end
+    assert echoed == []
+    await playback.tick(0.02)
+    assert echoed == ["a"]
+    assert await playback.clear() == ["b"]
+    assert echoed == ["a", "b"] and playback.queued_bytes == 0
+
+
+def test_wav_helpers(tmp_path: Path) -> None:
+    mono = np.frombuffer(tone(1.0, rate=16000), dtype="<i2")
+    stereo = np.stack([mono, mono], axis=1).astype("<i2").tobytes()
+    path = tmp_path / "stereo16k.wav"
+    import wave
+
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(stereo)
+    pcm = load_wav_8k(path)
+    assert abs(len(pcm) // 2 - 8000) <= 8
+
+    out = tmp_path / "agent.wav"
+    mulaw_to_wav(out, pcm16_to_mulaw(pcm))
+    save_wav(tmp_path / "plain.wav", pcm, 8000)
+    assert abs(len(load_wav_8k(out)) - len(pcm)) <= 16
