@@ -315,13 +315,22 @@ def _call_params(
 
 
 async def _post_incoming_call(
-    base_url: str, params: dict[str, str], *, auth_token: str | None, timeout_s: float
+    base_url: str,
+    params: dict[str, str],
+    *,
+    auth_token: str | None,
+    public_url: str | None,
+    timeout_s: float,
 ) -> tuple[str, _Answer]:
-    """POST the incoming-call webhook; return its URL and the parsed TwiML answer."""
+    """POST the incoming-call webhook; return the URL Twilio called and the TwiML answer."""
     url = f"{base_url.rstrip('/')}/voice/incoming"
+    # Twilio signs the URL it called: the public one when the server sits behind a proxy.
+    called = f"{public_url.rstrip('/')}/voice/incoming" if public_url else url
     headers = {"User-Agent": "TwilioProxy/1.1"}
+    if public_url:
+        headers.update(_forwarded_headers(called))
     if auth_token is not None:
-        headers["X-Twilio-Signature"] = _signature(auth_token, url, params)
+        headers["X-Twilio-Signature"] = _signature(auth_token, called, params)
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as http:
             response = await http.post(url, data=params, headers=headers)
@@ -337,25 +346,33 @@ async def _post_incoming_call(
     content_type = response.headers.get("content-type", "").split(";")[0].strip()
     if content_type not in ("text/xml", "application/xml"):
         answer.violations.append(f"webhook answered Content-Type {content_type!r}, not text/xml")
-    return url, answer
+    return called, answer
 
 
-def _socket_url(stream_url: str, base_url: str) -> str:
-    """Where to actually connect: the server may name its public host, which we cannot reach."""
+def _forwarded_headers(public: str) -> dict[str, str]:
+    """What a TLS-terminating proxy in front of the server adds for a request to `public`."""
+    parts = urlsplit(public)
+    proto = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return {"X-Forwarded-Proto": proto, "X-Forwarded-Host": parts.netloc}
+
+
+def _socket_url(stream_url: str, base_url: str, public_url: str | None = None) -> str:
+    """Where to connect: the stream URL's path and query on the host and port of `base_url`.
+
+    The server names its public host (wss://voice.example.com) in the TwiML, which a local run
+    cannot reach; the signature is still computed over the URL as the TwiML gave it. A path
+    prefix of `public_url` is swapped for `base_url`'s, as the proxy in between would do.
+    """
     given = urlsplit(stream_url)
     base = urlsplit(base_url)
-    to_ws = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
-    base_scheme = to_ws.get(base.scheme, "ws")
-
-    def port(parts: Any, scheme: str) -> int:
-        return int(parts.port or (443 if scheme in ("https", "wss") else 80))
-
-    same_host = given.hostname == base.hostname and port(given, given.scheme) == port(
-        base, base.scheme
-    )
-    if same_host:
-        return urlunsplit(given._replace(scheme=to_ws.get(given.scheme, given.scheme)))
-    return urlunsplit((base_scheme, base.netloc, given.path, given.query, ""))
+    path = given.path or "/"
+    if public_url:
+        prefix = urlsplit(public_url).path.rstrip("/")
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            path = path[len(prefix) :] or "/"
+        path = base.path.rstrip("/") + path
+    scheme = {"http": "ws", "https": "wss"}.get(base.scheme, base.scheme)
+    return urlunsplit((scheme, base.netloc, path, given.query, ""))
 
 
 # --- the raw Media Stream socket ----------------------------------------------------------------
@@ -511,9 +528,10 @@ async def _connect_socket(
     *,
     auth_token: str | None,
     signature: str | None,
+    behind_proxy: bool,
     timeout_s: float,
 ) -> ClientConnection:
-    headers: dict[str, str] = {}
+    headers = _forwarded_headers(signed_url) if behind_proxy else {}
     if signature is not None:
         headers["X-Twilio-Signature"] = signature
     elif auth_token is not None:
@@ -551,6 +569,7 @@ async def open_stream(
     to_number: str = "+15550100",
     from_number: str = "+15550199",
     account_sid: str = DEFAULT_ACCOUNT_SID,
+    public_url: str | None = None,
     timeout_s: float = 10,
 ) -> RawStream:
     """Open a Media Stream as Twilio would, then hand the socket to the test.
@@ -558,7 +577,8 @@ async def open_stream(
     With `via_webhook` the stream URL and parameters come from the webhook's TwiML; otherwise
     `stream_url` (default `<base_url as ws>/voice/stream`) and `custom_parameters` are used.
     `signature` replaces the handshake's X-Twilio-Signature (e.g. a wrong one). With
-    `send_start` the `connected` and `start` messages are sent before returning.
+    `send_start` the `connected` and `start` messages are sent before returning. `public_url`
+    is as for `place_call`.
     """
     call_sid = _new_sid("CA")
     twiml = ""
@@ -573,6 +593,7 @@ async def open_stream(
                 to_number=to_number,
             ),
             auth_token=auth_token,
+            public_url=public_url,
             timeout_s=timeout_s,
         )
         if answer.rejected or answer.stream_url is None:
@@ -581,13 +602,18 @@ async def open_stream(
         if custom_parameters is None:
             params = answer.parameters
         signed_url = urljoin(webhook_url, answer.stream_url)
-        socket_url = _socket_url(signed_url, base_url)
+        socket_url = _socket_url(signed_url, base_url, public_url)
     else:
         signed_url = socket_url = _socket_url("/voice/stream", base_url)
     if stream_url is not None:
         signed_url = socket_url = stream_url
     ws = await _connect_socket(
-        socket_url, signed_url, auth_token=auth_token, signature=signature, timeout_s=timeout_s
+        socket_url,
+        signed_url,
+        auth_token=auth_token,
+        signature=signature,
+        behind_proxy=public_url is not None,
+        timeout_s=timeout_s,
     )
     stream = RawStream(
         ws,
@@ -702,7 +728,12 @@ def _utterance(pcm16_8k: bytes) -> _Utterance:
 
 
 class SimulatedCall:
-    """One simulated inbound call: webhook, Media Stream, a scripted caller. Use once."""
+    """One simulated inbound call: webhook, Media Stream, a scripted caller. Use once.
+
+    `on_event(name, data)` sees the call as it happens: call.answered, call.rejected,
+    stream.open, greeting, caller.says, recv.mark, recv.clear, sent.mark, violation and
+    call.ended. It runs inside the call's event loop, so it must be quick.
+    """
 
     def __init__(
         self,
@@ -718,9 +749,11 @@ class SimulatedCall:
         timeout_s: float = 60,
         expect_greeting: bool = True,
         hangup_abruptly: bool = False,
+        public_url: str | None = None,
         on_event: EventCallback | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.public_url = public_url
         self.turns = list(turns)
         self.to_number = to_number
         self.from_number = from_number
@@ -743,9 +776,13 @@ class SimulatedCall:
         self._clear_log: list[float] = []
         self._echo_log: list[tuple[float, str]] = []
         self._caller_audio = bytearray()
+        self._started = False
 
     async def run(self) -> CallResult:
         """Place the call, play the script, hang up; return what was observed."""
+        if self._started:
+            raise RuntimeError("a SimulatedCall places one call; create another for the next")
+        self._started = True
         result = self.result
         params = _call_params(
             call_sid=result.call_sid,
@@ -754,7 +791,11 @@ class SimulatedCall:
             to_number=self.to_number,
         )
         webhook_url, answer = await _post_incoming_call(
-            self.base_url, params, auth_token=self.auth_token, timeout_s=self.timeout_s
+            self.base_url,
+            params,
+            auth_token=self.auth_token,
+            public_url=self.public_url,
+            timeout_s=self.timeout_s,
         )
         result.twiml = answer.twiml
         for violation in answer.violations:
@@ -768,10 +809,11 @@ class SimulatedCall:
         result.stream_url, result.custom_parameters = signed_url, answer.parameters
         self._emit("call.answered", {"stream_url": signed_url, "parameters": answer.parameters})
         ws = await _connect_socket(
-            _socket_url(signed_url, self.base_url),
+            _socket_url(signed_url, self.base_url, self.public_url),
             signed_url,
             auth_token=self.auth_token,
             signature=None,
+            behind_proxy=self.public_url is not None,
             timeout_s=self.timeout_s,
         )
         result.opened_at = time.monotonic()
@@ -1133,14 +1175,19 @@ async def place_call(
     timeout_s: float = 60,
     expect_greeting: bool = True,
     hangup_abruptly: bool = False,
+    public_url: str | None = None,
     on_event: EventCallback | None = None,
 ) -> CallResult:
     """Place one simulated call against `base_url` and play `turns`; see `SimulatedCall`.
 
     `realtime=False` sends the caller's speech as fast as the socket takes it (silence between
     turns is still paced at 20 ms, or the server would be flooded) and plays the agent's audio
-    the moment it arrives. `timeout_s` bounds each wait: the greeting, each reply. Raises
-    `CallSetupError` when the webhook or the WebSocket handshake fails.
+    the moment it arrives. `timeout_s` bounds each wait: the greeting, each reply.
+
+    `public_url` plays the proxy in front of a server configured with a public URL (its
+    VELOX_PUBLIC_URL): requests still go to `base_url`, but the webhook is signed over the public
+    URL, carries X-Forwarded-Proto/Host as a proxy would, and the public path prefix is swapped
+    for `base_url`'s. Raises `CallSetupError` when the webhook or the WebSocket handshake fails.
     """
     call = SimulatedCall(
         base_url,
@@ -1154,6 +1201,7 @@ async def place_call(
         timeout_s=timeout_s,
         expect_greeting=expect_greeting,
         hangup_abruptly=hangup_abruptly,
+        public_url=public_url,
         on_event=on_event,
     )
     return await call.run()

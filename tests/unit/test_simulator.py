@@ -7,6 +7,7 @@ import base64
 import json
 import socket
 import time
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,11 @@ class FakeState:
     stream_url: str | None = None  # None: ws://<the host it was called on>/voice/stream
     reject: bool = False
     auth_token: str | None = None
+    public_url: str | None = None  # as VELOX_PUBLIC_URL: the URL Twilio calls, behind a proxy
+    forwarded: list[tuple[str, str]] = field(default_factory=list)
     reply_lengths_s: list[float] = field(default_factory=lambda: [0.5])
     misbehave: bool = False
+    hang_up_after_greeting: bool = False
     webhook_forms: list[dict[str, str]] = field(default_factory=list)
     signatures_valid: list[bool] = field(default_factory=list)
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
@@ -77,12 +81,19 @@ def fake_app(state: FakeState) -> FastAPI:
         state.webhook_forms.append(form)
         if state.auth_token is not None:
             signature = request.headers.get("x-twilio-signature", "")
+            called = f"{state.public_url}/voice/incoming" if state.public_url else str(request.url)
             validator = RequestValidator(state.auth_token)
-            state.signatures_valid.append(validator.validate(str(request.url), form, signature))
+            state.signatures_valid.append(validator.validate(called, form, signature))
+        if "x-forwarded-host" in request.headers:
+            state.forwarded.append(
+                (request.headers["x-forwarded-proto"], request.headers["x-forwarded-host"])
+            )
         if state.reject:
             twiml = "<Response><Say>Sorry, we are closed.</Say><Hangup/></Response>"
         else:
             url = state.stream_url or f"ws://{request.url.netloc}/voice/stream"
+            if state.public_url:
+                url = state.public_url.replace("https://", "wss://") + "/voice/stream"
             twiml = (
                 f'<Response><Connect><Stream url="{url}">'
                 '<Parameter name="agentId" value="demo"/>'
@@ -94,6 +105,8 @@ def fake_app(state: FakeState) -> FastAPI:
     async def stream(ws: WebSocket) -> None:
         if state.auth_token is not None:
             public_url = state.stream_url or f"ws://{ws.url.netloc}/voice/stream"
+            if state.public_url:
+                public_url = state.public_url.replace("https://", "wss://") + "/voice/stream"
             signature = ws.headers.get("x-twilio-signature", "")
             valid = RequestValidator(state.auth_token).validate(public_url, {}, signature)
             state.signatures_valid.append(valid)
@@ -141,6 +154,9 @@ def fake_app(state: FakeState) -> FastAPI:
                     state.mark_echoes[name] = now
                     if name == playing:
                         playing = None
+                    if name == "greeting" and state.hang_up_after_greeting:
+                        await ws.close()
+                        return
                 elif event == "media":
                     loud = rms(base64.b64decode(message["media"]["payload"])) > VOICED_RMS
                     if loud:
@@ -153,7 +169,8 @@ def fake_app(state: FakeState) -> FastAPI:
                     elif voiced >= 15:
                         silent += 1
                         if silent >= 20:
-                            length = state.reply_lengths_s[min(replies, len(state.reply_lengths_s) - 1)]
+                            lengths = state.reply_lengths_s
+                            length = lengths[min(replies, len(lengths) - 1)]
                             replies += 1
                             voiced = silent = 0
                             await say(length, f"reply-{replies}")
@@ -186,8 +203,11 @@ async def server() -> AsyncIterator[FakeServer]:
     )
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve(sockets=[sock]))
-    while not uv.started:
+    for _ in range(500):  # bounded, so a server that cannot start fails the test
+        if uv.started or task.done():
+            break
         await asyncio.sleep(0.01)
+    assert uv.started, "the fake server did not start"
     try:
         yield FakeServer(base_url=f"http://127.0.0.1:{port}", state=state)
     finally:
@@ -205,7 +225,7 @@ async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> N
     result = await place_call(
         server.base_url,
         [CallerTurn(audio_pcm16_8k=utterance(), text="hello")],
-        reply_silence_s=0.3,
+        reply_silence_s=0.25,
         timeout_s=5,
         on_event=lambda name, _: events.append(name),
     )
@@ -241,7 +261,7 @@ async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> N
 
     media = state.events("media")
     assert [m["media"]["chunk"] for m in media] == [str(i) for i in range(1, len(media) + 1)]
-    assert all(m["media"]["timestamp"] == str((i) * 20) for i, m in enumerate(media))
+    assert all(m["media"]["timestamp"] == str(i * 20) for i, m in enumerate(media))
     assert all(len(base64.b64decode(m["media"]["payload"])) == 160 for m in media)
     assert all(m["media"]["track"] == "inbound" for m in media)
 
@@ -274,14 +294,14 @@ async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> N
 async def test_barge_in_gets_a_clear_and_pending_marks_come_back_at_once(
     server: FakeServer,
 ) -> None:
-    server.state.reply_lengths_s = [2.0, 0.5]
+    server.state.reply_lengths_s = [2.0, 0.3]
     result = await place_call(
         server.base_url,
         [
             CallerTurn(audio_pcm16_8k=utterance(), text="tell me a story", wait_for_reply=False),
             CallerTurn(audio_pcm16_8k=utterance(), text="stop", barge_in_after_s=0.3),
         ],
-        reply_silence_s=0.3,
+        reply_silence_s=0.25,
         timeout_s=5,
     )
     state = server.state
@@ -298,6 +318,20 @@ async def test_barge_in_gets_a_clear_and_pending_marks_come_back_at_once(
     assert interruption.barge_in_stop_s is not None and 0 < interruption.barge_in_stop_s < 0.5
     assert interruption.voice_to_voice_s is not None and interruption.voice_to_voice_s > 0
     assert interruption.marks_echoed == ["reply-1", "reply-2"]
+
+
+async def test_server_hangup_ends_the_script(server: FakeServer) -> None:
+    server.state.hang_up_after_greeting = True
+    result = await place_call(
+        server.base_url,
+        [CallerTurn(audio_pcm16_8k=utterance(), text="anyone there?")],
+        realtime=False,
+        reply_silence_s=0.5,
+        timeout_s=5,
+    )
+    assert result.ended_by == "server" and result.close_code == 1000
+    assert result.turns == [] and not result.greeting_timed_out
+    assert server.state.events("stop") == []
 
 
 async def test_fast_mode_sends_speech_unpaced(server: FakeServer) -> None:
@@ -333,22 +367,31 @@ async def test_rejected_call(server: FakeServer) -> None:
     assert result.stream_sid is None and server.state.received == []
 
 
-async def test_signatures_and_public_stream_host(server: FakeServer) -> None:
+@pytest.mark.parametrize("public_url", [None, "https://voice.example.com/edge"])
+async def test_signatures_and_public_stream_host(
+    server: FakeServer, public_url: str | None
+) -> None:
     state = server.state
     state.auth_token = "s3cret"
-    # The server names its public host, which the simulator cannot reach: it keeps the path.
+    # The server names its public host, which the simulator cannot reach: it keeps the path
+    # (less the public URL's prefix, which the proxy would strip).
     state.stream_url = "wss://voice.example.com/voice/stream"
+    state.public_url = public_url
     result = await place_call(
         server.base_url,
         [],
         auth_token="s3cret",
+        public_url=public_url,
         realtime=False,
         reply_silence_s=0.1,
         timeout_s=5,
     )
     assert state.signatures_valid == [True, True]
-    assert result.stream_url == "wss://voice.example.com/voice/stream"
+    assert (
+        result.stream_url == f"wss://voice.example.com{'/edge' if public_url else ''}/voice/stream"
+    )
     assert result.greeting_latency_s is not None and result.ended_by == "caller"
+    assert state.forwarded == ([("https", "voice.example.com")] if public_url else [])
 
     with pytest.raises(CallSetupError) as refused:
         await open_stream(server.base_url, auth_token="s3cret", signature="bogus")
@@ -357,9 +400,7 @@ async def test_signatures_and_public_stream_host(server: FakeServer) -> None:
 
 async def test_violations_are_recorded_not_raised(server: FakeServer) -> None:
     server.state.misbehave = True
-    result = await place_call(
-        server.base_url, [], realtime=False, reply_silence_s=0.1, timeout_s=5
-    )
+    result = await place_call(server.base_url, [], realtime=False, reply_silence_s=0.1, timeout_s=5)
     assert len(result.violations) == 4, result.violations
     assert any("not JSON" in v for v in result.violations)
     assert any("MZwrong" in v for v in result.violations)
@@ -403,8 +444,6 @@ def test_wav_helpers(tmp_path: Path) -> None:
     mono = np.frombuffer(tone(1.0, rate=16000), dtype="<i2")
     stereo = np.stack([mono, mono], axis=1).astype("<i2").tobytes()
     path = tmp_path / "stereo16k.wav"
-    import wave
-
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(2)
         wav.setsampwidth(2)

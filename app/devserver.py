@@ -1,0 +1,41 @@
+"""The app with in-process engines: `velox dev`, and the tests that need no Ray."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.app import create_app
+from app.calls.hub import CallHub
+from app.calls.recorder import JsonlCallRecorder
+from app.calls.session import Engines
+from app.engines import build_local_engines, prewarm
+from app.observability.metrics import Metrics
+from app.settings import Settings, get_settings
+
+
+def create_dev_app(settings: Settings | None = None, engines: Engines | None = None) -> FastAPI:
+    """FastAPI app whose hub runs the engines in this process."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        local = engines or build_local_engines(settings)
+        await prewarm(local.stt)
+        await prewarm(local.tts)
+        await prewarm(local.llm, settings.velox_system_prompt)
+        hub = CallHub(
+            engines=local,
+            settings=settings,
+            metrics=Metrics(),
+            recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
+        )
+        await hub.prewarm()
+        api.state.hub = hub
+        yield
+
+    api = create_app()
+    api.router.lifespan_context = lifespan
+    return api

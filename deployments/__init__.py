@@ -1,0 +1,1 @@
+"""Thin Ray Serve deployments, one per model role; each wraps an engine from `app/`."""

@@ -1,0 +1,68 @@
+"""Adapters that make Serve deployment handles look like the engines in `app/`.
+
+The call loop cannot tell an in-process engine from one behind a DeploymentHandle. Closing one
+of these streams cancels the remote request, so barge-in stops work on the other replica too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ray.serve.handle import DeploymentHandle
+
+from app.llm.base import LLMEvent, Message, Tier, ToolSpec
+from app.speech.base import AudioChunk, Transcript
+
+
+class HandleSTT:
+    """SpeechToText served by the STT deployment."""
+
+    def __init__(self, handle: DeploymentHandle, name: str = "whisper") -> None:
+        self._handle = handle
+        self.name = name
+
+    async def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
+        """Transcribe on an STT replica."""
+        response = self._handle.transcribe.remote(pcm16, sample_rate)
+        try:
+            result: Transcript = await response
+        except BaseException:
+            response.cancel()
+            raise
+        return result
+
+
+class HandleLLM:
+    """LanguageModel served by the LLM router deployment."""
+
+    def __init__(self, handle: DeploymentHandle, name: str = "llm-router") -> None:
+        self._handle = handle.options(stream=True)
+        self.name = name
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+    ) -> AsyncIterator[LLMEvent]:
+        """Stream the router's events."""
+        generator = self._handle.stream.remote(messages, tools, tier)
+        try:
+            async for event in generator:
+                yield event
+        finally:
+            generator.cancel()
+
+
+class HandleTTS:
+    """TextToSpeech served by the TTS deployment."""
+
+    def __init__(self, handle: DeploymentHandle, name: str = "piper") -> None:
+        self._handle = handle.options(stream=True)
+        self.name = name
+
+    async def stream(self, text: str, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        """Stream audio chunks from a TTS replica."""
+        generator = self._handle.stream.remote(text, voice)
+        try:
+            async for chunk in generator:
+                yield chunk
+        finally:
+            generator.cancel()

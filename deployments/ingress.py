@@ -1,0 +1,43 @@
+"""Ingress deployment: the FastAPI app; each replica holds its calls for their whole life."""
+
+from __future__ import annotations
+
+import logging
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from app.api.app import create_app
+from app.calls.hub import CallHub
+from app.calls.recorder import JsonlCallRecorder
+from app.calls.session import Engines
+from app.observability.logs import configure_logging
+from app.observability.metrics import Metrics
+from app.settings import get_settings
+from deployments.handles import HandleLLM, HandleSTT, HandleTTS
+
+logger = logging.getLogger(__name__)
+
+api = create_app()
+
+
+@serve.deployment(name="ingress")
+@serve.ingress(api)
+class Ingress:
+    """Twilio webhook, media streams, health and metrics."""
+
+    async def __init__(
+        self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle
+    ) -> None:
+        configure_logging()
+        settings = get_settings()
+        engines = Engines(stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts))
+        hub = CallHub(
+            engines=engines,
+            settings=settings,
+            metrics=Metrics(),
+            recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
+        )
+        await hub.prewarm()
+        api.state.hub = hub
+        logger.info("ingress ready")

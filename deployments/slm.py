@@ -1,0 +1,28 @@
+"""SLM deployment: the local small model on llama.cpp (vLLM on GPU comes with the routing issue)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ray import serve
+
+from app.engines import build_slm, prewarm
+from app.llm.base import LLMEvent, Message, Tier, ToolSpec
+from app.settings import get_settings
+
+
+@serve.deployment(name="slm")
+class SLMDeployment:
+    """Streams replies from the local model, keeping conversations' KV caches warm."""
+
+    async def __init__(self) -> None:
+        settings = get_settings()
+        self.engine = build_slm(settings)
+        await prewarm(self.engine, settings.velox_system_prompt)
+
+    async def stream(
+        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+    ) -> AsyncIterator[LLMEvent]:
+        """Reply events for `messages`."""
+        async for event in self.engine.stream(messages, tools, tier):
+            yield event

@@ -1,0 +1,41 @@
+"""serve_config.yaml validated with Ray's own schema; autoscaling keys checked strictly."""
+
+from pathlib import Path
+
+import yaml
+from ray.serve.config import AutoscalingConfig
+from ray.serve.schema import ServeDeploySchema
+
+import graph
+
+CONFIG = Path(__file__).resolve().parents[2] / "serve_config.yaml"
+
+
+def load() -> dict:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def test_serve_config_matches_rays_schema() -> None:
+    ServeDeploySchema.model_validate(load()) if hasattr(
+        ServeDeploySchema, "model_validate"
+    ) else ServeDeploySchema.parse_obj(load())
+
+
+def test_autoscaling_keys_are_real() -> None:
+    # Serve silently ignores misspelled autoscaling keys (design.md), so check them ourselves.
+    known = set(AutoscalingConfig.model_fields) if hasattr(
+        AutoscalingConfig, "model_fields") else set(AutoscalingConfig.__fields__)
+    for deployment in load()["applications"][0]["deployments"]:
+        unknown = set(deployment.get("autoscaling_config", {})) - known
+        assert not unknown, f"{deployment['name']}: unknown autoscaling keys {unknown}"
+
+
+def test_every_deployment_in_the_graph_is_configured_and_fits_two_cores() -> None:
+    deployments = load()["applications"][0]["deployments"]
+    names = {d["name"] for d in deployments}
+    assert names == {"ingress", "stt", "llm_router", "slm", "tts"}
+    assert graph.app is not None
+    total_cpus = sum(d["ray_actor_options"]["num_cpus"] for d in deployments)
+    assert total_cpus <= 2.0, "one replica of each must fit on a 2-core node"
+    ingress = next(d for d in deployments if d["name"] == "ingress")
+    assert ingress["graceful_shutdown_timeout_s"] >= 600, "scale-down must not cut live calls"
