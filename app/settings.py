@@ -28,11 +28,14 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
 
     # The agent that answers until the data layer assigns agents to numbers.
-    velox_agent_name: str = "Velox"
-    velox_greeting: str = "Hi, thanks for calling Velox. How can I help you today?"
+    velox_agent_name: str = "Rosa's Bakery"
+    velox_greeting: str = "Hi, thanks for calling Rosa's Bakery. How can I help you today?"
     velox_system_prompt: str = (
-        "You are Velox, a friendly phone assistant for a small business. "
-        "Answer in one or two short spoken sentences. No lists, no markdown."
+        "You answer the phone for Rosa's Bakery, 12 Main Street. "
+        "Open 7 am to 6 pm, Monday to Saturday; closed Sunday. "
+        "Free parking behind the shop. We bake bread, croissants and custom cakes; "
+        "cake orders need two days' notice. "
+        "Reply in one or two short, friendly spoken sentences."
     )
     velox_voice: str = "joe"
 

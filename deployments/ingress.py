@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -18,11 +19,9 @@ from deployments.handles import HandleLLM, HandleSTT, HandleTTS
 
 logger = logging.getLogger(__name__)
 
-api = create_app()
-
 
 @serve.deployment(name="ingress")
-@serve.ingress(api)
+@serve.ingress()
 class Ingress:
     """Twilio webhook, media streams, health and metrics."""
 
@@ -31,13 +30,21 @@ class Ingress:
     ) -> None:
         configure_logging()
         settings = get_settings()
-        engines = Engines(stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts))
-        hub = CallHub(
+        engines = Engines(
+            stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts)
+        )
+        self.hub = CallHub(
             engines=engines,
             settings=settings,
             metrics=Metrics(),
             recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
         )
-        await hub.prewarm()
-        api.state.hub = hub
+        await self.hub.prewarm()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Built in the replica, after __init__, so the routes see this replica's hub
+        # (an app built at import time would be pickled into a copy that never gets it).
+        api = create_app()
+        api.state.hub = self.hub
         logger.info("ingress ready")
+        return api

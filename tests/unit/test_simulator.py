@@ -76,7 +76,7 @@ def fake_app(state: FakeState) -> FastAPI:
 
     @app.post("/voice/incoming")
     async def incoming(request: Request) -> Response:
-        # Parsed by hand: Starlette's request.form() needs python-multipart.
+        # Parsed by hand, so the fake depends on nothing beyond Starlette itself.
         form = dict(parse_qsl((await request.body()).decode()))
         state.webhook_forms.append(form)
         if state.auth_token is not None:
