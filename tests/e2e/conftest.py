@@ -1,0 +1,60 @@
+"""One real Ray Serve application (graph.py, real models) for the whole session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+TWILIO_TOKEN = "e2e-twilio-auth-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def serve_url() -> Iterator[str]:
+    """Base URL of graph:app on a local Ray cluster, signatures enforced."""
+    import ray
+    from ray import serve
+
+    # Replicas read settings from the environment they inherit from this process.
+    os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        import graph
+
+        serve.run(graph.build_app(), name="velox", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("TWILIO_AUTH_TOKEN", None)
+
+
+@pytest.fixture(scope="session")
+def speech_engines():  # type: ignore[no-untyped-def]
+    """The caller's voice and ears: local TTS for its lines, local STT for the agent's replies."""
+    from app.speech.piper_tts import PiperTTS
+    from app.speech.whisper_stt import WhisperSTT
+
+    return PiperTTS(), WhisperSTT()

@@ -1,0 +1,111 @@
+"""Whole phone calls against the real Ray Serve app with the real local models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.settings import get_settings
+from app.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
+from app.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
+from tests.e2e.conftest import TWILIO_TOKEN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def server_turns(call_sid: str) -> list[dict]:
+    """The transcript the server wrote while the call happened."""
+    path = get_settings().velox_data_dir / "calls" / f"{call_sid}.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in events if e["event"] == "turn"]
+
+
+async def test_two_turn_call_gets_relevant_spoken_answers(serve_url, speech_engines, tmp_path):
+    tts, stt = speech_engines
+    report = await run_scripted_call(
+        serve_url,
+        lines=["Hi, what time do you open on Saturday?", "Thanks. Where can I park my car?"],
+        auth_token=TWILIO_TOKEN, save_dir=tmp_path, tts=tts, stt=stt,
+    )
+    result = report.result
+    assert not result.violations and not report.failed
+    assert result.greeting_latency_s is not None
+    assert "bakery" in report.greeting_text.lower()
+    first, second = (line.lower() for line in report.agent_lines)
+    assert "7" in first or "seven" in first, first
+    assert "park" in second or "behind" in second, second
+    assert all(t.voice_to_voice_s and t.voice_to_voice_s > 0 for t in result.turns)
+    assert Path(report.json_path).exists() and (tmp_path / report.json_path.parent).exists()
+
+    # The server wrote each turn as it ended, with the stage timings.
+    turns = [t for t in server_turns(result.call_sid) if t["caller_text"]]
+    assert len(turns) == 2
+    assert "saturday" in turns[0]["caller_text"].lower()
+    timings = turns[0]["timings"]
+    assert all(timings[k] is not None for k in ("stt_s", "llm_ttft_s", "tts_ttfb_s",
+                                                  "voice_to_voice_s", "end_of_turn_s"))
+
+
+async def test_caller_interrupting_the_greeting_is_heard_and_answered(serve_url, speech_engines):
+    tts, stt = speech_engines
+    (audio,) = await speak_lines(tts, ["Where can I park?"])
+    result = await place_call(
+        serve_url,
+        [CallerTurn(audio_pcm16_8k=audio, text="Where can I park?", barge_in_after_s=1.0)],
+        auth_token=TWILIO_TOKEN,
+    )
+    (turn,) = result.turns
+    assert turn.clear_at is not None, "the server cleared the greeting"
+    assert turn.barge_in_stop_s is not None and turn.barge_in_stop_s > 0
+    reply = (await transcribe_mulaw(stt, turn.reply_audio)).lower()
+    assert "park" in reply or "behind" in reply, reply
+    greeting = next(t for t in server_turns(result.call_sid) if t["turn"] == 0)
+    assert greeting["interrupted"]
+    assert len(greeting["agent_text"]) < len(greeting["agent_intended_text"])
+
+
+async def test_a_broken_call_does_not_disturb_a_concurrent_one(serve_url, speech_engines):
+    tts, stt = speech_engines
+    (audio,) = await speak_lines(tts, ["What time do you close today?"])
+    good = asyncio.create_task(place_call(
+        serve_url, [CallerTurn(audio_pcm16_8k=audio, text="close?")], auth_token=TWILIO_TOKEN
+    ))
+    broken = await open_stream(serve_url, auth_token=TWILIO_TOKEN)
+    await broken.wait_for("media", 10)  # its greeting started: the call is live
+    await broken.send_text("{this is not json")
+    while (message := await broken.recv(5)) is not None:
+        pass
+    assert broken.close_code == 1008
+    result = await good
+    reply = (await transcribe_mulaw(stt, result.turns[0].reply_audio)).lower()
+    assert "6" in reply or "six" in reply, reply
+    metrics = httpx.get(f"{serve_url}/metrics").text
+    assert 'velox_calls_total{status="failed"}' in metrics
+
+
+async def test_bad_signature_is_refused_with_a_clear_message(serve_url):
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{serve_url}/voice/incoming",
+            data={"CallSid": "CA" + "0" * 32, "From": "+15550199", "To": "+15550100"},
+            headers={"X-Twilio-Signature": "forged"},
+        )
+    assert response.status_code == 403
+    assert "X-Twilio-Signature" in response.json()["error"]["message"]
+    with pytest.raises(CallSetupError):
+        await open_stream(serve_url, auth_token="not-the-token")
+
+
+async def test_health_and_metrics(serve_url):
+    health = httpx.get(f"{serve_url}/health").json()
+    assert health["status"] == "ok"
+    assert health["twilio_signature_validation"] is True
+    metrics = httpx.get(f"{serve_url}/metrics").text
+    for name in ("velox_calls_total", "velox_active_calls", "velox_llm_latency_seconds",
+                 "velox_tts_latency_seconds", "velox_e2e_latency_seconds",
+                 "velox_stt_latency_seconds"):
+        assert name in metrics
