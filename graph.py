@@ -36,7 +36,9 @@ def deployment_options(config_path: Path = SERVE_CONFIG) -> dict[str, dict[str, 
 
 def build_app(args: dict[str, str] | None = None) -> Application:
     """The bound application graph; usable as an app builder too (`graph:build_app`)."""
-    options = deployment_options(Path(args["config"]) if args and "config" in args else SERVE_CONFIG)
+    options = deployment_options(
+        Path(args["config"]) if args and "config" in args else SERVE_CONFIG
+    )
     stt = STTDeployment.options(**options["stt"]).bind()
     slm = SLMDeployment.options(**options["slm"]).bind()
     router = LLMRouterDeployment.options(**options["llm_router"]).bind(slm)

@@ -44,7 +44,9 @@ def serve(
     typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
     if dashboard:
         typer.echo("Ray dashboard: http://127.0.0.1:8265")
-    typer.echo(f"Place a test call:  .venv/bin/velox call --url {base} --say 'What are your hours?'")
+    typer.echo(
+        f"Place a test call:  .venv/bin/velox call --url {base} --say 'What are your hours?'"
+    )
     typer.echo("Point a Twilio number's voice webhook at https://<public host>/voice/incoming.\n")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -53,7 +55,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        ray_serve.shutdown()
+        ray_serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
 
 
@@ -78,7 +80,9 @@ def dev(
 @cli.command()
 def call(
     url: Annotated[str, typer.Option(help="Velox server base URL")] = "http://127.0.0.1:8000",
-    say: Annotated[list[str] | None, typer.Option(help="A caller line, spoken by local TTS")] = None,
+    say: Annotated[
+        list[str] | None, typer.Option(help="A caller line, spoken by local TTS")
+    ] = None,
     wav: Annotated[list[Path] | None, typer.Option(help="A caller line from a WAV file")] = None,
     dtmf: Annotated[str | None, typer.Option(help="Digits to press after the greeting")] = None,
     to: Annotated[str, typer.Option(help="The number dialled")] = "+15550100",
@@ -98,8 +102,14 @@ def call(
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     report = asyncio.run(
         run_scripted_call(
-            url, lines=lines, wavs=list(wav or []), dtmf=dtmf, to_number=to,
-            auth_token=token, save_dir=save, transcribe=transcribe,
+            url,
+            lines=lines,
+            wavs=list(wav or []),
+            dtmf=dtmf,
+            to_number=to,
+            auth_token=token,
+            save_dir=save,
+            transcribe=transcribe,
         )
     )
     for line in report.lines():

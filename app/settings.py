@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     velox_port: int = 8000
     velox_public_url: str | None = Field(
         default=None,
-        description="Public base URL Twilio reaches (https://…); derived from the request if unset.",
+        description="Public base URL Twilio reaches (https://…); else taken from the request.",
     )
     velox_data_dir: Path = Path("var")
 
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     # Turn-taking (milliseconds)
     vad_aggressiveness: int = 2
-    turn_pause_ms: int = 200
+    turn_pause_ms: int = 140
     turn_end_ms: int = 500
     turn_end_incomplete_ms: int = 1100
     barge_in_min_speech_ms: int = 160

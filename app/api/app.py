@@ -38,5 +38,12 @@ def create_app() -> FastAPI:
 
 
 def _code(status: int) -> str:
-    return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-            409: "conflict", 413: "too_large", 415: "unsupported_media_type"}.get(status, "error")
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+    }.get(status, "error")

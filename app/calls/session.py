@@ -14,9 +14,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.calls.phrases import PhraseCache
 from app.calls.playback import Reply
@@ -444,7 +444,9 @@ class CallSession:
             self._metrics.turns_total.labels(outcome=f"{exc.stage}_timeout").inc()
             await self._apologise(turn)
         except Exception:
-            logger.exception("call %s turn %d: the reply failed; apologising", self.call_sid, turn.id)
+            logger.exception(
+                "call %s turn %d: the reply failed; apologising", self.call_sid, turn.id
+            )
             self._metrics.turns_total.labels(outcome="error").inc()
             await self._apologise(turn)
         finally:
@@ -479,7 +481,9 @@ class CallSession:
             if current.reply.first_audio_sent_at is not None and not current.reply.finished_playing:
                 if turn.caller_text is not None and is_backchannel(turn.caller_text):
                     if turn.speech_ms <= self._settings.backchannel_max_ms or not turn.audio:
-                        logger.info("call %s: backchannel %r, resuming", self.call_sid, turn.caller_text)
+                        logger.info(
+                            "call %s: backchannel %r, resuming", self.call_sid, turn.caller_text
+                        )
                         self._metrics.turns_total.labels(outcome="backchannel").inc()
                         turn.finalized = True
                         self._barged_in = False
@@ -686,8 +690,8 @@ class CallSession:
             )
         )
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -8,7 +8,9 @@ import re
 # former is listed and the latter has no space after the dot.
 _END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _CLAUSE = re.compile(r"(?<=[,;:])\s+")
-_ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "a.m.", "p.m."})
+_ABBREVIATIONS = frozenset(
+    {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "a.m.", "p.m."}
+)
 
 
 class SentenceSplitter:
@@ -18,7 +20,7 @@ class SentenceSplitter:
     `first_clause_words` words, because time to first audio matters more there than prosody.
     """
 
-    def __init__(self, *, first_clause_words: int = 6) -> None:
+    def __init__(self, *, first_clause_words: int = 4) -> None:
         self._buffer = ""
         self._first_clause_words = first_clause_words
         self._emitted = 0

@@ -26,31 +26,43 @@ class Metrics:
         self.calls_total = Counter("velox_calls", "Calls by final status.", ["status"], registry=r)
         self.active_calls = Gauge("velox_active_calls", "Calls in progress.", registry=r)
         self.llm_latency = Histogram(
-            "velox_llm_latency_seconds", "LLM time to first token.", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "velox_llm_latency_seconds",
+            "LLM time to first token.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.tts_latency = Histogram(
-            "velox_tts_latency_seconds", "TTS time to first audio.", ["provider"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "velox_tts_latency_seconds",
+            "TTS time to first audio.",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.stt_latency = Histogram(
-            "velox_stt_latency_seconds", "STT time for one utterance.", ["provider"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "velox_stt_latency_seconds",
+            "STT time for one utterance.",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.e2e_latency = Histogram(
             "velox_e2e_latency_seconds",
             "Voice to voice: end of the caller's speech to the first reply audio sent.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.turn_end_delay = Histogram(
             "velox_turn_end_delay_seconds",
             "End of the caller's speech to the moment the turn was judged finished.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.barge_in_latency = Histogram(
             "velox_barge_in_latency_seconds",
             "First voiced caller frame to the clear sent to Twilio.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.llm_tier_total = Counter(
             "velox_llm_tier_turns", "Turns answered per LLM tier.", ["tier"], registry=r

@@ -23,8 +23,11 @@ def test_serve_config_matches_rays_schema() -> None:
 
 def test_autoscaling_keys_are_real() -> None:
     # Serve silently ignores misspelled autoscaling keys (design.md), so check them ourselves.
-    known = set(AutoscalingConfig.model_fields) if hasattr(
-        AutoscalingConfig, "model_fields") else set(AutoscalingConfig.__fields__)
+    known = (
+        set(AutoscalingConfig.model_fields)
+        if hasattr(AutoscalingConfig, "model_fields")
+        else set(AutoscalingConfig.__fields__)
+    )
     for deployment in load()["applications"][0]["deployments"]:
         unknown = set(deployment.get("autoscaling_config", {})) - known
         assert not unknown, f"{deployment['name']}: unknown autoscaling keys {unknown}"

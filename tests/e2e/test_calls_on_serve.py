@@ -29,7 +29,10 @@ async def test_two_turn_call_gets_relevant_spoken_answers(serve_url, speech_engi
     report = await run_scripted_call(
         serve_url,
         lines=["Hi, what time do you open on Saturday?", "Thanks. Where can I park my car?"],
-        auth_token=TWILIO_TOKEN, save_dir=tmp_path, tts=tts, stt=stt,
+        auth_token=TWILIO_TOKEN,
+        save_dir=tmp_path,
+        tts=tts,
+        stt=stt,
     )
     result = report.result
     assert not result.violations and not report.failed
@@ -46,8 +49,10 @@ async def test_two_turn_call_gets_relevant_spoken_answers(serve_url, speech_engi
     assert len(turns) == 2
     assert "saturday" in turns[0]["caller_text"].lower()
     timings = turns[0]["timings"]
-    assert all(timings[k] is not None for k in ("stt_s", "llm_ttft_s", "tts_ttfb_s",
-                                                  "voice_to_voice_s", "end_of_turn_s"))
+    assert all(
+        timings[k] is not None
+        for k in ("stt_s", "llm_ttft_s", "tts_ttfb_s", "voice_to_voice_s", "end_of_turn_s")
+    )
 
 
 async def test_caller_interrupting_the_greeting_is_heard_and_answered(serve_url, speech_engines):
@@ -71,13 +76,15 @@ async def test_caller_interrupting_the_greeting_is_heard_and_answered(serve_url,
 async def test_a_broken_call_does_not_disturb_a_concurrent_one(serve_url, speech_engines):
     tts, stt = speech_engines
     (audio,) = await speak_lines(tts, ["What time do you close today?"])
-    good = asyncio.create_task(place_call(
-        serve_url, [CallerTurn(audio_pcm16_8k=audio, text="close?")], auth_token=TWILIO_TOKEN
-    ))
+    good = asyncio.create_task(
+        place_call(
+            serve_url, [CallerTurn(audio_pcm16_8k=audio, text="close?")], auth_token=TWILIO_TOKEN
+        )
+    )
     broken = await open_stream(serve_url, auth_token=TWILIO_TOKEN)
     await broken.wait_for("media", 10)  # its greeting started: the call is live
     await broken.send_text("{this is not json")
-    while (message := await broken.recv(5)) is not None:
+    while await broken.recv(5) is not None:
         pass
     assert broken.close_code == 1008
     result = await good
@@ -105,7 +112,12 @@ async def test_health_and_metrics(serve_url):
     assert health["status"] == "ok"
     assert health["twilio_signature_validation"] is True
     metrics = httpx.get(f"{serve_url}/metrics").text
-    for name in ("velox_calls_total", "velox_active_calls", "velox_llm_latency_seconds",
-                 "velox_tts_latency_seconds", "velox_e2e_latency_seconds",
-                 "velox_stt_latency_seconds"):
+    for name in (
+        "velox_calls_total",
+        "velox_active_calls",
+        "velox_llm_latency_seconds",
+        "velox_tts_latency_seconds",
+        "velox_e2e_latency_seconds",
+        "velox_stt_latency_seconds",
+    ):
         assert name in metrics

@@ -90,8 +90,14 @@ class Phone:
 
     def _echo(self, name: str) -> None:
         self.seq += 1
-        self.put({"event": "mark", "sequenceNumber": str(self.seq), "streamSid": STREAM,
-                  "mark": {"name": name}})
+        self.put(
+            {
+                "event": "mark",
+                "sequenceNumber": str(self.seq),
+                "streamSid": STREAM,
+                "mark": {"name": name},
+            }
+        )
 
     # Caller side
     def put(self, message: dict[str, Any]) -> None:
@@ -99,24 +105,50 @@ class Phone:
 
     def start(self) -> None:
         self.put({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self.put({"event": "start", "sequenceNumber": "1", "streamSid": STREAM,
-                  "start": {"accountSid": "AC" + "2" * 32, "streamSid": STREAM, "callSid": CALL,
-                            "tracks": ["inbound"], "customParameters": {"agentId": "default"},
-                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
-                                            "channels": 1}}})
+        self.put(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": STREAM,
+                "start": {
+                    "accountSid": "AC" + "2" * 32,
+                    "streamSid": STREAM,
+                    "callSid": CALL,
+                    "tracks": ["inbound"],
+                    "customParameters": {"agentId": "default"},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
 
     async def say(self, pcm16: bytes, *, realtime: bool = True) -> None:
         for frame in frames(pcm16_to_mulaw(pcm16)):
             self.seq += 1
-            self.put({"event": "media", "sequenceNumber": str(self.seq), "streamSid": STREAM,
-                      "media": {"track": "inbound", "chunk": str(self.seq), "timestamp": "0",
-                                "payload": base64.b64encode(frame).decode()}})
+            self.put(
+                {
+                    "event": "media",
+                    "sequenceNumber": str(self.seq),
+                    "streamSid": STREAM,
+                    "media": {
+                        "track": "inbound",
+                        "chunk": str(self.seq),
+                        "timestamp": "0",
+                        "payload": base64.b64encode(frame).decode(),
+                    },
+                }
+            )
             if realtime:
                 await asyncio.sleep(0.02)
 
     def stop(self) -> None:
-        self.put({"event": "stop", "sequenceNumber": "99", "streamSid": STREAM,
-                  "stop": {"accountSid": "AC" + "2" * 32, "callSid": CALL}})
+        self.put(
+            {
+                "event": "stop",
+                "sequenceNumber": "99",
+                "streamSid": STREAM,
+                "stop": {"accountSid": "AC" + "2" * 32, "callSid": CALL},
+            }
+        )
 
     def media_count(self) -> int:
         return sum(1 for m in self.sent if m["event"] == "media")
@@ -129,17 +161,25 @@ class Phone:
         await asyncio.sleep(0.1)
 
 
-def make_session(phone: Phone, *, stt: Any = None, llm: Any = None, tts: Any = None,
-                 **overrides: Any) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
+def make_session(
+    phone: Phone, *, stt: Any = None, llm: Any = None, tts: Any = None, **overrides: Any
+) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
     settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
     engines = Engines(stt=stt or FakeSTT(), llm=llm or FakeLLM(), tts=tts or FakeTTS())
     recorder = MemoryRecorder()
     metrics = Metrics()
-    agent = AgentProfile(id="default", name="Test", system_prompt="Be brief.",
-                         greeting="Hello, how can I help?")
-    session = CallSession(phone, engines=engines, settings=settings, metrics=metrics,
-                          recorder=recorder, phrases=PhraseCache(engines.tts),
-                          agent_for=lambda _p: agent)
+    agent = AgentProfile(
+        id="default", name="Test", system_prompt="Be brief.", greeting="Hello, how can I help?"
+    )
+    session = CallSession(
+        phone,
+        engines=engines,
+        settings=settings,
+        metrics=metrics,
+        recorder=recorder,
+        phrases=PhraseCache(engines.tts),
+        agent_for=lambda _p: agent,
+    )
     return session, recorder, metrics, engines
 
 
@@ -152,8 +192,11 @@ def failed_count(metrics: Metrics) -> float:
     [
         ("{not json", "JSON"),
         ('{"event": "bogus", "streamSid": "MZ1"}', "bogus"),
-        ('{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound",'
-         '"chunk":"1","timestamp":"0","payload":"@@@"}}', "base64"),
+        (
+            '{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound",'
+            '"chunk":"1","timestamp":"0","payload":"@@@"}}',
+            "base64",
+        ),
     ],
 )
 async def test_bad_input_before_start_fails_the_call_cleanly(raw: str, reason: str) -> None:
@@ -172,8 +215,14 @@ async def test_bad_audio_mid_call_fails_only_that_call() -> None:
     phone = Phone()
     session, recorder, metrics, _ = make_session(phone)
     phone.start()
-    phone.put({"event": "media", "sequenceNumber": "2", "streamSid": STREAM,
-               "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": ""}})
+    phone.put(
+        {
+            "event": "media",
+            "sequenceNumber": "2",
+            "streamSid": STREAM,
+            "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": ""},
+        }
+    )
     summary = await asyncio.wait_for(session.run(), 5)
     assert summary.status == "failed" and "payload" in summary.reason
     assert metrics.active_calls._value.get() == 0
@@ -297,7 +346,10 @@ async def test_a_stalled_llm_gets_a_spoken_apology() -> None:
     phone = Phone()
     tts = FakeTTS()
     session, recorder, metrics, _ = make_session(
-        phone, stt=FakeSTT(script=["Hello?"]), llm=StallingLLM(), tts=tts,
+        phone,
+        stt=FakeSTT(script=["Hello?"]),
+        llm=StallingLLM(),
+        tts=tts,
         llm_first_token_timeout_s=0.3,
     )
     phone.start()

@@ -24,7 +24,11 @@ def test_a_breath_inside_a_sentence_pauses_and_resumes_without_ending() -> None:
     events = run(TurnDetector(), [(True, 600), (False, 300), (True, 600), (False, 600)])
     kinds = [e for e, _ in events]
     assert kinds == [
-        TurnEvent.STARTED, TurnEvent.PAUSED, TurnEvent.RESUMED, TurnEvent.PAUSED, TurnEvent.DONE,
+        TurnEvent.STARTED,
+        TurnEvent.PAUSED,
+        TurnEvent.RESUMED,
+        TurnEvent.PAUSED,
+        TurnEvent.DONE,
     ]
 
 
