@@ -102,6 +102,7 @@ class Turn:
     speech_ms: int = 0
     reply: Reply = field(init=False)
     committed: bool = False
+    commit_event: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
@@ -340,6 +341,7 @@ class CallSession:
         if turn is None:
             turn = self._start_turn(bytes(self._utterance), committed=True)
         turn.committed = True
+        turn.commit_event.set()
         turn.reply.released = self._speaking is turn or self._speaking is None
         if self._last_voiced_at is not None:
             delay = now - self._last_voiced_at
@@ -397,6 +399,8 @@ class CallSession:
             speech_ms=self._voiced_ms if audio else 0,
         )
         turn.committed = committed
+        if committed:
+            turn.commit_event.set()
         turn.reply.released = committed and self._speaking is None
         self.turns.append(turn)
         turn.task = asyncio.create_task(self._respond(turn), name=f"turn-{turn.id}")
@@ -430,7 +434,12 @@ class CallSession:
                 text = await self._transcribe(turn)
                 turn.caller_text = text
                 if self._pending is turn:
-                    self._detector.hint_complete(sounds_complete(text))
+                    complete = sounds_complete(text)
+                    self._detector.hint_complete(complete)
+                    if not complete:
+                        # "Hi," or "I'd like to book a": the caller is most likely going on, so
+                        # generating now would only take the CPU from the calls that need it.
+                        await turn.commit_event.wait()
             if not text:
                 turn.finalized = True
                 return

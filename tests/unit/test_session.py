@@ -384,3 +384,21 @@ async def test_two_calls_one_broken_the_other_unharmed() -> None:
 def test_backchannel_words() -> None:
     assert is_backchannel("Uh-huh.") and is_backchannel("yeah") and is_backchannel("Okay, right.")
     assert not is_backchannel("Wait, what about Sunday?") and not is_backchannel("no")
+
+
+async def test_an_unfinished_sentence_is_not_sent_to_the_llm_early() -> None:
+    phone = Phone()
+    stt = FakeSTT(
+        by_audio=lambda pcm: "I'd like to book a table." if len(pcm) > 16000 * 1.2 else "I'd like,"
+    )
+    llm = FakeLLM(reply_for=lambda m: "Sure, for when?")
+    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(0.4) + tone(0.6) + silence(1.5))
+    await asyncio.sleep(1.0)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert len(stt.calls) >= 2
+    assert [m[-1].content for m in llm.seen] == ["I'd like to book a table."]
