@@ -35,6 +35,11 @@ class CallHub:
         self.default_agent = AgentProfile.default(settings)
         self._agent_for = agent_for or (lambda _params: self.default_agent)
         self.sessions: dict[str, CallSession] = {}
+        if settings.twilio_auth_token is None:
+            logger.warning(
+                "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
+                "can reach this server can place calls. Set it before exposing the server."
+            )
 
     async def prewarm(self) -> None:
         """Synthesize the default greeting and the apology so neither waits on TTS in a call."""

@@ -402,3 +402,19 @@ async def test_an_unfinished_sentence_is_not_sent_to_the_llm_early() -> None:
     await asyncio.wait_for(task, 5)
     assert len(stt.calls) >= 2
     assert [m[-1].content for m in llm.seen] == ["I'd like to book a table."]
+
+
+async def test_keypad_digits_reach_the_conversation() -> None:
+    phone = Phone()
+    llm = FakeLLM(replies=["You chose billing."])
+    session, recorder, _, _ = make_session(phone, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    phone.put({"event": "dtmf", "streamSid": STREAM, "sequenceNumber": "50",
+               "dtmf": {"track": "inbound_track", "digit": "2"}})
+    await asyncio.sleep(1.5)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert "pressed 2" in llm.seen[0][-1].content
+    assert any(t.agent_text == "You chose billing." for t in recorder.turns)
