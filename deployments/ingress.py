@@ -14,6 +14,7 @@ from app.calls.recorder import JsonlCallRecorder
 from app.calls.session import Engines
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
+from app.observability.ray_metrics import RayMetricFactory
 from app.settings import get_settings
 from deployments.handles import HandleLLM, HandleSTT, HandleTTS
 
@@ -36,7 +37,7 @@ class Ingress:
         self.hub = CallHub(
             engines=engines,
             settings=settings,
-            metrics=Metrics(),
+            metrics=Metrics(RayMetricFactory()),
             recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
         )
         await self.hub.prewarm()

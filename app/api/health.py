@@ -48,4 +48,4 @@ async def health(request: Request) -> dict[str, Any]:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of the velox_* series."""
     hub = hub_of(request)
-    return Response(hub.metrics.render(), media_type=hub.metrics.content_type)
+    return Response(await hub.metrics.exposition(), media_type=hub.metrics.content_type)

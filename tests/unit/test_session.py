@@ -411,8 +411,14 @@ async def test_keypad_digits_reach_the_conversation() -> None:
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
-    phone.put({"event": "dtmf", "streamSid": STREAM, "sequenceNumber": "50",
-               "dtmf": {"track": "inbound_track", "digit": "2"}})
+    phone.put(
+        {
+            "event": "dtmf",
+            "streamSid": STREAM,
+            "sequenceNumber": "50",
+            "dtmf": {"track": "inbound_track", "digit": "2"},
+        }
+    )
     await asyncio.sleep(1.5)
     phone.stop()
     await asyncio.wait_for(task, 5)
