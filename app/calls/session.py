@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,10 +107,16 @@ class Turn:
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
     started_at: float = field(default_factory=time.time)
-    finalized: bool = False
+    discarded: bool = False  # superseded, a backchannel or silence: never recorded
+    recorded: bool = False  # in the history and the transcript
 
     def __post_init__(self) -> None:
         self.reply = Reply(turn=self.id)
+
+    @property
+    def finalized(self) -> bool:
+        """Nothing more happens to this turn."""
+        return self.discarded or self.recorded
 
 
 def is_backchannel(text: str) -> bool:
@@ -272,7 +278,7 @@ class CallSession:
             reason=reason,
             started_at=self._started_at,
             ended_at=time.time(),
-            turns=sum(1 for t in self.turns if t.finalized),
+            turns=sum(1 for t in self.turns if t.recorded),
         )
         if self.call_sid:
             await self._recorder.call_ended(summary)
@@ -321,7 +327,7 @@ class CallSession:
                 if turn.task is not None and not turn.task.done():
                     turn.task.cancel()
                     self._carry = turn.audio + b"\x00\x00" * 1600
-                    turn.finalized = True
+                    turn.discarded = True
                     if self._speaking is turn:
                         self._speaking = None
 
@@ -423,7 +429,7 @@ class CallSession:
     def _cancel(self, turn: Turn) -> None:
         if turn.task is not None and not turn.task.done():
             turn.task.cancel()
-        turn.finalized = True
+        turn.discarded = True
         if self._speaking is turn:
             self._speaking = None
 
@@ -441,7 +447,7 @@ class CallSession:
                         # generating now would only take the CPU from the calls that need it.
                         await turn.commit_event.wait()
             if not text:
-                turn.finalized = True
+                turn.discarded = True
                 return
             if not await self._take_the_floor(turn):
                 return
@@ -494,7 +500,7 @@ class CallSession:
                             "call %s: backchannel %r, resuming", self.call_sid, turn.caller_text
                         )
                         self._metrics.turns_total.labels(outcome="backchannel").inc()
-                        turn.finalized = True
+                        turn.discarded = True
                         self._barged_in = False
                         if not current.reply.released:
                             current.reply.released = True
@@ -515,12 +521,10 @@ class CallSession:
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         producer = asyncio.create_task(self._generate(turn, messages, sentences))
         try:
-            resampler: Resampler | None = None
             first = True
             while (sentence := await sentences.get()) is not None:
-                resampler = await self._speak(turn, sentence, first=first)
+                await self._speak(turn, sentence, first=first)
                 first = False
-            del resampler
             await producer  # surfaces a generation error after the spoken part
         finally:
             producer.cancel()
@@ -570,7 +574,7 @@ class CallSession:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    async def _speak(self, turn: Turn, text: str, *, first: bool) -> Resampler | None:
+    async def _speak(self, turn: Turn, text: str, *, first: bool) -> None:
         """Synthesize one sentence into the turn's reply buffer, chunk by chunk."""
         assert self.agent is not None
         reply = turn.reply
@@ -607,7 +611,6 @@ class CallSession:
             reply.add_frames(frames(pcm16_to_mulaw(tail)))
         reply.end_piece()
         self._pump_wake.set()
-        return resampler
 
     def _append_audio(self, reply: Reply, pcm8k: bytes) -> bytes:
         whole = len(pcm8k) - len(pcm8k) % PCM_FRAME_BYTES
@@ -670,10 +673,9 @@ class CallSession:
     # ----------------------------------------------------------------------------- transcript
 
     async def _finalize(self, turn: Turn, *, interrupted: bool) -> None:
-        if turn.finalized and turn.id != 0 or getattr(turn, "_recorded", False):
+        if turn.finalized:
             return
-        turn.finalized = True
-        setattr(turn, "_recorded", True)  # noqa: B010 - guards against the close path racing
+        turn.recorded = True
         if turn.task is not None and not turn.task.done() and interrupted:
             turn.task.cancel()
         if self._speaking is turn:
@@ -703,8 +705,3 @@ class CallSession:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def frames_of(stream: AsyncIterator[bytes]) -> list[bytes]:
-    """Collect an async stream of frames (a helper for tests and tools)."""
-    return [frame async for frame in stream]
