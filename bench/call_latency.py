@@ -95,7 +95,9 @@ async def barge_in_call(url: str, audio: bytes, token: str | None) -> CallResult
     return await place_call(url, [turn], auth_token=token, timeout_s=30)
 
 
-async def run(url: str, calls: int, concurrency: int, turns: int, token: str | None) -> dict:
+async def run(
+    url: str, calls: int, concurrency: int, turns: int, token: str | None, rounds: int
+) -> dict:
     from app.speech.piper_tts import PiperTTS
 
     tts = PiperTTS()
@@ -109,14 +111,16 @@ async def run(url: str, calls: int, concurrency: int, turns: int, token: str | N
     sequential: list[CallResult] = []
     for _ in range(calls):
         sequential.append(await one_call(url, audios, token))
-    barge = [await barge_in_call(url, barge_audio, token) for _ in range(max(2, calls // 2))]
+    barge = [await barge_in_call(url, barge_audio, token) for _ in range(max(1, calls // 2))]
     concurrent: list[CallResult] = []
-    for _ in range(max(1, calls // concurrency)):
+    for _ in range(rounds):
         concurrent += await asyncio.gather(
             *(one_call(url, audios, token) for _ in range(concurrency))
         )
 
     for name, group in (("sequential", sequential), (f"concurrent_{concurrency}", concurrent)):
+        if not group:
+            continue
         v2v = [t.voice_to_voice_s for c in group for t in c.turns if t.voice_to_voice_s]
         missing = sum(1 for c in group for t in c.turns if not t.voice_to_voice_s)
         greeting = [c.greeting_latency_s for c in group if c.greeting_latency_s is not None]
@@ -163,6 +167,7 @@ def main() -> None:
     parser.add_argument("--url", help="an already running Velox server")
     parser.add_argument("--calls", type=int, default=5, help="sequential calls")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of concurrent calls")
     parser.add_argument("--turns", type=int, default=4, help="caller turns per call")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/call_latency.json")
     args = parser.parse_args()
@@ -175,7 +180,9 @@ def main() -> None:
     if url is None:
         url, handles = start_serve()
     try:
-        results = asyncio.run(run(url, args.calls, args.concurrency, args.turns, token))
+        results = asyncio.run(
+            run(url, args.calls, args.concurrency, args.turns, token, args.rounds)
+        )
     finally:
         if handles is not None:
             serve, ray = handles
@@ -194,6 +201,8 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
 
     for name in ("sequential", f"concurrent_{args.concurrency}"):
+        if name not in report:
+            continue
         block = report[name]
         v = block["voice_to_voice_s"]
         print(

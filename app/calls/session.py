@@ -439,16 +439,17 @@ class CallSession:
             if text is None:
                 text = await self._transcribe(turn)
                 turn.caller_text = text
-                if self._pending is turn:
-                    complete = sounds_complete(text)
-                    self._detector.hint_complete(complete)
-                    if not complete:
-                        # "Hi," or "I'd like to book a": the caller is most likely going on, so
-                        # generating now would only take the CPU from the calls that need it.
-                        await turn.commit_event.wait()
-            if not text:
+            if not text:  # noise, a cough: the caller said nothing
                 turn.discarded = True
+                self._resume_paused_reply()
                 return
+            if self._pending is turn:
+                complete = sounds_complete(text)
+                self._detector.hint_complete(complete)
+                if not complete:
+                    # "Hi," or "I'd like to book a": the caller is most likely going on, so
+                    # generating now would only take the CPU from the calls that need it.
+                    await turn.commit_event.wait()
             if not await self._take_the_floor(turn):
                 return
             await self._answer(turn, text)
@@ -501,10 +502,7 @@ class CallSession:
                         )
                         self._metrics.turns_total.labels(outcome="backchannel").inc()
                         turn.discarded = True
-                        self._barged_in = False
-                        if not current.reply.released:
-                            current.reply.released = True
-                            self._pump_wake.set()
+                        self._resume_paused_reply()
                         return False
                 if current.reply.released:
                     await self._clear(current.reply)
@@ -514,6 +512,15 @@ class CallSession:
         self._speaking = turn
         turn.reply.released = turn.committed
         return True
+
+    def _resume_paused_reply(self) -> None:
+        """Carry on with a reply that a barge-in paused, from where the caller stopped hearing it."""
+        self._barged_in = False
+        current = self._speaking
+        if current is not None and not current.finalized and not current.reply.released:
+            if current.reply.first_audio_sent_at is not None:
+                current.reply.released = True
+                self._pump_wake.set()
 
     async def _answer(self, turn: Turn, text: str) -> None:
         assert self.agent is not None

@@ -424,3 +424,28 @@ async def test_keypad_digits_reach_the_conversation() -> None:
     await asyncio.wait_for(task, 5)
     assert "pressed 2" in llm.seen[0][-1].content
     assert any(t.agent_text == "You chose billing." for t in recorder.turns)
+
+
+async def test_a_noise_burst_pauses_the_reply_then_it_resumes_in_full() -> None:
+    phone = Phone()
+    stt = FakeSTT(script=["Tell me everything.", ""])  # the burst transcribes to nothing
+    long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
+    llm = FakeLLM(replies=[long_reply])
+    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(0.8))
+    async with asyncio.timeout(5):
+        while len(phone.played) < 8000 * 2:
+            await asyncio.sleep(0.05)
+    await phone.say(tone(0.25, freq=900) + silence(0.8))  # a door slams
+    async with asyncio.timeout(20):
+        while not any(t.caller_text == "Tell me everything." for t in recorder.turns):
+            await asyncio.sleep(0.1)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert any(m["event"] == "clear" for m in phone.sent), "the agent stopped at once"
+    turn = next(t for t in recorder.turns if t.caller_text == "Tell me everything.")
+    assert not turn.interrupted and turn.agent_text == long_reply, "then said all of it"
+    assert len(llm.seen) == 1
