@@ -514,7 +514,7 @@ class CallSession:
         return True
 
     def _resume_paused_reply(self) -> None:
-        """Carry on with a reply that a barge-in paused, from where the caller stopped hearing it."""
+        """Carry on with a reply a barge-in paused, from where the caller stopped hearing it."""
         self._barged_in = False
         current = self._speaking
         if current is not None and not current.finalized and not current.reply.released:
