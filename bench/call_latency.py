@@ -138,7 +138,7 @@ async def run(
     return results
 
 
-def start_serve() -> tuple[str, Any]:
+def start_serve(config: Path | None = None) -> tuple[str, Any]:
     import httpx
     import ray
     from ray import serve
@@ -150,7 +150,8 @@ def start_serve() -> tuple[str, Any]:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     import graph
 
-    serve.run(graph.build_app(), name="velox", route_prefix="/")
+    args = {"config": str(config)} if config else None
+    serve.run(graph.build_app(args), name="velox", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     for _ in range(360):
         try:
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of concurrent calls")
     parser.add_argument("--turns", type=int, default=4, help="caller turns per call")
+    parser.add_argument("--serve-config", type=Path, help="a variant of serve_config.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/call_latency.json")
     args = parser.parse_args()
 
@@ -178,7 +180,7 @@ def main() -> None:
     handles = None
     url = args.url
     if url is None:
-        url, handles = start_serve()
+        url, handles = start_serve(args.serve_config)
     try:
         results = asyncio.run(
             run(url, args.calls, args.concurrency, args.turns, token, args.rounds)
