@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     turn_end_incomplete_ms: int = 1100
     barge_in_min_speech_ms: int = 160
     backchannel_max_ms: int = 700
+    # Skip speculative replies while this many utterances of other calls await STT.
+    speculate_max_stt_inflight: int = 1
 
     # Deadlines for each stage of a turn (seconds)
     stt_timeout_s: float = 6.0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from app.calls.phrases import PhraseCache
 from app.calls.recorder import CallRecorder, CallSummary
-from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket
+from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket, ReplicaLoad
 from app.conversation.agent import AgentProfile
 from app.observability.metrics import Metrics
 from app.settings import Settings
@@ -35,6 +35,7 @@ class CallHub:
         self.default_agent = AgentProfile.default(settings)
         self._agent_for = agent_for or (lambda _params: self.default_agent)
         self.sessions: dict[str, CallSession] = {}
+        self.load = ReplicaLoad()
         if settings.twilio_auth_token is None:
             logger.warning(
                 "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
@@ -56,6 +57,7 @@ class CallHub:
             recorder=self.recorder,
             phrases=self.phrases,
             agent_for=self._agent_for,
+            load=self.load,
         )
         key = str(id(session))
         self.sessions[key] = session

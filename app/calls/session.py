@@ -83,6 +83,17 @@ class Engines:
     tts: TextToSpeech
 
 
+@dataclass(slots=True)
+class ReplicaLoad:
+    """Work in flight across all calls of one ingress replica.
+
+    Speculation trades CPU for latency; when other calls are already waiting on STT, a guess
+    that may be thrown away only delays them, so the session stops guessing until load drops.
+    """
+
+    stt_inflight: int = 0
+
+
 class StageTimeout(Exception):
     """A stage of the reply missed its deadline."""
 
@@ -139,6 +150,7 @@ class CallSession:
         recorder: CallRecorder,
         phrases: PhraseCache,
         agent_for: Callable[[dict[str, str]], AgentProfile],
+        load: ReplicaLoad | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._socket = socket
@@ -147,6 +159,7 @@ class CallSession:
         self._metrics = metrics
         self._recorder = recorder
         self._phrases = phrases
+        self._load = load or ReplicaLoad()
         self._agent_for = agent_for
         self._clock = clock
 
@@ -334,6 +347,9 @@ class CallSession:
     def _on_caller_paused(self) -> None:
         # Answer speculatively: by the time the silence is long enough to end the turn,
         # the transcript and the first words of the reply are ready.
+        if self._load.stt_inflight >= self._settings.speculate_max_stt_inflight:
+            self._metrics.turns_total.labels(outcome="speculation_skipped").inc()
+            return
         self._pending = self._start_turn(bytes(self._utterance), committed=False)
 
     def _on_caller_resumed(self) -> None:
@@ -474,12 +490,15 @@ class CallSession:
 
     async def _transcribe(self, turn: Turn) -> str:
         started = self._clock()
+        self._load.stt_inflight += 1
         try:
             transcript = await asyncio.wait_for(
                 self._engines.stt.transcribe(turn.audio, 8000), self._settings.stt_timeout_s
             )
         except TimeoutError as exc:
             raise StageTimeout("stt") from exc
+        finally:
+            self._load.stt_inflight -= 1
         turn.timings.stt_s = self._clock() - started
         self._metrics.stt_latency.labels(provider=self._engines.stt.name).observe(
             turn.timings.stt_s

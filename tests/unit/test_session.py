@@ -11,7 +11,14 @@ import pytest
 
 from app.calls.phrases import PhraseCache
 from app.calls.recorder import CallSummary, TurnRecord
-from app.calls.session import APOLOGY, CallSession, Engines, SocketClosed, is_backchannel
+from app.calls.session import (
+    APOLOGY,
+    CallSession,
+    Engines,
+    ReplicaLoad,
+    SocketClosed,
+    is_backchannel,
+)
 from app.conversation.agent import AgentProfile
 from app.observability.metrics import Metrics
 from app.settings import Settings
@@ -162,7 +169,13 @@ class Phone:
 
 
 def make_session(
-    phone: Phone, *, stt: Any = None, llm: Any = None, tts: Any = None, **overrides: Any
+    phone: Phone,
+    *,
+    stt: Any = None,
+    llm: Any = None,
+    tts: Any = None,
+    load: ReplicaLoad | None = None,
+    **overrides: Any,
 ) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
     settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
     engines = Engines(stt=stt or FakeSTT(), llm=llm or FakeLLM(), tts=tts or FakeTTS())
@@ -179,6 +192,7 @@ def make_session(
         recorder=recorder,
         phrases=PhraseCache(engines.tts),
         agent_for=lambda _p: agent,
+        load=load,
     )
     return session, recorder, metrics, engines
 
@@ -449,3 +463,22 @@ async def test_a_noise_burst_pauses_the_reply_then_it_resumes_in_full() -> None:
     turn = next(t for t in recorder.turns if t.caller_text == "Tell me everything.")
     assert not turn.interrupted and turn.agent_text == long_reply, "then said all of it"
     assert len(llm.seen) == 1
+
+
+async def test_no_speculation_while_other_calls_wait_for_stt() -> None:
+    phone = Phone()
+    load = ReplicaLoad(stt_inflight=1)  # another call's utterance is being transcribed
+    stt = FakeSTT(script=["What time do you open?"])
+    llm = FakeLLM(replies=["At seven."])
+    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm, load=load)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(1.2))
+    await asyncio.sleep(1.0)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert metrics.turns_total.labels(outcome="speculation_skipped")._value.get() >= 1
+    assert len(stt.calls) == 1, "transcribed once, when the turn ended"
+    assert any(t.agent_text == "At seven." for t in recorder.turns)
+    assert load.stt_inflight == 1, "the session's own STT work is counted in and out"
