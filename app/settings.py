@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     turn_end_incomplete_ms: int = 1100
     barge_in_min_speech_ms: int = 160
     backchannel_max_ms: int = 700
-    # Skip speculative replies while this many utterances of other calls await STT.
-    speculate_max_stt_inflight: int = 1
+    # Skip speculative replies while this many utterances of other calls await STT (a safety
+    # valve: with 4 calls on 2 cores, skipping at 1 cost 0.4 s of p50 and saved nothing at p95).
+    speculate_max_stt_inflight: int = 3
 
     # Deadlines for each stage of a turn (seconds)
     stt_timeout_s: float = 6.0

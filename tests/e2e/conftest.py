@@ -28,6 +28,7 @@ def serve_url() -> Iterator[str]:
     # Replicas read settings from the environment they inherit from this process.
     os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["SLM_TEMPERATURE"] = "0"  # greedy decoding: the same question gets the same answer
     port = _free_port()
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
@@ -49,6 +50,7 @@ def serve_url() -> Iterator[str]:
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("TWILIO_AUTH_TOKEN", None)
+        os.environ.pop("SLM_TEMPERATURE", None)
 
 
 @pytest.fixture(scope="session")
