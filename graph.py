@@ -46,4 +46,52 @@ def build_app(args: dict[str, str] | None = None) -> Application:
     return Ingress.options(**options["ingress"]).bind(stt, router, tts)
 
 
+def run_local(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    dashboard: bool = False,
+    config: Path | None = None,
+    num_cpus: int | None = None,
+    timeout_s: float = 180,
+) -> str:
+    """Start Ray on this machine, deploy the app, wait until /health answers; return its URL.
+
+    Used by `velox serve` (make run), the end-to-end tests and the call benchmark.
+    """
+    import time
+
+    import httpx
+    import ray
+    from ray import serve
+
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        configure_logging=False,
+    )
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app({"config": str(config)} if config else None), name="velox")
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the Serve app did not answer {url}/health within {timeout_s} s")
+
+
+def stop_local() -> None:
+    """Tear down what `run_local` started."""
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
 app = build_app()

@@ -25,9 +25,6 @@ def serve(
     dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard on :8265")] = True,
 ) -> None:
     """Start the Ray Serve application (graph.py) on this machine and wait."""
-    import ray
-    from ray import serve as ray_serve
-
     configure_logging()
     settings = get_settings()
     port = port or settings.velox_port
@@ -35,12 +32,9 @@ def serve(
     from app.llm.model_files import qwen_gguf_path
 
     qwen_gguf_path(settings.velox_data_dir)  # assemble the model once, before replicas race for it
-    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=False)
-    ray_serve.start(http_options={"host": settings.velox_host, "port": port})
-    import graph
+    import graph  # the composition root: the one place the CLI reaches up to the Serve app
 
-    ray_serve.run(graph.app, name="velox", route_prefix="/", blocking=False)
-    base = f"http://{settings.velox_host}:{port}"
+    base = graph.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
     typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
     if dashboard:
         typer.echo("Ray dashboard: http://127.0.0.1:8265")
@@ -55,8 +49,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        ray_serve.shutdown()  # type: ignore[no-untyped-call]
-        ray.shutdown()
+        graph.stop_local()
 
 
 @cli.command()

@@ -138,31 +138,6 @@ async def run(
     return results
 
 
-def start_serve(config: Path | None = None) -> tuple[str, Any]:
-    import httpx
-    import ray
-    from ray import serve
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    import graph
-
-    args = {"config": str(config)} if config else None
-    serve.run(graph.build_app(args), name="velox", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(360):
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    return url, (serve, ray)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an already running Velox server")
@@ -177,19 +152,21 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = get_settings()
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-    handles = None
     url = args.url
     if url is None:
-        url, handles = start_serve(args.serve_config)
+        import graph
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        url = graph.run_local(port=port, config=args.serve_config)
     try:
         results = asyncio.run(
             run(url, args.calls, args.concurrency, args.turns, token, args.rounds)
         )
     finally:
-        if handles is not None:
-            serve, ray = handles
-            serve.shutdown()
-            ray.shutdown()
+        if args.url is None:
+            graph.stop_local()
 
     report = {
         "benchmark": "call_latency",

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from starlette.requests import HTTPConnection
 
 from app.calls.hub import CallHub
 
 router = APIRouter(tags=["operations"])
 
 
-def hub_of(request: Request) -> CallHub:
+def hub_of(connection: HTTPConnection) -> CallHub:
     """The CallHub this replica serves calls with."""
-    hub: CallHub = request.app.state.hub
+    hub: CallHub = connection.app.state.hub
     return hub
 
 

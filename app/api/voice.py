@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.api.health import hub_of
@@ -34,21 +35,12 @@ async def incoming_call(request: Request) -> Response:
     settings = hub.settings
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
-    if settings.twilio_auth_token is not None:
-        url = public_request_url(
-            str(request.url),
-            request.headers.get("x-forwarded-proto"),
-            request.headers.get("x-forwarded-host"),
-            settings.velox_public_url,
+    if not signed_by_twilio(request, params):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
+            "VELOX_PUBLIC_URL (or the proxy's X-Forwarded-* headers) is the URL Twilio calls",
         )
-        verifier = SignatureVerifier(settings.twilio_auth_token)
-        if not verifier.verify(url, params, request.headers.get("x-twilio-signature")):
-            logger.warning("rejected /voice/incoming: bad X-Twilio-Signature for %s", url)
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
-                "VELOX_PUBLIC_URL (or the proxy's X-Forwarded-* headers) is the URL Twilio calls",
-            )
     call_sid = params.get("CallSid", "")
     agent = hub.default_agent
     stream = twiml.stream_url(
@@ -66,6 +58,24 @@ async def incoming_call(request: Request) -> Response:
     }
     logger.info("call %s: incoming from %s to %s", call_sid, params.get("From"), params.get("To"))
     return Response(twiml.connect_stream(stream, parameters), media_type=TWIML)
+
+
+def signed_by_twilio(connection: HTTPConnection, params: dict[str, str]) -> bool:
+    """True when X-Twilio-Signature matches the public URL (or no TWILIO_AUTH_TOKEN is set)."""
+    settings = hub_of(connection).settings
+    if settings.twilio_auth_token is None:
+        return True
+    url = public_request_url(
+        str(connection.url),
+        connection.headers.get("x-forwarded-proto"),
+        connection.headers.get("x-forwarded-host"),
+        settings.velox_public_url,
+    )
+    verifier = SignatureVerifier(settings.twilio_auth_token)
+    if verifier.verify(url, params, connection.headers.get("x-twilio-signature")):
+        return True
+    logger.warning("rejected %s: bad X-Twilio-Signature for %s", connection.url.path, url)
+    return False
 
 
 class StarletteMediaSocket:
@@ -99,22 +109,12 @@ class StarletteMediaSocket:
 
 
 async def _media_stream(websocket: WebSocket) -> None:
-    hub = hub_of(websocket)  # type: ignore[arg-type]
-    settings = hub.settings
-    if settings.twilio_auth_token is not None:
-        url = public_request_url(
-            str(websocket.url),
-            websocket.headers.get("x-forwarded-proto"),
-            websocket.headers.get("x-forwarded-host"),
-            settings.velox_public_url,
-        )
-        verifier = SignatureVerifier(settings.twilio_auth_token)
-        if not verifier.verify(url, {}, websocket.headers.get("x-twilio-signature")):
-            logger.warning("rejected media stream: bad X-Twilio-Signature for %s", url)
-            await websocket.close(code=1008, reason="bad X-Twilio-Signature")
-            return
+    # Twilio signs the handshake over the stream URL alone, with no parameters.
+    if not signed_by_twilio(websocket, {}):
+        await websocket.close(code=1008, reason="bad X-Twilio-Signature")
+        return
     await websocket.accept()
-    await hub.serve(StarletteMediaSocket(websocket))
+    await hub_of(websocket).serve(StarletteMediaSocket(websocket))
 
 
 @router.websocket("/voice/stream")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 TWILIO_TOKEN = "e2e-twilio-auth-token"
@@ -22,33 +20,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def serve_url() -> Iterator[str]:
     """Base URL of graph:app on a local Ray cluster, signatures enforced."""
-    import ray
-    from ray import serve
+    import graph
 
     # Replicas read settings from the environment they inherit from this process.
     os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["SLM_TEMPERATURE"] = "0"  # greedy decoding: the same question gets the same answer
-    port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        import graph
-
-        serve.run(graph.build_app(), name="velox", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        yield url
+        yield graph.run_local(port=_free_port(), num_cpus=2)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        graph.stop_local()
         os.environ.pop("TWILIO_AUTH_TOKEN", None)
         os.environ.pop("SLM_TEMPERATURE", None)
 

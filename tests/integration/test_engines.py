@@ -8,9 +8,9 @@ from contextlib import aclosing
 import numpy as np
 import pytest
 
+from app.engines import build_slm
 from app.llm.base import Message, TextDelta, Usage
 from app.llm.llama_cpp_llm import LlamaCppLLM
-from app.llm.model_files import qwen_gguf_path
 from app.settings import get_settings
 from app.speech.base import AudioChunk
 from app.speech.piper_tts import PiperTTS
@@ -36,14 +36,9 @@ def stt() -> WhisperSTT:
 @pytest.fixture(scope="module")
 def llm() -> LlamaCppLLM:
     pytest.importorskip("llama_cpp")
-    settings = get_settings()
-    return LlamaCppLLM(
-        model_path=qwen_gguf_path(settings.velox_data_dir),
-        threads=settings.slm_threads,
-        context=settings.slm_context,
-        max_tokens=settings.slm_max_tokens,
-        temperature=settings.slm_temperature,
-    )
+    engine = build_slm(get_settings())
+    assert isinstance(engine, LlamaCppLLM)
+    return engine
 
 
 async def speak(tts: PiperTTS, text: str) -> bytes:

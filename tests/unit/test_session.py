@@ -470,7 +470,9 @@ async def test_no_speculation_while_other_calls_wait_for_stt() -> None:
     load = ReplicaLoad(stt_inflight=1)  # another call's utterance is being transcribed
     stt = FakeSTT(script=["What time do you open?"])
     llm = FakeLLM(replies=["At seven."])
-    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm, load=load)
+    session, recorder, metrics, _ = make_session(
+        phone, stt=stt, llm=llm, load=load, speculate_max_stt_inflight=1
+    )
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()

@@ -30,7 +30,9 @@ PARAMS = {
 
 
 def make_app(tmp_path, **settings: object) -> FastAPI:  # type: ignore[no-untyped-def]
-    config = Settings(_env_file=None, velox_data_dir=tmp_path, **settings)  # type: ignore[call-arg]
+    # Explicit values, so a TWILIO_AUTH_TOKEN in the environment cannot change the outcome.
+    values: dict[str, object] = {"twilio_auth_token": None, "velox_public_url": None, **settings}
+    config = Settings(_env_file=None, velox_data_dir=tmp_path, **values)  # type: ignore[call-arg]
     api = create_app()
     api.state.hub = CallHub(
         engines=Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS()),
