@@ -733,6 +733,10 @@ class SimulatedCall:
     `on_event(name, data)` sees the call as it happens: call.answered, call.rejected,
     stream.open, greeting, caller.says, recv.mark, recv.clear, sent.mark, violation and
     call.ended. It runs inside the call's event loop, so it must be quick.
+
+    `realtime=False` sends the caller's speech as fast as the socket takes it (silence between
+    turns is still paced at 20 ms, or the server would be flooded) and plays the agent's audio
+    the moment it arrives. `timeout_s` bounds each wait: the greeting, each reply.
     """
 
     def __init__(
@@ -1162,46 +1166,10 @@ class SimulatedCall:
             logger.exception("call %s: on_event callback failed", self.result.call_sid)
 
 
-async def place_call(
-    base_url: str,
-    turns: list[CallerTurn],
-    *,
-    to_number: str = "+15550100",
-    from_number: str = "+15550199",
-    auth_token: str | None = None,
-    account_sid: str = DEFAULT_ACCOUNT_SID,
-    realtime: bool = True,
-    reply_silence_s: float = 1.0,
-    timeout_s: float = 60,
-    expect_greeting: bool = True,
-    hangup_abruptly: bool = False,
-    public_url: str | None = None,
-    on_event: EventCallback | None = None,
-) -> CallResult:
-    """Place one simulated call against `base_url` and play `turns`; see `SimulatedCall`.
+async def place_call(base_url: str, turns: list[CallerTurn], **options: Any) -> CallResult:
+    """Place one simulated call against `base_url` and play `turns`.
 
-    `realtime=False` sends the caller's speech as fast as the socket takes it (silence between
-    turns is still paced at 20 ms, or the server would be flooded) and plays the agent's audio
-    the moment it arrives. `timeout_s` bounds each wait: the greeting, each reply.
-
-    `public_url` plays the proxy in front of a server configured with a public URL (its
-    VELOX_PUBLIC_URL): requests still go to `base_url`, but the webhook is signed over the public
-    URL, carries X-Forwarded-Proto/Host as a proxy would, and the public path prefix is swapped
-    for `base_url`'s. Raises `CallSetupError` when the webhook or the WebSocket handshake fails.
+    `options` are SimulatedCall's keywords (auth_token, realtime, timeout_s, …). Raises
+    `CallSetupError` when the webhook or the WebSocket handshake fails.
     """
-    call = SimulatedCall(
-        base_url,
-        turns,
-        to_number=to_number,
-        from_number=from_number,
-        auth_token=auth_token,
-        account_sid=account_sid,
-        realtime=realtime,
-        reply_silence_s=reply_silence_s,
-        timeout_s=timeout_s,
-        expect_greeting=expect_greeting,
-        hangup_abruptly=hangup_abruptly,
-        public_url=public_url,
-        on_event=on_event,
-    )
-    return await call.run()
+    return await SimulatedCall(base_url, turns, **options).run()
