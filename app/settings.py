@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,7 +50,8 @@ class Settings(BaseSettings):
     tts_threads: int = 1
 
     # Turn-taking (milliseconds)
-    vad_aggressiveness: int = 2
+    vad_engine: Literal["silero", "webrtc"] = "silero"
+    vad_aggressiveness: int = 2  # webrtc only
     turn_pause_ms: int = 140
     turn_end_ms: int = 500
     turn_end_incomplete_ms: int = 1100

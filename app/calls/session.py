@@ -22,7 +22,7 @@ from app.calls.phrases import PhraseCache
 from app.calls.playback import Reply
 from app.calls.recorder import CallRecorder, CallSummary, TurnRecord, TurnTimings
 from app.calls.turns import TurnDetector, TurnEvent, TurnTiming, sounds_complete
-from app.calls.vad import FrameVAD
+from app.calls.vad import make_vad
 from app.conversation.agent import AgentProfile
 from app.conversation.sentences import SentenceSplitter
 from app.llm.base import LanguageModel, Message, TextDelta, Tier, Usage
@@ -170,7 +170,7 @@ class CallSession:
         self.history: list[Message] = []
         self.turns: list[Turn] = []
 
-        self._vad = FrameVAD(aggressiveness=settings.vad_aggressiveness)
+        self._vad = make_vad(settings.vad_engine, aggressiveness=settings.vad_aggressiveness)
         self._detector = TurnDetector(
             TurnTiming(
                 pause_ms=settings.turn_pause_ms,
