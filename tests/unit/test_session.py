@@ -200,6 +200,18 @@ def make_session(
     return session, recorder, metrics, engines
 
 
+async def reply_playing(phone: Phone, session: CallSession, played_s: float) -> asyncio.Task[Any]:
+    """Start the call, ask a question, return once `played_s` of agent audio has played."""
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(0.8))
+    async with asyncio.timeout(5):
+        while len(phone.played) < 8000 * played_s:
+            await asyncio.sleep(0.05)
+    return task
+
+
 def failed_count(metrics: Metrics) -> float:
     return metrics.calls_total.labels(status="failed")._value.get()
 
@@ -311,14 +323,7 @@ async def test_barge_in_clears_and_history_keeps_only_what_was_heard() -> None:
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 8)
     llm = FakeLLM(replies=[long_reply, "Closed on Sunday."])
     session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm)
-    phone.start()
-    task = asyncio.create_task(session.run())
-    await phone.until_heard()
-    await phone.say(tone(0.6) + silence(0.8))
-    # wait for the reply audio to be playing
-    async with asyncio.timeout(5):
-        while not phone.played or len(phone.played) < 8000 * 3:
-            await asyncio.sleep(0.05)
+    task = await reply_playing(phone, session, played_s=3)
     await phone.say(tone(1.0) + silence(1.0))
     await asyncio.sleep(1.5)
     phone.stop()
@@ -340,14 +345,8 @@ async def test_backchannel_does_not_take_the_turn() -> None:
     stt = FakeSTT(script=["Tell me everything.", "uh-huh"])
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
     llm = FakeLLM(replies=[long_reply, "SHOULD NOT BE SAID"])
-    session, recorder, _, engines = make_session(phone, stt=stt, llm=llm)
-    phone.start()
-    task = asyncio.create_task(session.run())
-    await phone.until_heard()
-    await phone.say(tone(0.6) + silence(0.8))
-    async with asyncio.timeout(5):
-        while len(phone.played) < 8000 * 2:
-            await asyncio.sleep(0.05)
+    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    task = await reply_playing(phone, session, played_s=2)
     await phone.say(tone(0.3) + silence(0.8))
     async with asyncio.timeout(15):
         while not any(t.caller_text == "Tell me everything." for t in recorder.turns):
@@ -448,14 +447,8 @@ async def test_a_noise_burst_pauses_the_reply_then_it_resumes_in_full() -> None:
     stt = FakeSTT(script=["Tell me everything.", ""])  # the burst transcribes to nothing
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
     llm = FakeLLM(replies=[long_reply])
-    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm)
-    phone.start()
-    task = asyncio.create_task(session.run())
-    await phone.until_heard()
-    await phone.say(tone(0.6) + silence(0.8))
-    async with asyncio.timeout(5):
-        while len(phone.played) < 8000 * 2:
-            await asyncio.sleep(0.05)
+    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    task = await reply_playing(phone, session, played_s=2)
     await phone.say(tone(0.25, freq=900) + silence(0.8))  # a door slams
     async with asyncio.timeout(20):
         while not any(t.caller_text == "Tell me everything." for t in recorder.turns):
