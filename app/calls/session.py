@@ -112,8 +112,7 @@ class Turn:
     caller_text: str | None = None  # known up front for DTMF and the greeting
     speech_ms: int = 0
     reply: Reply = field(init=False)
-    committed: bool = False
-    commit_event: asyncio.Event = field(default_factory=asyncio.Event)
+    commit_event: asyncio.Event = field(default_factory=asyncio.Event)  # the turn has ended
     task: asyncio.Task[None] | None = None
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
@@ -123,6 +122,11 @@ class Turn:
 
     def __post_init__(self) -> None:
         self.reply = Reply(turn=self.id)
+
+    @property
+    def committed(self) -> bool:
+        """The caller finished this turn (it is no longer a speculative guess)."""
+        return self.commit_event.is_set()
 
     @property
     def finalized(self) -> bool:
@@ -362,7 +366,6 @@ class CallSession:
         turn, self._pending = self._pending, None
         if turn is None:
             turn = self._start_turn(bytes(self._utterance), committed=True)
-        turn.committed = True
         turn.commit_event.set()
         turn.reply.released = self._speaking is turn or self._speaking is None
         if self._last_voiced_at is not None:
@@ -420,7 +423,6 @@ class CallSession:
             caller_text=text,
             speech_ms=self._voiced_ms if audio else 0,
         )
-        turn.committed = committed
         if committed:
             turn.commit_event.set()
         turn.reply.released = committed and self._speaking is None
@@ -431,7 +433,7 @@ class CallSession:
     def _start_greeting(self) -> None:
         assert self.agent is not None
         turn = Turn(id=0, audio=b"", speech_end_at=self._clock(), caller_text="")
-        turn.committed = True
+        turn.commit_event.set()
         turn.reply.released = True
         self.turns.append(turn)
         self._speaking = turn
