@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import socket
 import statistics
 import sys
@@ -85,8 +86,12 @@ def server_stages(call_sids: list[str]) -> dict[str, list[float]]:
     return stages
 
 
-async def one_call(url: str, audios: list[bytes], token: str | None) -> CallResult:
+async def one_call(
+    url: str, audios: list[bytes], token: str | None, delay_s: float = 0.0, rotate: int = 0
+) -> CallResult:
+    await asyncio.sleep(delay_s)
     turns = [CallerTurn(audio_pcm16_8k=a, text=q) for a, q in zip(audios, QUESTIONS, strict=False)]
+    turns = turns[rotate:] + turns[:rotate]  # calls ask in different orders, so they drift apart
     return await place_call(url, turns, auth_token=token, timeout_s=30)
 
 
@@ -96,7 +101,13 @@ async def barge_in_call(url: str, audio: bytes, token: str | None) -> CallResult
 
 
 async def run(
-    url: str, calls: int, concurrency: int, turns: int, token: str | None, rounds: int
+    url: str,
+    calls: int,
+    concurrency: int,
+    turns: int,
+    token: str | None,
+    rounds: int,
+    stagger_s: float,
 ) -> dict:
     from app.speech.piper_tts import PiperTTS
 
@@ -113,9 +124,14 @@ async def run(
         sequential.append(await one_call(url, audios, token))
     barge = [await barge_in_call(url, barge_audio, token) for _ in range(max(1, calls // 2))]
     concurrent: list[CallResult] = []
+    rng = random.Random(20261125)
     for _ in range(rounds):
+        # Real calls overlap but do not dial in lockstep: each starts at a random moment in the
+        # first `stagger_s` seconds (seeded) and asks its questions in its own order. With
+        # --stagger 0 every caller speaks in the same 20 ms: the worst-case burst.
+        starts = [rng.uniform(0, stagger_s) for _ in range(concurrency)]
         concurrent += await asyncio.gather(
-            *(one_call(url, audios, token) for _ in range(concurrency))
+            *(one_call(url, audios, token, starts[i], i % len(audios)) for i in range(concurrency))
         )
 
     for name, group in (("sequential", sequential), (f"concurrent_{concurrency}", concurrent)):
@@ -144,6 +160,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5, help="sequential calls")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of concurrent calls")
+    parser.add_argument(
+        "--stagger", type=float, default=4.0, help="concurrent calls start within this many s"
+    )
     parser.add_argument("--turns", type=int, default=4, help="caller turns per call")
     parser.add_argument("--serve-config", type=Path, help="a variant of serve_config.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/call_latency.json")
@@ -162,7 +181,7 @@ def main() -> None:
         url = graph.run_local(port=port, config=args.serve_config)
     try:
         results = asyncio.run(
-            run(url, args.calls, args.concurrency, args.turns, token, args.rounds)
+            run(url, args.calls, args.concurrency, args.turns, token, args.rounds, args.stagger)
         )
     finally:
         if args.url is None:
@@ -174,6 +193,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "targets": {"sequential_p50_s": 1.0, "sequential_p95_s": 1.5, "concurrent_4_p95_s": 2.0},
+        "concurrent_stagger_s": args.stagger,
         **results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
