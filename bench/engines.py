@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.llm.base import Message, TextDelta, Usage  # noqa: E402
+from app.llm.base import Message, collect_reply  # noqa: E402
 from app.llm.llama_cpp_llm import LlamaCppLLM  # noqa: E402
 from app.llm.model_files import qwen_gguf_path  # noqa: E402
 from app.settings import get_settings  # noqa: E402
@@ -107,17 +107,8 @@ async def bench_tts(tts: PiperTTS, repeats: int) -> dict[str, Any]:
 
 
 async def _turn(llm: LlamaCppLLM, messages: list[Message]) -> dict[str, Any]:
-    started = time.perf_counter()
-    first: float | None = None
-    text = ""
-    usage: Usage | None = None
-    async for event in llm.stream(messages):
-        if isinstance(event, TextDelta):
-            first = first if first is not None else time.perf_counter() - started
-            text += event.text
-        elif isinstance(event, Usage):
-            usage = event
-    total = time.perf_counter() - started
+    reply = await collect_reply(llm, messages)
+    text, usage, first, total = reply.text, reply.usage, reply.first_token_s, reply.total_s
     assert first is not None and usage is not None
     decode_s = total - first
     return {

@@ -78,3 +78,32 @@ class LanguageModel(Protocol):
     ) -> AsyncIterator[LLMEvent]:
         """Yield the reply as it is generated; cancelling the iteration stops generation."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedReply:
+    """A whole streamed reply, with its time to first token."""
+
+    text: str
+    usage: Usage | None
+    first_token_s: float | None
+    total_s: float
+
+
+async def collect_reply(
+    llm: LanguageModel, messages: list[Message], tier: Tier = Tier.SLM
+) -> CollectedReply:
+    """Run a stream to the end (for tests, benchmarks and non-streaming callers)."""
+    import time
+
+    started = time.perf_counter()
+    first: float | None = None
+    text = ""
+    usage: Usage | None = None
+    async for event in llm.stream(messages, None, tier):
+        if isinstance(event, TextDelta):
+            first = first if first is not None else time.perf_counter() - started
+            text += event.text
+        elif isinstance(event, Usage):
+            usage = event
+    return CollectedReply(text, usage, first, time.perf_counter() - started)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.engines import build_slm
-from app.llm.base import Message, TextDelta, Usage
+from app.llm.base import Message, TextDelta, Usage, collect_reply
 from app.llm.llama_cpp_llm import LlamaCppLLM
 from app.settings import get_settings
 from app.speech.base import AudioChunk
@@ -95,18 +95,9 @@ async def test_tts_stops_when_closed_early(tts: PiperTTS) -> None:
 
 
 async def _reply(llm: LlamaCppLLM, messages: list[Message]) -> tuple[str, Usage, float]:
-    started = time.perf_counter()
-    first: float | None = None
-    text = ""
-    usage: Usage | None = None
-    async for event in llm.stream(messages):
-        if isinstance(event, TextDelta):
-            first = first if first is not None else time.perf_counter() - started
-            text += event.text
-        elif isinstance(event, Usage):
-            usage = event
-    assert usage is not None and first is not None
-    return text, usage, first
+    reply = await collect_reply(llm, messages)
+    assert reply.usage is not None and reply.first_token_s is not None
+    return reply.text, reply.usage, reply.first_token_s
 
 
 async def test_llm_answers_and_reuses_the_conversation_cache(llm: LlamaCppLLM) -> None:
