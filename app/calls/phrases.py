@@ -6,7 +6,7 @@ import asyncio
 from collections import OrderedDict
 
 from app.speech.base import TextToSpeech
-from app.telephony.audio import TWILIO_SAMPLE_RATE, Resampler, frames, pcm16_to_mulaw
+from app.telephony.audio import PhoneFrameEncoder
 
 
 class PhraseCache:
@@ -36,12 +36,8 @@ class PhraseCache:
         return audio
 
     async def _synthesize(self, text: str, voice: str | None) -> list[bytes]:
-        resampler: Resampler | None = None
-        pcm = bytearray()
+        encoder = PhoneFrameEncoder()
+        out: list[bytes] = []
         async for chunk in self._tts.stream(text, voice):
-            if resampler is None:
-                resampler = Resampler(chunk.sample_rate, TWILIO_SAMPLE_RATE)
-            pcm += resampler.process(chunk.pcm16)
-        if resampler is not None:
-            pcm += resampler.process(b"", last=True)
-        return frames(pcm16_to_mulaw(bytes(pcm)))
+            out += encoder.push(chunk.pcm16, chunk.sample_rate)
+        return out + encoder.flush()

@@ -29,7 +29,7 @@ from app.llm.base import LanguageModel, Message, TextDelta, Tier, Usage
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
-from app.telephony.audio import FRAME_BYTES, Resampler, frames, mulaw_to_pcm16, pcm16_to_mulaw
+from app.telephony.audio import FRAME_BYTES, PhoneFrameEncoder, mulaw_to_pcm16
 from app.telephony.messages import (
     ConnectedEvent,
     DtmfEvent,
@@ -342,11 +342,8 @@ class CallSession:
         for turn in self.turns:
             if turn.committed and not turn.finalized and turn.reply.sent == 0 and turn.audio:
                 if turn.task is not None and not turn.task.done():
-                    turn.task.cancel()
                     self._carry = turn.audio + b"\x00\x00" * 1600
-                    turn.discarded = True
-                    if self._speaking is turn:
-                        self._speaking = None
+                    self._cancel(turn)
 
     def _on_caller_paused(self) -> None:
         # Answer speculatively: by the time the silence is long enough to end the turn,
@@ -608,8 +605,7 @@ class CallSession:
         reply = turn.reply
         reply.begin_piece(text)
         started = self._clock()
-        resampler: Resampler | None = None
-        tail = b""
+        encoder = PhoneFrameEncoder()
         stream = self._engines.tts.stream(text, self.agent.voice)
         try:
             iterator = aiter(stream)
@@ -620,32 +616,24 @@ class CallSession:
                     break
                 except TimeoutError as exc:
                     raise StageTimeout("tts") from exc
-                if resampler is None:
-                    resampler = Resampler(chunk.sample_rate, 8000)
-                    if first:
-                        turn.timings.tts_ttfb_s = self._clock() - started
-                        self._metrics.tts_latency.labels(provider=self._engines.tts.name).observe(
-                            turn.timings.tts_ttfb_s
-                        )
-                tail = self._append_audio(reply, tail + resampler.process(chunk.pcm16))
+                if first and turn.timings.tts_ttfb_s is None:
+                    turn.timings.tts_ttfb_s = self._clock() - started
+                    self._metrics.tts_latency.labels(provider=self._engines.tts.name).observe(
+                        turn.timings.tts_ttfb_s
+                    )
+                self._add_frames(reply, encoder.push(chunk.pcm16, chunk.sample_rate))
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        if resampler is not None:
-            tail = self._append_audio(reply, tail + resampler.process(b"", last=True))
-        if tail:
-            reply.add_frames(frames(pcm16_to_mulaw(tail)))
+        self._add_frames(reply, encoder.flush())
         reply.end_piece()
-        self._pump_wake.set()
 
-    def _append_audio(self, reply: Reply, pcm8k: bytes) -> bytes:
-        whole = len(pcm8k) - len(pcm8k) % PCM_FRAME_BYTES
-        if whole:
-            reply.add_frames(frames(pcm16_to_mulaw(pcm8k[:whole])))
+    def _add_frames(self, reply: Reply, new_frames: list[bytes]) -> None:
+        if new_frames:
+            reply.add_frames(new_frames)
             self._pump_wake.set()
-        return pcm8k[whole:]
 
     async def _say_cached(self, turn: Turn, text: str) -> None:
         assert self.agent is not None

@@ -94,3 +94,34 @@ def frames(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
     if out and len(out[-1]) < frame_bytes:
         out[-1] = out[-1] + b"\xff" * (frame_bytes - len(out[-1]))
     return out
+
+
+class PhoneFrameEncoder:
+    """Speech at any sample rate in, whole 20 ms mu-law phone frames out, as it streams.
+
+    The resampler is created from the first chunk's rate; samples that do not fill a frame wait
+    for the next chunk, and `flush()` pads the last frame with silence.
+    """
+
+    def __init__(self) -> None:
+        self._resampler: Resampler | None = None
+        self._tail = b""
+
+    def push(self, pcm16: bytes, sample_rate: int) -> list[bytes]:
+        """Frames completed by this chunk."""
+        if self._resampler is None:
+            self._resampler = Resampler(sample_rate, TWILIO_SAMPLE_RATE)
+        return self._frames(self._resampler.process(pcm16))
+
+    def flush(self) -> list[bytes]:
+        """The rest, the last frame padded with mu-law silence."""
+        out = self._frames(self._resampler.process(b"", last=True)) if self._resampler else []
+        self._resampler = None  # the filter is spent; a later push starts a new one
+        tail, self._tail = self._tail, b""
+        return out + (frames(pcm16_to_mulaw(tail)) if tail else [])
+
+    def _frames(self, pcm8k: bytes) -> list[bytes]:
+        pcm8k = self._tail + pcm8k
+        whole = len(pcm8k) - len(pcm8k) % (FRAME_BYTES * 2)
+        self._tail = pcm8k[whole:]
+        return frames(pcm16_to_mulaw(pcm8k[:whole])) if whole else []

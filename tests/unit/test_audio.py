@@ -130,3 +130,17 @@ def test_float32_scaling() -> None:
     out = pcm16_to_float32(pcm)
     assert out.dtype == np.float32
     assert out.tolist() == [-1.0, 0.0, 0.5, 32767 / 32768]
+
+
+def test_phone_frame_encoder_streams_whole_frames_and_pads_the_end() -> None:
+    from app.telephony.audio import PhoneFrameEncoder
+
+    pcm = (np.sin(np.arange(22050) / 5) * 8000).astype("<i2").tobytes()  # 1 s at 22.05 kHz
+    encoder = PhoneFrameEncoder()
+    out: list[bytes] = []
+    for i in range(0, len(pcm), 3001 * 2):  # odd chunk sizes, like a TTS stream
+        out += encoder.push(pcm[i : i + 3001 * 2], 22050)
+    out += encoder.flush()
+    assert all(len(f) == 160 for f in out)
+    assert abs(len(out) - 50) <= 1, "one second is fifty 20 ms frames"
+    assert encoder.flush() == []
