@@ -8,11 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.app import create_app
-from app.calls.hub import CallHub
-from app.calls.recorder import JsonlCallRecorder
 from app.calls.session import Engines
 from app.engines import build_local_engines, prewarm
 from app.observability.metrics import Metrics
+from app.services import build_services
 from app.settings import Settings, get_settings
 
 
@@ -26,15 +25,12 @@ def create_dev_app(settings: Settings | None = None, engines: Engines | None = N
         await prewarm(local.stt)
         await prewarm(local.tts)
         await prewarm(local.llm, settings.velox_system_prompt)
-        hub = CallHub(
-            engines=local,
-            settings=settings,
-            metrics=Metrics(),
-            recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
-        )
-        await hub.prewarm()
-        api.state.hub = hub
-        yield
+        services = await build_services(settings, local, Metrics())
+        services.attach(api)
+        try:
+            yield
+        finally:
+            await services.close()
 
     api = create_app()
     api.router.lifespan_context = lifespan

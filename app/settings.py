@@ -24,6 +24,26 @@ class Settings(BaseSettings):
     )
     velox_data_dir: Path = Path("var")
 
+    # Data. No DATABASE_URL: an embedded Postgres under VELOX_DATA_DIR/postgres. No REDIS_URL:
+    # live-call state stays in this process (fine for one ingress replica).
+    database_url: str | None = None
+    database_pool_size: int = 10
+    redis_url: str | None = None
+    # The demo organization answers numbers nobody claimed, so `make run` + `velox call` works
+    # out of the box. None: on unless Clerk or Stripe is configured (a real deployment).
+    velox_demo_agent: bool | None = None
+
+    # Auth: Clerk session JWTs (verified against the instance's JWKS) or org API keys.
+    clerk_secret_key: SecretStr | None = None
+    clerk_api_url: str = "https://api.clerk.com"
+    clerk_issuer: str | None = Field(
+        default=None, description="Expected `iss`, e.g. https://<instance>.clerk.accounts.dev"
+    )
+    clerk_authorized_parties: str | None = Field(
+        default=None, description="Comma-separated origins allowed in `azp`"
+    )
+    stripe_secret_key: SecretStr | None = None
+
     # Twilio
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
@@ -68,10 +88,32 @@ class Settings(BaseSettings):
     tts_timeout_s: float = 8.0
     max_call_seconds: int = 3600
 
+    # What a call costs, for its cost breakdown (USD). Local engines cost compute only.
+    price_telephony_per_min: float = 0.0085  # Twilio inbound, US local
+    price_stt_per_min: float = 0.0
+    price_tts_per_1k_chars: float = 0.0
+    price_slm_per_1k_tokens: float = 0.0
+    price_flash_per_1k_tokens: float = 0.0006
+    price_pro_per_1k_tokens: float = 0.0025
+
     # Cloud engines switch on with their keys (later issues add them).
     gemini_api_key: SecretStr | None = None
     deepgram_api_key: SecretStr | None = None
     elevenlabs_api_key: SecretStr | None = None
+
+    @property
+    def demo_agent_enabled(self) -> bool:
+        """Whether unclaimed numbers reach the demo organization's agent."""
+        if self.velox_demo_agent is not None:
+            return self.velox_demo_agent
+        return self.clerk_secret_key is None and self.stripe_secret_key is None
+
+    @property
+    def clerk_parties(self) -> list[str] | None:
+        """CLERK_AUTHORIZED_PARTIES as a list (None: any `azp` is accepted)."""
+        if not self.clerk_authorized_parties:
+            return None
+        return [p.strip() for p in self.clerk_authorized_parties.split(",") if p.strip()]
 
 
 @lru_cache

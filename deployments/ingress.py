@@ -9,12 +9,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.api.app import create_app
-from app.calls.hub import CallHub
-from app.calls.recorder import JsonlCallRecorder
 from app.calls.session import Engines
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory
+from app.services import build_services
 from app.settings import get_settings
 from deployments.handles import HandleLLM, HandleSTT, HandleTTS
 
@@ -34,18 +33,12 @@ class Ingress:
         engines = Engines(
             stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts)
         )
-        self.hub = CallHub(
-            engines=engines,
-            settings=settings,
-            metrics=Metrics(RayMetricFactory()),
-            recorder=JsonlCallRecorder(settings.velox_data_dir / "calls"),
-        )
-        await self.hub.prewarm()
+        self.services = await build_services(settings, engines, Metrics(RayMetricFactory()))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica, after __init__, so the routes see this replica's hub
         # (an app built at import time would be pickled into a copy that never gets it).
         api = create_app()
-        api.state.hub = self.hub
+        self.services.attach(api)
         logger.info("ingress ready")
         return api

@@ -1,4 +1,4 @@
-"""Builds the FastAPI application; the caller attaches a CallHub to `app.state.hub`."""
+"""Builds the FastAPI application; `app.services.Services.attach` gives it what routes use."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import health, voice
+from app.api import agents, api_keys, conversations, health, live_calls, phone_numbers, voice
+from app.api.errors import FieldError, error_body
 
 
 def create_app() -> FastAPI:
@@ -15,35 +16,30 @@ def create_app() -> FastAPI:
     api = FastAPI(title="Velox", version="0.1.0", summary="AI voice agents for phone calls")
     api.include_router(health.router)
     api.include_router(voice.router)
+    for router in (
+        agents.router,
+        phone_numbers.router,
+        conversations.router,
+        live_calls.router,
+        api_keys.router,
+    ):
+        api.include_router(router)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            {"error": {"code": _code(exc.status_code), "message": str(exc.detail)}},
+            error_body(exc.status_code, str(exc.detail), getattr(exc, "fields", None)),
             status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @api.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
-            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            FieldError(field=".".join(str(p) for p in err["loc"]), message=err["msg"])
             for err in exc.errors()
         ]
-        return JSONResponse(
-            {"error": {"code": "invalid_request", "message": "invalid request", "fields": fields}},
-            status_code=422,
-        )
+        summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:3])
+        return JSONResponse(error_body(422, f"invalid request: {summary}", fields), status_code=422)
 
     return api
-
-
-def _code(status: int) -> str:
-    return {
-        400: "bad_request",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "not_found",
-        409: "conflict",
-        413: "too_large",
-        415: "unsupported_media_type",
-    }.get(status, "error")

@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["voice"])
 TWIML = "application/xml"
+NOT_IN_SERVICE = (
+    "Sorry, the number you have called is not in service. Please check the number and try again."
+)
 
 
 @router.post(
@@ -41,8 +44,15 @@ async def incoming_call(request: Request) -> Response:
             "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
             "VELOX_PUBLIC_URL (or the proxy's X-Forwarded-* headers) is the URL Twilio calls",
         )
-    call_sid = params.get("CallSid", "")
-    agent = hub.default_agent
+    call_sid, caller, called = (
+        params.get("CallSid", ""),
+        params.get("From", ""),
+        params.get("To", ""),
+    )
+    agent = await hub.agent_for_number(called)
+    if agent is None:
+        logger.warning("call %s: nobody answers %s (from %s); hanging up", call_sid, called, caller)
+        return Response(twiml.say_and_hangup(NOT_IN_SERVICE), media_type=TWIML)
     stream = twiml.stream_url(
         public_url=settings.velox_public_url,
         scheme=request.url.scheme,
@@ -50,13 +60,10 @@ async def incoming_call(request: Request) -> Response:
         forwarded_proto=request.headers.get("x-forwarded-proto"),
         forwarded_host=request.headers.get("x-forwarded-host"),
     )
-    parameters = {
-        "agentId": agent.id,
-        "callSid": call_sid,
-        "from": params.get("From", ""),
-        "to": params.get("To", ""),
-    }
-    logger.info("call %s: incoming from %s to %s", call_sid, params.get("From"), params.get("To"))
+    parameters = {"agentId": agent.id, "callSid": call_sid, "from": caller, "to": called}
+    if agent.org_id is not None:
+        parameters["orgId"] = agent.org_id
+    logger.info("call %s: incoming from %s to %s, agent %s", call_sid, caller, called, agent.id)
     return Response(twiml.connect_stream(stream, parameters), media_type=TWIML)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import uuid
 
+from app.calls.directory import AgentDirectory
 from app.calls.phrases import PhraseCache
 from app.calls.recorder import CallRecorder, CallSummary
 from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket, ReplicaLoad
@@ -25,7 +26,7 @@ class CallHub:
         settings: Settings,
         metrics: Metrics,
         recorder: CallRecorder,
-        agent_for: Callable[[dict[str, str]], AgentProfile] | None = None,
+        directory: AgentDirectory | None = None,
     ) -> None:
         self.engines = engines
         self.settings = settings
@@ -33,7 +34,8 @@ class CallHub:
         self.recorder = recorder
         self.phrases = PhraseCache(engines.tts)
         self.default_agent = AgentProfile.default(settings)
-        self._agent_for = agent_for or (lambda _params: self.default_agent)
+        # Without a directory (database-less tests) the settings' agent answers every call.
+        self.directory = directory
         self.sessions: dict[str, CallSession] = {}
         self.load = ReplicaLoad()
         if settings.twilio_auth_token is None:
@@ -47,6 +49,26 @@ class CallHub:
         for text in (self.default_agent.greeting, APOLOGY):
             await self.phrases.get(text, self.default_agent.voice)
 
+    async def agent_for_number(self, number: str) -> AgentProfile | None:
+        """The agent that answers calls to `number` (None: nobody does)."""
+        if self.directory is None:
+            return self.default_agent
+        agent = await self.directory.for_number(number)
+        if agent is not None:
+            # Synthesize the greeting while Twilio opens the stream, so it plays at once.
+            self.phrases.warm(agent.greeting, agent.voice)
+        return agent
+
+    async def agent_for_stream(self, parameters: dict[str, str]) -> AgentProfile | None:
+        """The agent named by the stream's parameters (set by our own signed TwiML)."""
+        if self.directory is None:
+            return self.default_agent
+        try:
+            org_id, agent_id = uuid.UUID(parameters["orgId"]), uuid.UUID(parameters["agentId"])
+        except (KeyError, ValueError):
+            return None
+        return await self.directory.by_id(org_id, agent_id)
+
     async def serve(self, socket: MediaSocket) -> CallSummary:
         """Run one call on `socket` until it ends."""
         session = CallSession(
@@ -56,7 +78,7 @@ class CallHub:
             metrics=self.metrics,
             recorder=self.recorder,
             phrases=self.phrases,
-            agent_for=self._agent_for,
+            agent_for=self.agent_for_stream,
             load=self.load,
         )
         key = str(id(session))

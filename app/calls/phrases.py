@@ -17,6 +17,7 @@ class PhraseCache:
         self._capacity = capacity
         self._audio: OrderedDict[tuple[str, str | None], list[bytes]] = OrderedDict()
         self._inflight: dict[tuple[str, str | None], asyncio.Task[list[bytes]]] = {}
+        self._warming: set[asyncio.Task[list[bytes]]] = set()
 
     async def get(self, text: str, voice: str | None = None) -> list[bytes]:
         """The phrase as phone frames, synthesized now if it is not cached yet."""
@@ -34,6 +35,14 @@ class PhraseCache:
         while len(self._audio) > self._capacity:
             self._audio.popitem(last=False)
         return audio
+
+    def warm(self, text: str, voice: str | None = None) -> None:
+        """Start synthesizing a phrase in the background (the call that needs it comes soon)."""
+        if (text, voice) in self._audio or (text, voice) in self._inflight:
+            return
+        task = asyncio.ensure_future(self.get(text, voice))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def _synthesize(self, text: str, voice: str | None) -> list[bytes]:
         encoder = PhoneFrameEncoder()

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.conversation.agent import AgentProfile
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,6 +23,19 @@ class TurnTimings:
     llm_ttft_s: float | None = None
     tts_ttfb_s: float | None = None
     voice_to_voice_s: float | None = None
+
+
+@dataclass(slots=True)
+class CallStart:
+    """A call connected: who called whom, and which agent answers."""
+
+    call_sid: str
+    stream_sid: str
+    agent: AgentProfile
+    from_number: str
+    to_number: str
+    started_at: float  # unix time
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -37,6 +52,10 @@ class TurnRecord:
     ended_at: float
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
+    tier: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    caller_audio_s: float = 0.0  # what STT listened to
 
 
 @dataclass(slots=True)
@@ -56,7 +75,7 @@ class CallSummary:
 class CallRecorder(Protocol):
     """Receives a call's transcript while the call is live."""
 
-    async def call_started(self, call_sid: str, metadata: dict[str, Any]) -> None:
+    async def call_started(self, start: CallStart) -> None:
         """A call connected."""
         ...
 
@@ -67,6 +86,32 @@ class CallRecorder(Protocol):
     async def call_ended(self, summary: CallSummary) -> None:
         """The call is over."""
         ...
+
+
+class FanoutRecorder:
+    """Hands every event to several recorders; one failing never stops the others."""
+
+    def __init__(self, *recorders: CallRecorder) -> None:
+        self.recorders = recorders
+
+    async def _each(self, method: str, arg: Any) -> None:
+        for recorder in self.recorders:
+            try:
+                await getattr(recorder, method)(arg)
+            except Exception:  # a transcript store outage must not end the call
+                logger.exception("%s.%s failed", type(recorder).__name__, method)
+
+    async def call_started(self, start: CallStart) -> None:
+        """Fan out."""
+        await self._each("call_started", start)
+
+    async def turn_finished(self, record: TurnRecord) -> None:
+        """Fan out."""
+        await self._each("turn_finished", record)
+
+    async def call_ended(self, summary: CallSummary) -> None:
+        """Fan out."""
+        await self._each("call_ended", summary)
 
 
 class JsonlCallRecorder:
@@ -92,9 +137,9 @@ class JsonlCallRecorder:
         except OSError:
             logger.exception("call %s: could not write the transcript to %s", call_sid, path)
 
-    async def call_started(self, call_sid: str, metadata: dict[str, Any]) -> None:
+    async def call_started(self, start: CallStart) -> None:
         """Record the start of a call."""
-        await self._append(call_sid, {"event": "started", **metadata})
+        await self._append(start.call_sid, {"event": "started", **asdict(start)})
 
     async def turn_finished(self, record: TurnRecord) -> None:
         """Record one finished turn."""

@@ -14,13 +14,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.calls.phrases import PhraseCache
 from app.calls.playback import Reply
-from app.calls.recorder import CallRecorder, CallSummary, TurnRecord, TurnTimings
+from app.calls.recorder import CallRecorder, CallStart, CallSummary, TurnRecord, TurnTimings
 from app.calls.turns import TurnDetector, TurnEvent, TurnTiming, sounds_complete
 from app.calls.vad import make_vad
 from app.conversation.agent import AgentProfile
@@ -116,6 +116,8 @@ class Turn:
     task: asyncio.Task[None] | None = None
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
+    tier: Tier | None = None
+    usage: Usage | None = None
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded
     recorded: bool = False  # in the history and the transcript
@@ -153,7 +155,7 @@ class CallSession:
         metrics: Metrics,
         recorder: CallRecorder,
         phrases: PhraseCache,
-        agent_for: Callable[[dict[str, str]], AgentProfile],
+        agent_for: Callable[[dict[str, str]], Awaitable[AgentProfile | None]],
         load: ReplicaLoad | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -240,12 +242,21 @@ class CallSession:
             self.stream_sid = event.streamSid
             self.call_sid = event.start.callSid
             self.parameters = dict(event.start.customParameters)
-            self.agent = self._agent_for(self.parameters)
+            self.agent = await self._agent_for(self.parameters)
+            if self.agent is None:
+                raise ProtocolError(f"no agent {self.parameters.get('agentId')!r} answers here")
             self.history = [Message("system", self.agent.system_prompt)]
             logger.info("call %s: stream %s started", self.call_sid, self.stream_sid)
             await self._recorder.call_started(
-                self.call_sid,
-                {"stream_sid": self.stream_sid, "agent": self.agent.id, **self.parameters},
+                CallStart(
+                    call_sid=self.call_sid,
+                    stream_sid=self.stream_sid,
+                    agent=self.agent,
+                    from_number=self.parameters.get("from", ""),
+                    to_number=self.parameters.get("to", ""),
+                    started_at=self._started_at,
+                    parameters=self.parameters,
+                )
             )
             return
 
@@ -562,7 +573,7 @@ class CallSession:
         started = self._clock()
         stream = llm.stream(messages, None, Tier.SLM)
         self._metrics.llm_tier_total.labels(tier=Tier.SLM.value).inc()
-        turn.model = llm.name
+        turn.model, turn.tier = llm.name, Tier.SLM
         try:
             async with asyncio.timeout(self._settings.llm_total_timeout_s):
                 iterator = aiter(stream)
@@ -589,7 +600,7 @@ class CallSession:
                         for sentence in splitter.push(event.text):
                             out.put_nowait(sentence)
                     elif isinstance(event, Usage):
-                        turn.model = event.model
+                        turn.usage = event
             for sentence in splitter.flush():
                 out.put_nowait(sentence)
         finally:
@@ -713,7 +724,11 @@ class CallSession:
                 started_at=turn.started_at,
                 ended_at=time.time(),
                 timings=turn.timings,
-                model=turn.model,
+                model=turn.usage.model if turn.usage else turn.model,
+                tier=turn.tier.value if turn.tier else None,
+                prompt_tokens=turn.usage.prompt_tokens if turn.usage else 0,
+                completion_tokens=turn.usage.completion_tokens if turn.usage else 0,
+                caller_audio_s=len(turn.audio) / (2 * 8000),
             )
         )
 

@@ -17,10 +17,11 @@ class AgentProfile:
     greeting: str
     voice: str | None = None
     language: str = "en"
+    org_id: str | None = None  # None only for the settings-built agent of database-less tests
 
     @classmethod
     def default(cls, settings: Settings) -> AgentProfile:
-        """The agent that answers every number until the data layer assigns agents to numbers."""
+        """The agent built from settings: the demo organization's agent is seeded from it."""
         return cls(
             id="default",
             name=settings.velox_agent_name,

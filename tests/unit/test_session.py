@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.calls.phrases import PhraseCache
-from app.calls.recorder import CallSummary, TurnRecord
+from app.calls.recorder import CallStart, CallSummary, TurnRecord
 from app.calls.session import (
     APOLOGY,
     CallSession,
@@ -34,7 +34,7 @@ class MemoryRecorder:
         self.turns: list[TurnRecord] = []
         self.ended: list[CallSummary] = []
 
-    async def call_started(self, call_sid: str, metadata: dict[str, Any]) -> None:
+    async def call_started(self, start: CallStart) -> None:
         pass
 
     async def turn_finished(self, record: TurnRecord) -> None:
@@ -42,6 +42,10 @@ class MemoryRecorder:
 
     async def call_ended(self, summary: CallSummary) -> None:
         self.ended.append(summary)
+
+
+async def _found(agent: AgentProfile) -> AgentProfile:
+    return agent
 
 
 class Phone:
@@ -194,7 +198,7 @@ def make_session(
         metrics=metrics,
         recorder=recorder,
         phrases=PhraseCache(engines.tts),
-        agent_for=lambda _p: agent,
+        agent_for=lambda _p: _found(agent),
         load=load,
     )
     return session, recorder, metrics, engines

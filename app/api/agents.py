@@ -1,0 +1,180 @@
+"""`/api/agents`: create, list, read, change and delete an organization's voice agents."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.api.deps import TenantSession, get_or_404
+from app.api.errors import FieldValidationError, responses
+from app.db.models import Agent, KnowledgeBase
+
+router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
+
+ToolName = Literal[
+    "check_order_status",
+    "check_item_stock",
+    "book_appointment",
+    "get_customer_profile",
+    "transfer_to_agent",
+    "search_knowledge_base",
+    "end_call",
+]
+TierName = Literal["slm", "flash", "pro"]
+
+
+class LlmPolicy(BaseModel):
+    """Which model tiers the agent may use (the router picks among them per turn)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_tier: TierName = "slm"
+    max_tier: TierName = "pro"
+    escalate_when_unsure: bool = True
+
+
+class AgentFields(BaseModel):
+    """What a client may set on an agent (all optional, for PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, min_length=1, max_length=20_000)
+    greeting: str | None = Field(default=None, min_length=1, max_length=1_000)
+    voice_id: str | None = Field(default=None, min_length=1, max_length=100)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    llm_policy: LlmPolicy | None = None
+    tools: list[ToolName] | None = None
+    flow: dict[str, Any] | None = None
+    knowledge_base_id: uuid.UUID | None = None
+    enabled: bool | None = None
+
+
+class AgentCreate(AgentFields):
+    """A new agent: a name, a prompt and a greeting; the rest has defaults."""
+
+    name: str = Field(min_length=1, max_length=200)
+    system_prompt: str = Field(min_length=1, max_length=20_000)
+    greeting: str = Field(min_length=1, max_length=1_000)
+    voice_id: str = Field(default="joe", min_length=1, max_length=100)
+    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    llm_policy: LlmPolicy = Field(default_factory=LlmPolicy)
+    tools: list[ToolName] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class AgentOut(BaseModel):
+    """An agent as the API returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    system_prompt: str
+    greeting: str
+    voice_id: str
+    language: str
+    llm_policy: LlmPolicy
+    tools: list[str]
+    flow: dict[str, Any] | None
+    knowledge_base_id: uuid.UUID | None
+    enabled: bool
+    phone_numbers: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentOut:
+        """Serialize a row (with its numbers)."""
+        data = {c: getattr(agent, c) for c in cls.model_fields if c != "phone_numbers"}
+        return cls(**data, phone_numbers=[p.number for p in agent.phone_numbers])
+
+
+class AgentList(BaseModel):
+    """All of the organization's agents, by name."""
+
+    items: list[AgentOut]
+
+
+@router.get("", summary="List agents")
+async def list_agents(session: TenantSession) -> AgentList:
+    """Every agent of the caller's organization."""
+    rows = await session.scalars(select(Agent).order_by(Agent.name))
+    return AgentList(items=[AgentOut.of(a) for a in rows])
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Create an agent", responses=responses(409)
+)
+async def create_agent(body: AgentCreate, session: TenantSession) -> AgentOut:
+    """A new agent in the caller's organization."""
+    await _check_knowledge_base(session, body.knowledge_base_id)
+    agent = Agent(**body.model_dump(mode="json", exclude={"knowledge_base_id"}))
+    agent.knowledge_base_id = body.knowledge_base_id
+    session.add(agent)
+    await _commit(session, body.name)
+    await session.refresh(agent)
+    return AgentOut.of(agent)
+
+
+@router.get("/{agent_id}", summary="Get an agent", responses=responses(404))
+async def get_agent(agent_id: uuid.UUID, session: TenantSession) -> AgentOut:
+    """One agent."""
+    return AgentOut.of(await get_or_404(session, Agent, agent_id, "agent"))
+
+
+@router.patch("/{agent_id}", summary="Change an agent", responses=responses(404, 409))
+async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSession) -> AgentOut:
+    """Change the fields given; the others stay as they are."""
+    agent = await get_or_404(session, Agent, agent_id, "agent")
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    for required in ("name", "system_prompt", "greeting", "voice_id", "language", "enabled"):
+        if required in changes and changes[required] is None:
+            raise FieldValidationError(f"body.{required}", "cannot be null")
+    if "knowledge_base_id" in changes:
+        await _check_knowledge_base(session, body.knowledge_base_id)
+        changes["knowledge_base_id"] = body.knowledge_base_id
+    for field, value in changes.items():
+        setattr(agent, field, value)
+    await _commit(session, agent.name)
+    await session.refresh(agent)
+    return AgentOut.of(agent)
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an agent",
+    responses=responses(404),
+)
+async def delete_agent(agent_id: uuid.UUID, session: TenantSession) -> Response:
+    """Delete the agent; its numbers stay with the organization, unassigned, and its past
+    conversations keep their transcripts."""
+    agent = await get_or_404(session, Agent, agent_id, "agent")
+    await session.delete(agent)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _check_knowledge_base(session: TenantSession, kb_id: uuid.UUID | None) -> None:
+    if kb_id is None:
+        return
+    found = await session.scalar(select(KnowledgeBase.id).where(KnowledgeBase.id == kb_id))
+    if found is None:
+        raise FieldValidationError(
+            "body.knowledge_base_id", f"no knowledge base {kb_id} in your organization"
+        )
+
+
+async def _commit(session: TenantSession, name: str) -> None:
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise HTTPException(409, f"an agent named {name!r} already exists") from exc

@@ -1,0 +1,66 @@
+"""Which agent answers a call: by the called number, else the demo agent, else nobody."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from app.conversation.agent import AgentProfile
+from app.db.database import Database
+from app.db.models import Agent, Organization, PhoneNumber
+from app.settings import Settings
+
+
+class AgentDirectory:
+    """Looks agents up across organizations (the phone number is the tenant key here)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.demo_enabled = settings.demo_agent_enabled
+
+    async def for_number(self, number: str) -> AgentProfile | None:
+        """The agent for a call to `number`; None when nobody answers it.
+
+        A number an organization claimed is answered by its agent, or by nobody when that agent
+        is unassigned or disabled; only numbers nobody claimed reach the demo agent.
+        """
+        async with self.db.system() as session:
+            claimed = await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
+            if claimed is not None:
+                if claimed.agent_id is None:
+                    return None
+                return await self.by_id(claimed.org_id, claimed.agent_id)
+        return await self.demo_agent() if self.demo_enabled else None
+
+    async def by_id(self, org_id: uuid.UUID, agent_id: uuid.UUID) -> AgentProfile | None:
+        """An enabled agent of `org_id`."""
+        async with self.db.tenant(org_id) as session:
+            agent = await session.scalar(
+                select(Agent).where(Agent.id == agent_id, Agent.enabled.is_(True))
+            )
+        return _profile(agent) if agent is not None else None
+
+    async def demo_agent(self) -> AgentProfile | None:
+        """The demo organization's first agent."""
+        async with self.db.system() as session:
+            agent = await session.scalar(
+                select(Agent)
+                .join(Organization, Organization.id == Agent.org_id)
+                .where(Organization.is_demo, Agent.enabled.is_(True))
+                .order_by(Agent.created_at)
+                .limit(1)
+            )
+        return _profile(agent) if agent is not None else None
+
+
+def _profile(agent: Agent) -> AgentProfile:
+    return AgentProfile(
+        id=str(agent.id),
+        org_id=str(agent.org_id),
+        name=agent.name,
+        system_prompt=agent.system_prompt,
+        greeting=agent.greeting,
+        voice=agent.voice_id,
+        language=agent.language,
+    )
