@@ -1,0 +1,88 @@
+"""`/voice/incoming` finds the agent by the called number; unknown numbers are told politely."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+
+from app.calls.directory import AgentDirectory
+from app.db.demo import ensure_demo_org
+from app.services import Services
+from app.settings import Settings
+from tests.api.conftest import Tenant, agent_body
+
+pytestmark = pytest.mark.integration
+
+
+def call(to: str) -> dict[str, str]:
+    return {
+        "CallSid": "CA" + "c" * 32,
+        "From": "+15550199",
+        "To": to,
+        "AccountSid": "AC" + "d" * 32,
+    }
+
+
+def stream_parameters(twiml: str) -> dict[str, str]:
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    assert stream is not None, twiml
+    return {p.attrib["name"]: p.attrib["value"] for p in stream}
+
+
+def hangs_up_politely(twiml: str) -> bool:
+    root = ET.fromstring(twiml)
+    say = root.find("./Say")
+    return (
+        say is not None
+        and "not in service" in (say.text or "")
+        and root.find("./Hangup") is not None
+    )
+
+
+async def test_the_numbers_agent_answers(org_a: Tenant, anonymous: httpx.AsyncClient) -> None:
+    agent = (await org_a.client.post("/api/agents", json=agent_body())).json()
+    await org_a.client.post(
+        "/api/phone-numbers", json={"number": "+14155550201", "agent_id": agent["id"]}
+    )
+    response = await anonymous.post("/voice/incoming", data=call("+14155550201"))
+    assert response.status_code == 200
+    params = stream_parameters(response.text)
+    assert params["agentId"] == agent["id"] and params["orgId"] == str(org_a.org_id)
+    assert params["to"] == "+14155550201"
+
+
+async def test_unknown_unassigned_and_disabled_numbers_hang_up(
+    org_a: Tenant, anonymous: httpx.AsyncClient
+) -> None:
+    await org_a.client.post("/api/phone-numbers", json={"number": "+14155550202"})
+    off = (await org_a.client.post("/api/agents", json=agent_body(enabled=False))).json()
+    await org_a.client.post(
+        "/api/phone-numbers", json={"number": "+14155550203", "agent_id": off["id"]}
+    )
+    for number in ("+14155550200", "+14155550202", "+14155550203"):
+        response = await anonymous.post("/voice/incoming", data=call(number))
+        assert response.status_code == 200 and hangs_up_politely(response.text), number
+
+
+async def test_demo_agent_answers_only_unclaimed_numbers(
+    services: Services, settings: Settings, org_a: Tenant
+) -> None:
+    demo_settings = settings.model_copy(update={"velox_demo_agent": True})
+    demo_org = await ensure_demo_org(services.db, demo_settings)
+    assert await ensure_demo_org(services.db, demo_settings) == demo_org  # idempotent
+    directory = AgentDirectory(services.db, demo_settings)
+    agent = await directory.for_number("+14155550299")
+    assert agent is not None and agent.org_id == str(demo_org)
+    assert agent.greeting == settings.velox_greeting
+    await org_a.client.post("/api/phone-numbers", json={"number": "+14155550298"})
+    assert await directory.for_number("+14155550298") is None  # claimed, no agent: nobody
+    assert await AgentDirectory(services.db, settings).for_number("+14155550299") is None
+
+
+def test_demo_is_off_when_clerk_or_stripe_is_configured() -> None:
+    assert Settings(_env_file=None).demo_agent_enabled  # type: ignore[call-arg]
+    assert not Settings(_env_file=None, clerk_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
+    assert not Settings(_env_file=None, stripe_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
+    assert not Settings(_env_file=None, velox_demo_agent=False).demo_agent_enabled  # type: ignore[call-arg]
