@@ -7,13 +7,14 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from app.observability.logs import configure_logging
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 cli = typer.Typer(add_completion=False, help="Velox: AI voice agents that answer phone calls.")
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def serve(
     from app.llm.model_files import qwen_gguf_path
 
     qwen_gguf_path(settings.velox_data_dir)  # assemble the model once, before replicas race for it
+    stop_db = _prepare_database(settings)
     import graph  # the composition root: the one place the CLI reaches up to the Serve app
 
     base = graph.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
@@ -50,6 +52,7 @@ def serve(
         pass
     finally:
         graph.stop_local()
+        stop_db()
 
 
 @cli.command()
@@ -110,6 +113,79 @@ def call(
     typer.echo(f"\nSaved audio and {report.json_path.name} in {report.json_path.parent}")
     if report.failed:
         raise typer.Exit(1)
+
+
+org_cli = typer.Typer(help="Organizations (tenants).")
+db_cli = typer.Typer(help="The database schema.")
+cli.add_typer(org_cli, name="org")
+cli.add_typer(db_cli, name="db")
+
+
+@org_cli.command("create")
+def org_create(
+    name: Annotated[str, typer.Argument(help="The organization's name")],
+    key_name: Annotated[str, typer.Option(help="A label for its first API key")] = "first key",
+) -> None:
+    """Create an organization and print its first API key (shown once)."""
+    from app.db.tenants import create_org_with_key
+
+    configure_logging(logging.WARNING)
+    settings = get_settings()
+    stop_db = _prepare_database(settings)
+    try:
+        org_id, key = asyncio.run(create_org_with_key(settings, name, key_name))
+    finally:
+        stop_db()
+    typer.echo(f"Organization {name!r}: {org_id}")
+    typer.echo(f"API key (store it now, it is not shown again): {key}")
+    typer.echo(f"Try it:  curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/agents")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Migrate the schema up to REVISION (default: the newest)."""
+    from app.db import migrate
+
+    migrate.upgrade(_database_url(), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+    """Migrate the schema down to REVISION ('base' drops every table)."""
+    from app.db import migrate
+
+    migrate.downgrade(_database_url(), revision)
+    typer.echo(f"database at {revision}")
+
+
+def _database_url() -> str:
+    from app.db.setup import database_url
+
+    return database_url(get_settings())
+
+
+def _prepare_database(settings: Settings) -> Callable[[], None]:
+    """Start the embedded Postgres if needed, migrate, and hand its URL to child processes.
+
+    Returns what to call on the way out: it stops the embedded server if this process started
+    it, and leaves alone one that another `velox` process runs.
+    """
+    import os
+
+    from app.db import migrate
+    from app.db.embedded import embedded_postgres_running, stop_embedded_postgres
+    from app.db.setup import database_url
+
+    pgdata = settings.velox_data_dir / "postgres"
+    started_here = not settings.database_url and not embedded_postgres_running(pgdata)
+    url = database_url(settings)
+    migrate.upgrade(url)
+    # Ray replicas inherit the environment: they join this server instead of looking for one.
+    os.environ["DATABASE_URL"] = url
+    if not settings.database_url:
+        typer.echo(f"Embedded Postgres (pgvector) in {pgdata}")
+    return (lambda: stop_embedded_postgres(pgdata)) if started_here else (lambda: None)
 
 
 @cli.command("bench-json")

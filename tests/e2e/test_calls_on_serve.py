@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from app.settings import get_settings
+from app.db.database import Database
+from app.db.models import Conversation, Message
 from app.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
 from app.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
 from tests.e2e.conftest import TWILIO_TOKEN
@@ -30,14 +31,28 @@ async def metric_lines(url: str, prefix: str, contains: str, wait_s: float = 40)
             await asyncio.sleep(1)
 
 
-def server_turns(call_sid: str) -> list[dict]:
-    """The transcript the server wrote while the call happened."""
-    path = get_settings().velox_data_dir / "calls" / f"{call_sid}.jsonl"
-    events = [json.loads(line) for line in path.read_text().splitlines()]
-    return [e for e in events if e["event"] == "turn"]
+async def saved_call(postgres_url: str, call_sid: str) -> tuple[Conversation, list[Message]]:
+    """The conversation and messages the server wrote to Postgres while the call happened."""
+    db = Database(postgres_url, pool_size=1)
+    try:
+        async with db.system() as session:
+            convo = await session.scalar(
+                select(Conversation).where(Conversation.call_sid == call_sid)
+            )
+            assert convo is not None, f"no conversation for {call_sid}"
+            messages = await session.scalars(
+                select(Message)
+                .where(Message.org_id == convo.org_id, Message.conversation_id == convo.id)
+                .order_by(Message.seq)
+            )
+            return convo, list(messages)
+    finally:
+        await db.close()
 
 
-async def test_two_turn_call_gets_relevant_spoken_answers(serve_url, speech_engines, tmp_path):
+async def test_two_turn_call_gets_relevant_spoken_answers(
+    serve_url, speech_engines, tmp_path, postgres_url
+):
     tts, stt = speech_engines
     report = await run_scripted_call(
         serve_url,
@@ -58,17 +73,25 @@ async def test_two_turn_call_gets_relevant_spoken_answers(serve_url, speech_engi
     assert Path(report.json_path).exists() and (tmp_path / report.json_path.parent).exists()
 
     # The server wrote each turn as it ended, with the stage timings.
-    turns = [t for t in server_turns(result.call_sid) if t["caller_text"]]
-    assert len(turns) == 2
-    assert "saturday" in turns[0]["caller_text"].lower()
-    timings = turns[0]["timings"]
-    assert all(
-        timings[k] is not None
-        for k in ("stt_s", "llm_ttft_s", "tts_ttfb_s", "voice_to_voice_s", "end_of_turn_s")
-    )
+    convo, messages = await saved_call(postgres_url, result.call_sid)
+    assert convo.status == "completed" and convo.duration_s and convo.duration_s > 0
+    assert convo.cost["billed_minutes"] >= 1 and convo.cost["total"] > 0
+    assert convo.sentiment is not None and convo.latency["turns"] == 3
+    assert [m.role for m in messages] == ["agent", "caller", "agent", "caller", "agent"]
+    assert "bakery" in messages[0].text.lower()
+    assert "saturday" in messages[1].text.lower()
+    assert set(messages[2].latency) >= {
+        "stt_s",
+        "llm_ttft_s",
+        "tts_ttfb_s",
+        "voice_to_voice_s",
+        "end_of_turn_s",
+    }
 
 
-async def test_caller_interrupting_the_greeting_is_heard_and_answered(serve_url, speech_engines):
+async def test_caller_interrupting_the_greeting_is_heard_and_answered(
+    serve_url, speech_engines, postgres_url
+):
     tts, stt = speech_engines
     (audio,) = await speak_lines(tts, ["Where can I park?"])
     result = await place_call(
@@ -81,9 +104,10 @@ async def test_caller_interrupting_the_greeting_is_heard_and_answered(serve_url,
     assert turn.barge_in_stop_s is not None and turn.barge_in_stop_s > 0
     reply = (await transcribe_mulaw(stt, turn.reply_audio)).lower()
     assert "park" in reply or "behind" in reply, reply
-    greeting = next(t for t in server_turns(result.call_sid) if t["turn"] == 0)
-    assert greeting["interrupted"]
-    assert len(greeting["agent_text"]) < len(greeting["agent_intended_text"])
+    _, messages = await saved_call(postgres_url, result.call_sid)
+    greeting = messages[0]
+    assert greeting.role == "agent" and greeting.interrupted
+    assert greeting.intended_text and len(greeting.text) < len(greeting.intended_text)
 
 
 async def test_a_broken_call_does_not_disturb_a_concurrent_one(serve_url, speech_engines):

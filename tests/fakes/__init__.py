@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.calls.recorder import CallStart, CallSummary, TurnRecord
 from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
 from app.speech.base import AudioChunk, Transcript
 
@@ -107,3 +108,20 @@ class StallingLLM(FakeLLM):
     ) -> AsyncIterator[LLMEvent]:
         await asyncio.sleep(3600)
         yield TextDelta("never")
+
+
+class MemoryRecorder:
+    """Keeps what a call recorded, for assertions."""
+
+    def __init__(self) -> None:
+        self.turns: list[TurnRecord] = []
+        self.ended: list[CallSummary] = []
+
+    async def call_started(self, start: CallStart) -> None:
+        pass
+
+    async def turn_finished(self, record: TurnRecord) -> None:
+        self.turns.append(record)
+
+    async def call_ended(self, summary: CallSummary) -> None:
+        self.ended.append(summary)

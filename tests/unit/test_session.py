@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from app.calls.phrases import PhraseCache
-from app.calls.recorder import CallStart, CallSummary, TurnRecord
 from app.calls.session import (
     APOLOGY,
     CallSession,
@@ -23,25 +22,10 @@ from app.conversation.agent import AgentProfile
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.audio import frames, pcm16_to_mulaw
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, StallingLLM, silence, tone
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, silence, tone
 
 STREAM = "MZ" + "0" * 32
 CALL = "CA" + "1" * 32
-
-
-class MemoryRecorder:
-    def __init__(self) -> None:
-        self.turns: list[TurnRecord] = []
-        self.ended: list[CallSummary] = []
-
-    async def call_started(self, start: CallStart) -> None:
-        pass
-
-    async def turn_finished(self, record: TurnRecord) -> None:
-        self.turns.append(record)
-
-    async def call_ended(self, summary: CallSummary) -> None:
-        self.ended.append(summary)
 
 
 async def _found(agent: AgentProfile) -> AgentProfile:

@@ -12,12 +12,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
 from app.calls.hub import CallHub
-from app.calls.recorder import JsonlCallRecorder
 from app.calls.session import Engines
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.signature import SignatureVerifier
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder
 
 PARAMS = {
     "CallSid": "CA" + "a" * 32,
@@ -38,7 +37,7 @@ def make_app(tmp_path, **settings: object) -> FastAPI:  # type: ignore[no-untype
         engines=Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS()),
         settings=config,
         metrics=Metrics(),
-        recorder=JsonlCallRecorder(tmp_path / "calls"),
+        recorder=MemoryRecorder(),
     )
     return api
 
