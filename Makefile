@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)  ## latency benchmarks; JSON lands in bench/results/
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/call_latency.py
+	$(BIN)/python bench/api.py
 
 install: $(STAMP)
 
