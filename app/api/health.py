@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import text
 from starlette.requests import HTTPConnection
 
 from app.calls.hub import CallHub
+from app.db.database import Database
 
 router = APIRouter(tags=["operations"])
 
@@ -32,6 +35,9 @@ async def health(request: Request) -> dict[str, Any]:
     if settings.gemini_api_key is None:
         warnings.append("GEMINI_API_KEY is not set: every LLM tier runs on the local model")
     llm = hub.engines.llm.name
+    database = await _database_status(request)
+    if database.get("reachable") is False:
+        warnings.append("the database is unreachable: calls are answered but not recorded")
     return {
         "status": "ok",
         "engines": {
@@ -41,8 +47,27 @@ async def health(request: Request) -> dict[str, Any]:
         },
         "twilio_signature_validation": settings.twilio_auth_token is not None,
         "active_calls": len(hub.sessions),
+        "database": database,
+        "call_state": "redis" if settings.redis_url else "in-process",
+        "demo_agent": settings.demo_agent_enabled,
+        "clerk_auth": settings.clerk_secret_key is not None,
         "warnings": warnings,
     }
+
+
+async def _database_status(request: Request) -> dict[str, Any]:
+    db: Database | None = getattr(request.app.state, "db", None)
+    if db is None:
+        return {"configured": False}
+    settings = hub_of(request).settings
+    status: dict[str, Any] = {"kind": "external" if settings.database_url else "embedded"}
+    try:
+        async with asyncio.timeout(2), db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        status["reachable"] = True
+    except Exception:
+        status["reachable"] = False
+    return status
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

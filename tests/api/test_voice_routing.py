@@ -86,3 +86,10 @@ def test_demo_is_off_when_clerk_or_stripe_is_configured() -> None:
     assert not Settings(_env_file=None, clerk_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
     assert not Settings(_env_file=None, stripe_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
     assert not Settings(_env_file=None, velox_demo_agent=False).demo_agent_enabled  # type: ignore[call-arg]
+
+
+async def test_health_reports_the_data_layer(anonymous: httpx.AsyncClient) -> None:
+    health = (await anonymous.get("/health")).json()
+    assert health["status"] == "ok"
+    assert health["database"] == {"kind": "external", "reachable": True}
+    assert health["call_state"] == "redis" and health["clerk_auth"] is True
