@@ -45,7 +45,8 @@ SEED_SQL = text(
          started_at, ended_at, duration_s, cost, latency, sentiment)
     SELECT gen_random_uuid(), CAST(:org AS uuid),
            (CAST(:agents AS uuid[]))[1 + i % 4], 'phone',
-           'CA' || md5(CAST(:org AS text) || i::text), '+1555' || lpad((i % 10000000)::text, 7, '0'),
+           'CA' || md5(CAST(:org AS text) || i::text),
+           '+1555' || lpad((i % 10000000)::text, 7, '0'),
            '+14155550100',
            CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END,
            now() - make_interval(secs => i * 37), now() - make_interval(secs => i * 37 - 95),
