@@ -33,26 +33,34 @@ def serve(
     from app.llm.model_files import qwen_gguf_path
 
     qwen_gguf_path(settings.velox_data_dir)  # assemble the model once, before replicas race for it
+    # SIGTERM unwinds like Ctrl-C, so the cleanup below runs (set again once Ray, which installs
+    # its own handler in ray.init, is up).
+    signal.signal(signal.SIGTERM, _interrupt)
     stop_db = _prepare_database(settings)
     import graph  # the composition root: the one place the CLI reaches up to the Serve app
 
-    base = graph.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
-    typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
-    if dashboard:
-        typer.echo("Ray dashboard: http://127.0.0.1:8265")
-    typer.echo(
-        f"Place a test call:  .venv/bin/velox call --url {base} --say 'What are your hours?'"
-    )
-    typer.echo("Point a Twilio number's voice webhook at https://<public host>/voice/incoming.\n")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        base = graph.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
+        signal.signal(signal.SIGTERM, _interrupt)
+        typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
+        if dashboard:
+            typer.echo("Ray dashboard: http://127.0.0.1:8265")
+        typer.echo(
+            f"Place a test call:  .venv/bin/velox call --url {base} --say 'What are your hours?'"
+        )
+        typer.echo(
+            "Point a Twilio number's voice webhook at https://<public host>/voice/incoming.\n"
+        )
+        threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
         graph.stop_local()
         stop_db()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @cli.command()

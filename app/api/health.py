@@ -60,7 +60,10 @@ async def _database_status(request: Request) -> dict[str, Any]:
     if db is None:
         return {"configured": False}
     settings = hub_of(request).settings
-    status: dict[str, Any] = {"kind": "external" if settings.database_url else "embedded"}
+    embedded = str((settings.velox_data_dir / "postgres").resolve())
+    url = settings.database_url or ""
+    kind = "embedded" if not url or embedded in url else "external"
+    status: dict[str, Any] = {"kind": kind}
     try:
         async with asyncio.timeout(2), db.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

