@@ -1,0 +1,158 @@
+"""DatabaseCallRecorder: rows appear as the call happens, totals at the end, and a database
+outage never reaches the call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from app.calls.live import LiveCallRecorder
+from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
+from app.calls.state import MemoryCallState
+from app.calls.transcripts import DatabaseCallRecorder
+from app.conversation.agent import AgentProfile
+from app.db.database import Database
+from app.db.models import Agent, Conversation, Message
+from app.settings import Settings
+from tests.db.conftest import new_org
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+async def make_agent(db: Database) -> AgentProfile:
+    org = await new_org(db)
+    async with db.tenant(org) as session:
+        row = Agent(name="Desk", system_prompt="x", greeting="Hello!", voice_id="joe")
+        session.add(row)
+        await session.commit()
+    return AgentProfile(
+        id=str(row.id), org_id=str(org), name="Desk", system_prompt="x", greeting="Hello!"
+    )
+
+
+def start(agent: AgentProfile, call_sid: str, t0: float) -> CallStart:
+    return CallStart(call_sid, "MZ1", agent, "+15550199", "+14155550100", t0)
+
+
+def turn(call_sid: str, n: int, t0: float, caller: str, agent: str, **kw: object) -> TurnRecord:
+    return TurnRecord(
+        call_sid=call_sid,
+        turn=n,
+        caller_text=caller,
+        agent_text=agent,
+        agent_intended_text=kw.pop("intended", agent),  # type: ignore[arg-type]
+        interrupted=bool(kw.pop("interrupted", False)),
+        started_at=t0 + n * 5,
+        ended_at=t0 + n * 5 + 3,
+        timings=TurnTimings(stt_s=0.2, llm_ttft_s=0.3, tts_ttfb_s=0.1, voice_to_voice_s=0.9),
+        tier="slm" if caller else None,
+        prompt_tokens=100 if caller else 0,
+        completion_tokens=20 if caller else 0,
+        caller_audio_s=2.0 if caller else 0.0,
+    )
+
+
+async def saved(db: Database, call_sid: str) -> tuple[Conversation | None, list[Message]]:
+    async with db.system() as session:
+        convo = await session.scalar(select(Conversation).where(Conversation.call_sid == call_sid))
+        if convo is None:
+            return None, []
+        rows = await session.scalars(
+            select(Message)
+            .where(Message.org_id == convo.org_id, Message.conversation_id == convo.id)
+            .order_by(Message.seq)
+        )
+        return convo, list(rows)
+
+
+async def wait_for_messages(db: Database, call_sid: str, count: int) -> list[Message]:
+    import asyncio
+
+    for _ in range(100):
+        _, messages = await saved(db, call_sid)
+        if len(messages) >= count:
+            return messages
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"only {len(messages)} messages saved")
+
+
+async def test_turns_are_saved_as_they_end_and_totals_at_the_end(db: Database) -> None:
+    recorder = DatabaseCallRecorder(db, SETTINGS)
+    agent = await make_agent(db)
+    sid, t0 = f"CA{uuid.uuid4().hex}", time.time()
+    await recorder.call_started(start(agent, sid, t0))
+    await recorder.turn_finished(turn(sid, 0, t0, "", "Hello!"))
+    await recorder.turn_finished(turn(sid, 1, t0, "Thanks, that's great!", "You're welcome."))
+    # Saved before the call ends: a crash now would keep both turns.
+    messages = await wait_for_messages(db, sid, 3)
+    assert [(m.role, m.text) for m in messages] == [
+        ("agent", "Hello!"),
+        ("caller", "Thanks, that's great!"),
+        ("agent", "You're welcome."),
+    ]
+    assert messages[1].started_s == 5.0 and messages[2].ended_s == 8.0
+    assert messages[2].latency["voice_to_voice_s"] == 0.9
+    convo, _ = await saved(db, sid)
+    assert convo is not None and convo.status == "in_progress"
+
+    await recorder.turn_finished(
+        turn(
+            sid,
+            2,
+            t0,
+            "Wait, this is wrong",
+            "Sorry, I",
+            intended="Sorry, I misheard.",
+            interrupted=True,
+        )
+    )
+    await recorder.call_ended(
+        CallSummary(sid, "MZ1", "completed", "caller hung up", t0, t0 + 75, 3)
+    )
+    convo, messages = await saved(db, sid)
+    assert convo is not None
+    assert convo.status == "completed" and convo.duration_s == 75.0
+    assert convo.cost["billed_minutes"] == 2 and convo.cost["telephony"] == pytest.approx(0.017)
+    assert convo.cost["llm_tokens"] == {"slm": 240} and convo.cost["stt_seconds"] == 4.0
+    assert convo.sentiment is not None and convo.latency["turns"] == 3
+    assert convo.latency["voice_to_voice_p50_s"] == 0.9
+    last = messages[-1]
+    assert (
+        last.interrupted and last.text == "Sorry, I" and last.intended_text == "Sorry, I misheard."
+    )
+
+
+async def test_a_database_outage_never_reaches_the_call() -> None:
+    # Nothing listens here: every write fails, and the recorder must shrug it off in time.
+    dead = Database("postgresql://postgres@127.0.0.1:9/none", pool_size=1)
+    recorder = DatabaseCallRecorder(dead, SETTINGS, flush_timeout_s=5)
+    agent = AgentProfile(
+        id=str(uuid.uuid4()), org_id=str(uuid.uuid4()), name="x", system_prompt="x", greeting="x"
+    )
+    sid, t0 = "CA-outage", time.time()
+    started = time.monotonic()
+    await recorder.call_started(start(agent, sid, t0))
+    await recorder.turn_finished(turn(sid, 1, t0, "Hello?", "Hi."))
+    await recorder.call_ended(CallSummary(sid, "MZ1", "completed", "done", t0, t0 + 5, 1))
+    assert time.monotonic() - started < 6
+    await dead.close()
+
+
+async def test_live_call_state_follows_the_call() -> None:
+    store = MemoryCallState()
+    live = LiveCallRecorder(store, replica="replica-a")
+    org = str(uuid.uuid4())
+    agent = AgentProfile(id="a1", org_id=org, name="x", system_prompt="x", greeting="x")
+    t0 = time.time()
+    await live.call_started(start(agent, "CA-live", t0))
+    assert [c.replica for c in await store.live(org)] == ["replica-a"]
+    await live.turn_finished(turn("CA-live", 1, t0, "Are you open?", "Yes, until six."))
+    (call,) = await store.live(org)
+    assert call.turns == 1 and call.last_agent_text == "Yes, until six."
+    await live.call_ended(CallSummary("CA-live", "MZ1", "completed", "done", t0, t0 + 9, 1))
+    assert await store.live(org) == []
