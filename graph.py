@@ -3,6 +3,7 @@
 ingress ──► stt
         ──► llm_router ──► slm
         ──► tts
+        ──► embedder
 
 Replica resources and autoscaling live in serve_config.yaml only; the bound app applies the same
 per-deployment options, so `serve run graph:app`, `velox serve` and `serve deploy` agree.
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 from ray.serve import Application
 
+from deployments.embedder import EmbedderDeployment
 from deployments.ingress import Ingress
 from deployments.llm_router import LLMRouterDeployment
 from deployments.slm import SLMDeployment
@@ -43,7 +45,8 @@ def build_app(args: dict[str, str] | None = None) -> Application:
     slm = SLMDeployment.options(**options["slm"]).bind()
     router = LLMRouterDeployment.options(**options["llm_router"]).bind(slm)
     tts = TTSDeployment.options(**options["tts"]).bind()
-    return Ingress.options(**options["ingress"]).bind(stt, router, tts)
+    embedder = EmbedderDeployment.options(**options["embedder"]).bind()
+    return Ingress.options(**options["ingress"]).bind(stt, router, tts, embedder)
 
 
 def run_local(

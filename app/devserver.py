@@ -9,13 +9,18 @@ from fastapi import FastAPI
 
 from app.api.app import create_app
 from app.calls.session import Engines
-from app.engines import build_local_engines, prewarm
+from app.engines import build_embedder, build_local_engines, prewarm
 from app.observability.metrics import Metrics
+from app.rag.embedder import Embedder
 from app.services import build_services
 from app.settings import Settings, get_settings
 
 
-def create_dev_app(settings: Settings | None = None, engines: Engines | None = None) -> FastAPI:
+def create_dev_app(
+    settings: Settings | None = None,
+    engines: Engines | None = None,
+    embedder: Embedder | None = None,
+) -> FastAPI:
     """FastAPI app whose hub runs the engines in this process."""
     settings = settings or get_settings()
 
@@ -25,7 +30,9 @@ def create_dev_app(settings: Settings | None = None, engines: Engines | None = N
         await prewarm(local.stt)
         await prewarm(local.tts)
         await prewarm(local.llm, settings.velox_system_prompt)
-        services = await build_services(settings, local, Metrics())
+        services = await build_services(
+            settings, local, Metrics(), embedder or build_embedder(settings)
+        )
         services.attach(api)
         try:
             yield

@@ -7,6 +7,7 @@ import logging
 
 from app.calls.session import Engines
 from app.llm.base import LanguageModel
+from app.rag.embedder import MiniLMEmbedder
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
 
@@ -39,6 +40,11 @@ def build_tts(settings: Settings) -> TextToSpeech:
     from app.speech.piper_tts import PiperTTS
 
     return PiperTTS(threads=settings.tts_threads)
+
+
+def build_embedder(settings: Settings) -> MiniLMEmbedder:
+    """The local embedder (Gemini embeddings arrive with GEMINI_API_KEY in a later step)."""
+    return MiniLMEmbedder(threads=settings.embedder_threads)
 
 
 def build_local_engines(settings: Settings) -> Engines:

@@ -22,6 +22,12 @@ from app.calls.transcripts import DatabaseCallRecorder
 from app.db.database import Database
 from app.db.setup import open_database
 from app.observability.metrics import Metrics
+from app.rag.embedder import Embedder
+from app.rag.ingest import ChunkingPolicy, Ingestor
+from app.rag.search import HybridSearch
+from app.rag.service import KnowledgeService
+from app.rag.storage import FileStore
+from app.rag.tokens import wordpiece_counter
 from app.settings import Settings
 
 
@@ -33,6 +39,7 @@ class Services:
     auth: Authenticator
     hub: CallHub
     calls: CallStateStore
+    knowledge: KnowledgeService
 
     def attach(self, api: FastAPI) -> None:
         """Make the services reachable from the routes (`request.app.state`)."""
@@ -40,9 +47,12 @@ class Services:
         api.state.auth = self.auth
         api.state.hub = self.hub
         api.state.calls = self.calls
+        api.state.knowledge = self.knowledge
+        api.state.settings = self.hub.settings
 
     async def close(self) -> None:
-        """Release the database pool and the call-state connection."""
+        """Stop ingestion (resumed on the next start), release the pool and connections."""
+        await self.knowledge.ingestor.close()
         await self.calls.close()
         await self.db.close()
 
@@ -59,7 +69,24 @@ def clerk_verifier(settings: Settings) -> ClerkVerifier | None:
     )
 
 
-async def build_services(settings: Settings, engines: Engines, metrics: Metrics) -> Services:
+def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> KnowledgeService:
+    """Uploads land under VELOX_DATA_DIR/documents; chunks are sized in the embedder's tokens."""
+    store = FileStore(settings.velox_data_dir / "documents")
+    ingestor = Ingestor(
+        db,
+        embedder,
+        store,
+        count_tokens=wordpiece_counter(),
+        policy=ChunkingPolicy(
+            max_tokens=settings.rag_chunk_tokens, overlap_tokens=settings.rag_chunk_overlap_tokens
+        ),
+    )
+    return KnowledgeService(embedder, store, ingestor, HybridSearch(embedder))
+
+
+async def build_services(
+    settings: Settings, engines: Engines, metrics: Metrics, embedder: Embedder
+) -> Services:
     """Open (and migrate) the database and assemble the hub around `engines`."""
     db = await open_database(settings)
     calls = make_call_state(settings.redis_url)
@@ -71,4 +98,12 @@ async def build_services(settings: Settings, engines: Engines, metrics: Metrics)
         directory=AgentDirectory(db, settings),
     )
     await hub.prewarm()
-    return Services(db=db, auth=Authenticator(db, clerk_verifier(settings)), hub=hub, calls=calls)
+    knowledge = build_knowledge(db, embedder, settings)
+    await knowledge.ingestor.resume()
+    return Services(
+        db=db,
+        auth=Authenticator(db, clerk_verifier(settings)),
+        hub=hub,
+        calls=calls,
+        knowledge=knowledge,
+    )

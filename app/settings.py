@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     )
     velox_voice: str = "joe"
 
+    # Knowledge base
+    max_upload_mb: int = 20
+    rag_chunk_tokens: int = 200
+    rag_chunk_overlap_tokens: int = 40
+    embedder_threads: int = 1
+
     # Local engines
     stt_threads: int = 2
     stt_beam_size: int = 1

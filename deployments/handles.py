@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from app.llm.base import LLMEvent, Message, Tier, ToolSpec
@@ -66,3 +67,22 @@ class HandleTTS:
                 yield chunk
         finally:
             generator.cancel()
+
+
+class HandleEmbedder:
+    """Embedder served by the embedder deployment, which batches texts across callers."""
+
+    def __init__(self, handle: DeploymentHandle, *, name: str, dimension: int) -> None:
+        self._handle = handle
+        self.name = name
+        self.dimension = dimension
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed on an embedder replica."""
+        response = self._handle.embed.remote(texts)
+        try:
+            result: np.ndarray = await response
+        except BaseException:
+            response.cancel()
+            raise
+        return result

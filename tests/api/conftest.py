@@ -17,6 +17,7 @@ from app.calls.session import Engines
 from app.db.database import Database
 from app.db.models import ApiKey, Organization
 from app.observability.metrics import Metrics
+from app.rag.embedder import MiniLMEmbedder
 from app.services import Services, build_services
 from app.settings import Settings
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
@@ -48,10 +49,16 @@ def settings(postgres_url: str, redis_url: str, clerk: FakeClerk, tmp_path) -> S
     )
 
 
+@pytest.fixture(scope="session")
+def embedder() -> MiniLMEmbedder:
+    """The real local embedder: knowledge-base tests search with real vectors."""
+    return MiniLMEmbedder()
+
+
 @pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
+async def services(settings: Settings, embedder: MiniLMEmbedder) -> AsyncIterator[Services]:
     engines = Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS())
-    built = await build_services(settings, engines, Metrics())
+    built = await build_services(settings, engines, Metrics(), embedder)
     try:
         yield built
     finally:

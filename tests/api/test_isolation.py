@@ -26,10 +26,11 @@ pytestmark = pytest.mark.integration
 @dataclass
 class Case:
     method: str
-    path: str  # with {agent}, {number}, {key}, {conversation} standing for org A's ids
+    path: str  # {agent}, {number}, {key}, {conversation}, {kb}, {document}: org A's ids
     expect: int  # what org B gets
     body: dict[str, Any] | None = None
     leaks_in_list: bool = False  # a list: A's ids must not appear in it
+    form: dict[str, str] | None = None  # multipart upload fields (with a small file)
 
 
 CASES = [
@@ -49,6 +50,13 @@ CASES = [
     Case("GET", "/api/api-keys", 200, leaks_in_list=True),
     Case("POST", "/api/api-keys", 201, body={"name": "B's own"}),
     Case("DELETE", "/api/api-keys/{key}", 404),
+    Case("POST", "/api/documents/upload", 404, form={"knowledge_base_id": "{kb}"}),
+    Case("GET", "/api/documents", 200, leaks_in_list=True),
+    Case("GET", "/api/documents/{document}", 404),
+    Case("DELETE", "/api/documents/{document}", 404),
+    Case("GET", "/api/knowledge-bases", 200, leaks_in_list=True),
+    Case("POST", "/api/knowledge-bases", 201, body={"name": "Manuals"}),  # A's name, B's own KB
+    Case("POST", "/api/knowledge/search", 404, body={"query": "x", "knowledge_base_id": "{kb}"}),
 ]
 
 
@@ -64,6 +72,15 @@ async def a_rows(org_a: Tenant, services: Services) -> dict[str, str]:
         )
     ).json()["id"]
     key = (await client.post("/api/api-keys", json={"name": "A's spare"})).json()["id"]
+    kb = (await client.post("/api/knowledge-bases", json={"name": "Manuals"})).json()["id"]
+    document = (
+        await client.post(
+            "/api/documents/upload",
+            files={"file": ("a.md", b"# Secret\n\nOrg A's recipe.", "text/markdown")},
+            data={"knowledge_base_id": kb},
+        )
+    ).json()["id"]
+    await services.knowledge.ingestor.drain()
     async with services.db.tenant(org_a.org_id) as session:
         convo = Conversation(agent_id=uuid.UUID(agent), call_sid=f"CA{uuid.uuid4().hex}")
         session.add(convo)
@@ -78,6 +95,8 @@ async def a_rows(org_a: Tenant, services: Services) -> dict[str, str]:
         "key": key,
         "conversation": str(convo.id),
         "call": call_sid,
+        "kb": kb,
+        "document": document,
     }
 
 
@@ -94,9 +113,17 @@ async def test_org_b_cannot_touch_org_a(
     case: Case, a_rows: dict[str, str], org_a: Tenant, org_b: Tenant
 ) -> None:
     before = await snapshot(org_a)
-    response = await org_b.client.request(
-        case.method, fill(case.path, a_rows), json=fill(case.body, a_rows)
-    )
+    if case.form is not None:
+        response = await org_b.client.request(
+            case.method,
+            fill(case.path, a_rows),
+            data=fill(case.form, a_rows),
+            files={"file": ("b.md", b"# B\n\nOrg B's words.", "text/markdown")},
+        )
+    else:
+        response = await org_b.client.request(
+            case.method, fill(case.path, a_rows), json=fill(case.body, a_rows)
+        )
     assert response.status_code == case.expect, response.text
     if case.leaks_in_list:
         assert not set(a_rows.values()) & set(response.text.split('"')), response.text
@@ -136,6 +163,7 @@ def test_every_route_is_covered(app: FastAPI) -> None:
         "{number}": "{number_id}",
         "{key}": "{key_id}",
         "{conversation}": "{conversation_id}",
+        "{document}": "{document_id}",
     }
     for old, new in normalise.items():
         covered = {(m, p.replace(old, new)) for m, p in covered}

@@ -25,6 +25,6 @@ async def test_every_api_route_documents_its_errors(anonymous: httpx.AsyncClient
                 assert {"404", "422"} <= codes, where
             if method in ("post", "patch"):
                 assert "422" in codes, where
-            for code in codes - {"200", "201", "204"}:
+            for code in {c for c in codes if c.startswith(("4", "5"))}:
                 schema = operation["responses"][code]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (where, code)

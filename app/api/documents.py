@@ -1,0 +1,137 @@
+"""`/api/documents`: upload files into a knowledge base, watch their ingestion, delete them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import status as http
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from app.api.deps import CurrentPrincipal, TenantSession, get_or_404
+from app.api.errors import responses
+from app.api.knowledge import knowledge_of, resolve_knowledge_base
+from app.db.models import Document
+from app.rag.parsing import SUPPORTED, ParseError, UnsupportedType
+from app.rag.service import DuplicateDocument
+from app.settings import Settings
+
+router = APIRouter(prefix="/api/documents", tags=["knowledge base"], responses=responses(401, 422))
+
+Status = Literal["queued", "processing", "ready", "failed"]
+MULTIPART_SLACK = 64 * 1024  # boundaries and headers around the file in the request body
+
+
+class DocumentOut(BaseModel):
+    """A document and where its ingestion stands (`error` says why it failed)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    knowledge_base_id: uuid.UUID
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    status: str
+    error: str | None
+    title: str | None
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentList(BaseModel):
+    """Newest first."""
+
+    items: list[DocumentOut]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.post(
+    "/upload",
+    status_code=http.HTTP_202_ACCEPTED,
+    summary="Upload a document",
+    responses=responses(404, 409, 413, 415),
+)
+async def upload(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: TenantSession,
+    file: Annotated[UploadFile, File(description="PDF, DOCX, TXT, Markdown or HTML")],
+    knowledge_base_id: Annotated[uuid.UUID | None, Form()] = None,
+) -> DocumentOut:
+    """Store the file and ingest it in the background; poll `GET /api/documents/{id}`."""
+    limit = _settings(request).max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise _too_large(limit)
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(limit)
+    if not data:
+        raise HTTPException(422, f"{file.filename or 'the file'} is empty")
+    service = knowledge_of(request)
+    kb = await resolve_knowledge_base(session, service, knowledge_base_id)
+    try:
+        document = await service.upload(
+            session, principal.org_id, kb, file.filename or "upload", file.content_type, data
+        )
+    except UnsupportedType as exc:
+        raise HTTPException(415, str(exc)) from exc
+    except ParseError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except DuplicateDocument as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return DocumentOut.model_validate(document)
+
+
+@router.get("", summary="List documents")
+async def list_documents(
+    session: TenantSession,
+    knowledge_base_id: uuid.UUID | None = None,
+    status: Annotated[Status | None, Query()] = None,
+) -> DocumentList:
+    """The organization's documents with their ingestion status."""
+    query = select(Document).order_by(Document.created_at.desc(), Document.id)
+    if knowledge_base_id is not None:
+        query = query.where(Document.knowledge_base_id == knowledge_base_id)
+    if status is not None:
+        query = query.where(Document.status == status)
+    rows = await session.scalars(query)
+    return DocumentList(items=[DocumentOut.model_validate(d) for d in rows])
+
+
+@router.get("/{document_id}", summary="Get a document", responses=responses(404))
+async def get_document(document_id: uuid.UUID, session: TenantSession) -> DocumentOut:
+    """One document and its ingestion status."""
+    return DocumentOut.model_validate(await get_or_404(session, Document, document_id, "document"))
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=http.HTTP_204_NO_CONTENT,
+    summary="Delete a document",
+    responses=responses(404),
+)
+async def delete_document(
+    document_id: uuid.UUID, session: TenantSession, request: Request
+) -> Response:
+    """The document, its chunks and its stored file are gone; searches stop finding it."""
+    document = await get_or_404(session, Document, document_id, "document")
+    await knowledge_of(request).delete(session, document)
+    return Response(status_code=http.HTTP_204_NO_CONTENT)
+
+
+def _too_large(limit: int) -> HTTPException:
+    kinds = ", ".join(sorted(SUPPORTED))
+    return HTTPException(
+        413, f"the file is larger than {limit // (1024 * 1024)} MB (accepted: {kinds})"
+    )

@@ -1,0 +1,51 @@
+"""knowledge base ingestion
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "agents",
+        sa.Column(
+            "knowledge",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'"),
+            nullable=False,
+        ),
+    )
+    op.add_column("documents", sa.Column("storage_path", sa.Text(), nullable=True))
+    op.add_column("documents", sa.Column("title", sa.Text(), nullable=True))
+    op.add_column(
+        "documents",
+        sa.Column("chunk_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "documents",
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("documents", "updated_at")
+    op.drop_column("documents", "chunk_count")
+    op.drop_column("documents", "title")
+    op.drop_column("documents", "storage_path")
+    op.drop_column("agents", "knowledge")

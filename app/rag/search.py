@@ -1,0 +1,198 @@
+"""Hybrid search over one knowledge base: Postgres full-text ranking and pgvector nearest
+neighbours, each taking its own candidates, fused by reciprocal rank.
+
+Runs in a tenant session, so `app.db.tenancy` scopes both sides to the organization; the
+knowledge base narrows it further. Keyword-only questions (a product code) are found by the
+text side, paraphrases by the vector side; reciprocal-rank fusion needs no score calibration
+between the two, which is why it is the usual choice.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import Text, cast, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Chunk, Document
+from app.rag.embedder import Embedder
+
+Mode = Literal["hybrid", "text", "vector"]
+RRF_K = 60  # the constant of Cormack et al.; damps the head of each list
+INDEXED_DIMENSIONS = (384,)  # dimensions with an HNSW partial index (see app.db.models)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One chunk found, with where it came from and how each side ranked it."""
+
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    document_name: str
+    position: int
+    heading: str | None
+    text: str
+    token_count: int
+    score: float  # fused reciprocal-rank score
+    text_rank: int | None  # 1-based place in the full-text list, None when not there
+    text_score: float | None  # ts_rank_cd
+    vector_rank: int | None
+    vector_distance: float | None  # cosine distance
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    chunk_id: uuid.UUID
+    rank: int
+    value: float
+
+
+class HybridSearch:
+    """Searches a knowledge base; the embedder must be the one its chunks were embedded with."""
+
+    def __init__(self, embedder: Embedder, *, candidates: int = 40, ef_search: int = 80) -> None:
+        self.embedder = embedder
+        self.candidates = candidates
+        self.ef_search = ef_search
+
+    async def search(
+        self,
+        session: AsyncSession,
+        knowledge_base_id: uuid.UUID,
+        query: str,
+        *,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        query_vector: np.ndarray | None = None,
+    ) -> list[SearchHit]:
+        """The `k` best chunks for `query`."""
+        query = query.strip()
+        if not query:
+            return []
+        by_text: list[_Candidate] = []
+        by_vector: list[_Candidate] = []
+        if mode in ("hybrid", "text"):
+            by_text = await self._text(session, knowledge_base_id, query)
+        if mode in ("hybrid", "vector"):
+            if query_vector is None:
+                query_vector = (await self.embedder.embed([query]))[0]
+            by_vector = await self._vector(session, knowledge_base_id, query_vector)
+        return await self._hits(session, fuse(by_text, by_vector, k), by_text, by_vector)
+
+    async def _text(self, session: AsyncSession, kb_id: uuid.UUID, query: str) -> list[_Candidate]:
+        # Any word may match (OR): a spoken question has words no passage contains, and AND
+        # would drop the passage for them. The ranking rewards covering more of the words.
+        any_word = func.to_tsquery(
+            "english", func.replace(func.plainto_tsquery("english", query).cast(Text), "&", "|")
+        )
+        codes = identifiers(query)
+        if codes:
+            # A product or order code in the question must be in the passage: near-twin codes
+            # (VX-4417, VX-4471) look alike to an embedding and to an OR query.
+            must = func.plainto_tsquery("english", " ".join(codes))
+            found = await self._rank(session, kb_id, must, any_word)
+            if found:
+                return found
+        return await self._rank(session, kb_id, any_word, any_word)
+
+    async def _rank(
+        self, session: AsyncSession, kb_id: uuid.UUID, match: Any, rank_by: Any
+    ) -> list[_Candidate]:
+        # Normalisation 1: divide by 1 + log(length), so long chunks do not win by size alone.
+        rank = func.ts_rank_cd(Chunk.tsv, rank_by, 1)
+        rows = await session.execute(
+            select(Chunk.id, rank)
+            .where(Chunk.knowledge_base_id == kb_id, Chunk.tsv.bool_op("@@")(match))
+            .order_by(rank.desc(), Chunk.id)
+            .limit(self.candidates)
+        )
+        return [_Candidate(cid, i + 1, float(r)) for i, (cid, r) in enumerate(rows)]
+
+    async def _vector(
+        self, session: AsyncSession, kb_id: uuid.UUID, vector: np.ndarray
+    ) -> list[_Candidate]:
+        dimension = int(vector.shape[0])
+        column: Any = Chunk.embedding
+        if dimension in INDEXED_DIMENSIONS:
+            # The same expression as the partial HNSW index, or the planner cannot use it.
+            column = cast(Chunk.embedding, Vector(dimension))
+            # Filtered HNSW stops at ef_search candidates; iterative scans keep going until
+            # enough rows pass the knowledge-base filter (pgvector >= 0.8).
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            await session.execute(text(f"SET LOCAL hnsw.ef_search = {int(self.ef_search)}"))
+        distance = column.cosine_distance(vector.astype(np.float32))
+        rows = await session.execute(
+            select(Chunk.id, distance)
+            .where(Chunk.knowledge_base_id == kb_id, Chunk.dimension == dimension)
+            .order_by(distance)
+            .limit(self.candidates)
+        )
+        return [_Candidate(cid, i + 1, float(d)) for i, (cid, d) in enumerate(rows)]
+
+    async def _hits(
+        self,
+        session: AsyncSession,
+        ranked: list[tuple[uuid.UUID, float]],
+        by_text: list[_Candidate],
+        by_vector: list[_Candidate],
+    ) -> list[SearchHit]:
+        if not ranked:
+            return []
+        ids = [cid for cid, _ in ranked]
+        rows = await session.execute(
+            select(Chunk, Document.filename)
+            .join(Document, Document.id == Chunk.document_id)
+            .where(Chunk.id.in_(ids))
+        )
+        found = {chunk.id: (chunk, name) for chunk, name in rows}
+        text_of = {c.chunk_id: c for c in by_text}
+        vector_of = {c.chunk_id: c for c in by_vector}
+        hits = []
+        for cid, score in ranked:
+            if cid not in found:
+                continue  # deleted between the two queries
+            chunk, name = found[cid]
+            t, v = text_of.get(cid), vector_of.get(cid)
+            hits.append(
+                SearchHit(
+                    chunk_id=cid,
+                    document_id=chunk.document_id,
+                    document_name=name,
+                    position=chunk.position,
+                    heading=chunk.heading,
+                    text=chunk.text,
+                    token_count=chunk.token_count,
+                    score=round(score, 6),
+                    text_rank=t.rank if t else None,
+                    text_score=round(t.value, 6) if t else None,
+                    vector_rank=v.rank if v else None,
+                    vector_distance=round(v.value, 6) if v else None,
+                )
+            )
+        return hits
+
+
+_IDENTIFIER = re.compile(r"\b[\w-]*\d[\w-]*\b")
+
+
+def identifiers(query: str) -> list[str]:
+    """Code-like words (letters and digits: SKUs, order numbers), at least three characters."""
+    return [m for m in _IDENTIFIER.findall(query) if len(m.strip("-")) >= 3]
+
+
+def fuse(
+    by_text: list[_Candidate], by_vector: list[_Candidate], k: int
+) -> list[tuple[uuid.UUID, float]]:
+    """Reciprocal-rank fusion: each list adds 1 / (RRF_K + rank); best `k` first."""
+    scores: dict[uuid.UUID, float] = {}
+    for ranked in (by_text, by_vector):
+        for candidate in ranked:
+            scores[candidate.chunk_id] = scores.get(candidate.chunk_id, 0.0) + 1.0 / (
+                RRF_K + candidate.rank
+            )
+    return sorted(scores.items(), key=lambda item: (-item[1], str(item[0])))[:k]

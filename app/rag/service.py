@@ -1,0 +1,162 @@
+"""The knowledge base as the rest of Velox uses it: upload, delete, search, and the context a
+call's turn gets. Routes and the call loop go through here; they never touch chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Document, KnowledgeBase
+from app.rag.embedder import Embedder
+from app.rag.ingest import Ingestor
+from app.rag.parsing import detect_kind
+from app.rag.search import HybridSearch, Mode, SearchHit
+from app.rag.storage import FileStore
+
+DEFAULT_KB_NAME = "Default"
+
+
+class DuplicateDocument(Exception):
+    """The same content is already in the knowledge base."""
+
+    def __init__(self, existing: Document) -> None:
+        super().__init__(
+            f"this file has the same content as {existing.filename!r} ({existing.id}), "
+            "already in the knowledge base"
+        )
+        self.existing = existing
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeSettings:
+    """Per-agent use of the knowledge base (the agent's `knowledge` column)."""
+
+    top_k: int = 3
+    token_budget: int = 400
+    auto_context: bool = True
+
+
+class KnowledgeService:
+    """Uploads, searches and call context over the organization's knowledge bases."""
+
+    def __init__(
+        self, embedder: Embedder, store: FileStore, ingestor: Ingestor, search: HybridSearch
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.ingestor = ingestor
+        self.searcher = search
+
+    async def default_knowledge_base(self, session: AsyncSession) -> KnowledgeBase:
+        """The organization's default knowledge base, created on first use."""
+        kb = await session.scalar(
+            select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KB_NAME)
+        )
+        if kb is not None:
+            return kb
+        kb = self.new_knowledge_base(DEFAULT_KB_NAME)
+        session.add(kb)
+        try:
+            await session.commit()
+        except IntegrityError:  # another upload created it at the same moment
+            await session.rollback()
+            kb = await session.scalar(
+                select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KB_NAME)
+            )
+            assert kb is not None
+        return kb
+
+    def new_knowledge_base(self, name: str) -> KnowledgeBase:
+        """A knowledge base bound to this server's embedder."""
+        return KnowledgeBase(
+            name=name, embedding_model=self.embedder.name, dimension=self.embedder.dimension
+        )
+
+    async def upload(
+        self,
+        session: AsyncSession,
+        org_id: uuid.UUID,
+        kb: KnowledgeBase,
+        filename: str,
+        content_type: str | None,
+        data: bytes,
+    ) -> Document:
+        """Store the file, record it as `queued` and start ingesting it.
+
+        Raises:
+            ParseError: the type is not supported or the bytes are not what they claim.
+            DuplicateDocument: the same bytes are already in `kb`.
+        """
+        kind = detect_kind(filename, content_type, data)
+        digest = hashlib.sha256(data).hexdigest()
+        existing = await session.scalar(
+            select(Document).where(Document.knowledge_base_id == kb.id, Document.sha256 == digest)
+        )
+        if existing is not None:
+            raise DuplicateDocument(existing)
+        document = Document(
+            id=uuid.uuid4(),
+            knowledge_base_id=kb.id,
+            filename=filename[:300],
+            content_type=content_type or kind,
+            size_bytes=len(data),
+            sha256=digest,
+            status="queued",
+        )
+        document.storage_path = await self.store.save(org_id, document.id, data)
+        session.add(document)
+        try:
+            await session.commit()
+        except IntegrityError as exc:  # the same file uploaded twice at once
+            await session.rollback()
+            await self.store.delete(document.storage_path)
+            raise DuplicateDocument(document) from exc
+        self.ingestor.submit(org_id, document.id)
+        return document
+
+    async def delete(self, session: AsyncSession, document: Document) -> None:
+        """Remove the document, its chunks (by cascade) and its stored file."""
+        path = document.storage_path
+        await session.delete(document)
+        await session.commit()
+        await self.store.delete(path)
+
+    async def search(
+        self,
+        session: AsyncSession,
+        kb: KnowledgeBase,
+        query: str,
+        *,
+        k: int = 5,
+        mode: Mode = "hybrid",
+    ) -> list[SearchHit]:
+        """Hybrid search in `kb` (its embedder must be this server's)."""
+        if kb.embedding_model != self.embedder.name:
+            raise ValueError(
+                f"knowledge base {kb.name!r} is embedded with {kb.embedding_model}, "
+                f"not {self.embedder.name}"
+            )
+        return await self.searcher.search(session, kb.id, query, k=k, mode=mode)
+
+    async def context(
+        self,
+        session: AsyncSession,
+        kb: KnowledgeBase,
+        query: str,
+        settings: KnowledgeSettings,
+    ) -> list[SearchHit]:
+        """The best chunks for a caller's words, within the agent's chunk count and budget."""
+        hits = await self.search(session, kb, query, k=settings.top_k)
+        chosen: list[SearchHit] = []
+        used = 0
+        for hit in hits:
+            if chosen and used + hit.token_count > settings.token_budget:
+                break
+            chosen.append(hit)
+            used += hit.token_count
+        return chosen

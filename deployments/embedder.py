@@ -1,0 +1,30 @@
+"""Embedder deployment: texts from every call and every upload, batched together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from ray import serve
+
+from app.engines import build_embedder
+from app.settings import get_settings
+
+
+@serve.deployment(name="embedder")
+class EmbedderDeployment:
+    """One model, many callers: Serve gathers single texts into batches of up to 64."""
+
+    def __init__(self) -> None:
+        self.engine = build_embedder(get_settings())
+        self.engine.embed_sync(["warm up"])
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def _embed_one(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self.engine.embed(texts))
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Rows of unit vectors, in the order of `texts`."""
+        if not texts:
+            return np.zeros((0, self.engine.dimension), dtype=np.float32)
+        return np.stack(await asyncio.gather(*(self._embed_one(t) for t in texts)))
