@@ -81,7 +81,7 @@ def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> Kno
             max_tokens=settings.rag_chunk_tokens, overlap_tokens=settings.rag_chunk_overlap_tokens
         ),
     )
-    return KnowledgeService(embedder, store, ingestor, HybridSearch(embedder))
+    return KnowledgeService(db, embedder, store, ingestor, HybridSearch(embedder))
 
 
 async def build_services(
@@ -90,15 +90,16 @@ async def build_services(
     """Open (and migrate) the database and assemble the hub around `engines`."""
     db = await open_database(settings)
     calls = make_call_state(settings.redis_url)
+    knowledge = build_knowledge(db, embedder, settings)
     hub = CallHub(
         engines=engines,
         settings=settings,
         metrics=metrics,
         recorder=FanoutRecorder(DatabaseCallRecorder(db, settings), LiveCallRecorder(calls)),
         directory=AgentDirectory(db, settings),
+        knowledge=knowledge,
     )
     await hub.prewarm()
-    knowledge = build_knowledge(db, embedder, settings)
     await knowledge.ingestor.resume()
     return Services(
         db=db,

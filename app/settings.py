@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     rag_chunk_tokens: int = 200
     rag_chunk_overlap_tokens: int = 40
     embedder_threads: int = 1
+    rag_timeout_s: float = 1.0  # a turn waits this long for its passages, then answers without
 
     # Local engines
     stt_threads: int = 2

@@ -39,6 +39,16 @@ class LlmPolicy(BaseModel):
     escalate_when_unsure: bool = True
 
 
+class KnowledgeUse(BaseModel):
+    """How the agent uses its knowledge base on calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(default=3, ge=1, le=10, description="passages per turn at most")
+    token_budget: int = Field(default=400, ge=50, le=2000, description="their tokens at most")
+    auto_context: bool = Field(default=True, description="look up every turn automatically")
+
+
 class AgentFields(BaseModel):
     """What a client may set on an agent (all optional, for PATCH)."""
 
@@ -53,6 +63,7 @@ class AgentFields(BaseModel):
     tools: list[ToolName] | None = None
     flow: dict[str, Any] | None = None
     knowledge_base_id: uuid.UUID | None = None
+    knowledge: KnowledgeUse | None = None
     enabled: bool | None = None
 
 
@@ -66,6 +77,7 @@ class AgentCreate(AgentFields):
     language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     llm_policy: LlmPolicy = Field(default_factory=LlmPolicy)
     tools: list[ToolName] = Field(default_factory=list)
+    knowledge: KnowledgeUse = Field(default_factory=KnowledgeUse)
     enabled: bool = True
 
 
@@ -84,6 +96,7 @@ class AgentOut(BaseModel):
     tools: list[str]
     flow: dict[str, Any] | None
     knowledge_base_id: uuid.UUID | None
+    knowledge: KnowledgeUse
     enabled: bool
     phone_numbers: list[str]
     created_at: datetime
@@ -134,7 +147,8 @@ async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSe
     """Change the fields given; the others stay as they are."""
     agent = await get_or_404(session, Agent, agent_id, "agent")
     changes = body.model_dump(mode="json", exclude_unset=True)
-    for required in ("name", "system_prompt", "greeting", "voice_id", "language", "enabled"):
+    required_fields = ("name", "system_prompt", "greeting", "voice_id", "language", "enabled")
+    for required in (*required_fields, "llm_policy", "knowledge", "tools"):
         if required in changes and changes[required] is None:
             raise FieldValidationError(f"body.{required}", "cannot be null")
     if "knowledge_base_id" in changes:

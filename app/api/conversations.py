@@ -56,6 +56,7 @@ class MessageOut(BaseModel):
     interrupted: bool
     intended_text: str | None
     tool_calls: list[Any]
+    citations: list[Any]
     latency: dict[str, Any]
     model: str | None
 

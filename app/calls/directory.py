@@ -9,6 +9,7 @@ from sqlalchemy import select
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
 from app.db.models import Agent, Organization, PhoneNumber
+from app.rag.service import KnowledgeSettings
 from app.settings import Settings
 
 
@@ -63,4 +64,6 @@ def _profile(agent: Agent) -> AgentProfile:
         greeting=agent.greeting,
         voice=agent.voice_id,
         language=agent.language,
+        knowledge_base_id=str(agent.knowledge_base_id) if agent.knowledge_base_id else None,
+        knowledge=KnowledgeSettings.from_json(agent.knowledge),
     )

@@ -10,7 +10,9 @@ from app.calls.phrases import PhraseCache
 from app.calls.recorder import CallRecorder, CallSummary
 from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket, ReplicaLoad
 from app.conversation.agent import AgentProfile
+from app.conversation.grounding import Source
 from app.observability.metrics import Metrics
+from app.rag.service import KnowledgeService
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class CallHub:
         metrics: Metrics,
         recorder: CallRecorder,
         directory: AgentDirectory | None = None,
+        knowledge: KnowledgeService | None = None,
     ) -> None:
         self.engines = engines
         self.settings = settings
@@ -36,6 +39,7 @@ class CallHub:
         self.default_agent = AgentProfile.default(settings)
         # Without a directory (database-less tests) the settings' agent answers every call.
         self.directory = directory
+        self.knowledge = knowledge
         self.sessions: dict[str, CallSession] = {}
         self.load = ReplicaLoad()
         if settings.twilio_auth_token is None:
@@ -69,6 +73,28 @@ class CallHub:
             return None
         return await self.directory.by_id(org_id, agent_id)
 
+    async def lookup(self, agent: AgentProfile, question: str) -> list[Source]:
+        """Passages of the agent's knowledge base for the caller's words (automatic context)."""
+        settings = agent.knowledge
+        if self.knowledge is None or not settings.auto_context:
+            return []
+        if agent.org_id is None or agent.knowledge_base_id is None:
+            return []
+        hits = await self.knowledge.context(
+            uuid.UUID(agent.org_id), uuid.UUID(agent.knowledge_base_id), question, settings
+        )
+        return [
+            Source(
+                document_id=str(h.document_id),
+                document_name=h.document_name,
+                chunk_id=str(h.chunk_id),
+                position=h.position,
+                heading=h.heading,
+                text=h.text,
+            )
+            for h in hits
+        ]
+
     async def serve(self, socket: MediaSocket) -> CallSummary:
         """Run one call on `socket` until it ends."""
         session = CallSession(
@@ -79,6 +105,7 @@ class CallHub:
             recorder=self.recorder,
             phrases=self.phrases,
             agent_for=self.agent_for_stream,
+            lookup=self.lookup if self.knowledge is not None else None,
             load=self.load,
         )
         key = str(id(session))

@@ -53,6 +53,7 @@ class TurnRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     caller_audio_s: float = 0.0  # what STT listened to
+    citations: list[dict[str, Any]] = field(default_factory=list)  # knowledge-base passages used
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from app.calls.recorder import CallRecorder, CallStart, CallSummary, TurnRecord,
 from app.calls.turns import TurnDetector, TurnEvent, TurnTiming, sounds_complete
 from app.calls.vad import make_vad
 from app.conversation.agent import AgentProfile
+from app.conversation.grounding import Source, grounded_question
 from app.conversation.sentences import SentenceSplitter
 from app.llm.base import LanguageModel, Message, TextDelta, Tier, Usage
 from app.observability.metrics import Metrics
@@ -83,6 +84,10 @@ class Engines:
     tts: TextToSpeech
 
 
+# Finds the passages of the agent's knowledge base that bear on what the caller said.
+KnowledgeLookup = Callable[[AgentProfile, str], Awaitable[list[Source]]]
+
+
 @dataclass(slots=True)
 class ReplicaLoad:
     """Work in flight across all calls of one ingress replica.
@@ -118,6 +123,7 @@ class Turn:
     model: str | None = None
     tier: Tier | None = None
     usage: Usage | None = None
+    sources: list[Source] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded
     recorded: bool = False  # in the history and the transcript
@@ -156,6 +162,7 @@ class CallSession:
         recorder: CallRecorder,
         phrases: PhraseCache,
         agent_for: Callable[[dict[str, str]], Awaitable[AgentProfile | None]],
+        lookup: KnowledgeLookup | None = None,
         load: ReplicaLoad | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -167,6 +174,7 @@ class CallSession:
         self._phrases = phrases
         self._load = load or ReplicaLoad()
         self._agent_for = agent_for
+        self._lookup = lookup
         self._clock = clock
 
         self.stream_sid = ""
@@ -553,7 +561,8 @@ class CallSession:
 
     async def _answer(self, turn: Turn, text: str) -> None:
         assert self.agent is not None
-        messages = [*self.history, Message("user", text)]
+        turn.sources = await self._ground(text)
+        messages = [*self.history, Message("user", grounded_question(text, turn.sources))]
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         producer = asyncio.create_task(self._generate(turn, messages, sentences))
         try:
@@ -564,6 +573,18 @@ class CallSession:
             await producer  # surfaces a generation error after the spoken part
         finally:
             producer.cancel()
+
+    async def _ground(self, text: str) -> list[Source]:
+        """Passages for the caller's words; a slow or failing lookup only loses the grounding."""
+        if self._lookup is None or self.agent is None:
+            return []
+        try:
+            return await asyncio.wait_for(
+                self._lookup(self.agent, text), self._settings.rag_timeout_s
+            )
+        except Exception as exc:  # TimeoutError included: answer without the documents
+            logger.warning("call %s: knowledge lookup failed: %r", self.call_sid, exc)
+            return []
 
     async def _generate(
         self, turn: Turn, messages: list[Message], out: asyncio.Queue[str | None]
@@ -729,6 +750,7 @@ class CallSession:
                 prompt_tokens=turn.usage.prompt_tokens if turn.usage else 0,
                 completion_tokens=turn.usage.completion_tokens if turn.usage else 0,
                 caller_audio_s=len(turn.audio) / (2 * 8000),
+                citations=[source.citation() for source in turn.sources],
             )
         )
 

@@ -98,6 +98,7 @@ class DatabaseCallRecorder:
             agent.intended_text = record.agent_intended_text
             agent.latency = {k: v for k, v in asdict(record.timings).items() if v is not None}
             agent.model = record.model
+            agent.citations = record.citations
             rows.append(agent)
         if rows:
             call.writes.put_nowait(lambda: self._add(call.org_id, *rows))

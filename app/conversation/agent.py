@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from app.rag.service import KnowledgeSettings
 from app.settings import Settings
 
 
@@ -18,6 +19,8 @@ class AgentProfile:
     voice: str | None = None
     language: str = "en"
     org_id: str | None = None  # None only for the settings-built agent of database-less tests
+    knowledge_base_id: str | None = None
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
 
     @classmethod
     def default(cls, settings: Settings) -> AgentProfile:

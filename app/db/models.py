@@ -227,6 +227,8 @@ class Message(TenantOwned):
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     intended_text: Mapped[str | None] = mapped_column(Text)
     tool_calls: Mapped[list[Any]] = mapped_column(default=list)
+    # Knowledge-base passages the reply drew on: document, chunk, position, heading.
+    citations: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     latency: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.database import Database
 from app.db.models import Document, KnowledgeBase
 from app.rag.embedder import Embedder
 from app.rag.ingest import Ingestor
@@ -40,13 +41,25 @@ class KnowledgeSettings:
     token_budget: int = 400
     auto_context: bool = True
 
+    @classmethod
+    def from_json(cls, data: dict[str, object] | None) -> KnowledgeSettings:
+        """From the agent row, ignoring keys this version does not know."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)  # type: ignore[arg-type]
+
 
 class KnowledgeService:
     """Uploads, searches and call context over the organization's knowledge bases."""
 
     def __init__(
-        self, embedder: Embedder, store: FileStore, ingestor: Ingestor, search: HybridSearch
+        self,
+        db: Database,
+        embedder: Embedder,
+        store: FileStore,
+        ingestor: Ingestor,
+        search: HybridSearch,
     ) -> None:
+        self.db = db
         self.embedder = embedder
         self.store = store
         self.ingestor = ingestor
@@ -145,13 +158,17 @@ class KnowledgeService:
 
     async def context(
         self,
-        session: AsyncSession,
-        kb: KnowledgeBase,
+        org_id: uuid.UUID,
+        kb_id: uuid.UUID,
         query: str,
         settings: KnowledgeSettings,
     ) -> list[SearchHit]:
         """The best chunks for a caller's words, within the agent's chunk count and budget."""
-        hits = await self.search(session, kb, query, k=settings.top_k)
+        async with self.db.tenant(org_id) as session:
+            kb = await session.scalar(select(KnowledgeBase).where(KnowledgeBase.id == kb_id))
+            if kb is None:
+                return []
+            hits = await self.search(session, kb, query, k=settings.top_k)
         chosen: list[SearchHit] = []
         used = 0
         for hit in hits:

@@ -156,3 +156,17 @@ async def test_live_call_state_follows_the_call() -> None:
     assert call.turns == 1 and call.last_agent_text == "Yes, until six."
     await live.call_ended(CallSummary("CA-live", "MZ1", "completed", "done", t0, t0 + 9, 1))
     assert await store.live(org) == []
+
+
+async def test_citations_are_saved_with_the_agents_message(db: Database) -> None:
+    recorder = DatabaseCallRecorder(db, SETTINGS)
+    agent = await make_agent(db)
+    sid, t0 = f"CA{uuid.uuid4().hex}", time.time()
+    await recorder.call_started(start(agent, sid, t0))
+    record = turn(sid, 1, t0, "Can I return a part?", "Yes, within 30 days.")
+    record.citations = [{"document_id": "d1", "document_name": "policies.pdf", "position": 4}]
+    await recorder.turn_finished(record)
+    await recorder.call_ended(CallSummary(sid, "MZ1", "completed", "done", t0, t0 + 20, 1))
+    _, messages = await saved(db, sid)
+    assert messages[-1].role == "agent" and messages[-1].citations == record.citations
+    assert messages[0].citations == []

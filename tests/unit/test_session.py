@@ -19,6 +19,7 @@ from app.calls.session import (
     is_backchannel,
 )
 from app.conversation.agent import AgentProfile
+from app.conversation.grounding import Source
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.audio import frames, pcm16_to_mulaw
@@ -163,6 +164,7 @@ def make_session(
     llm: Any = None,
     tts: Any = None,
     load: ReplicaLoad | None = None,
+    lookup: Any = None,
     **overrides: Any,
 ) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
     # The scripted caller speaks in tones, which WebRTC VAD hears as voice and Silero rightly
@@ -183,6 +185,7 @@ def make_session(
         recorder=recorder,
         phrases=PhraseCache(engines.tts),
         agent_for=lambda _p: _found(agent),
+        lookup=lookup,
         load=load,
     )
     return session, recorder, metrics, engines
@@ -468,3 +471,67 @@ async def test_no_speculation_while_other_calls_wait_for_stt() -> None:
     assert len(stt.calls) == 1, "transcribed once, when the turn ended"
     assert any(t.agent_text == "At seven." for t in recorder.turns)
     assert load.stt_inflight == 1, "the session's own STT work is counted in and out"
+
+
+RETURNS = Source(
+    document_id="d1",
+    document_name="policies.pdf",
+    chunk_id="c1",
+    position=4,
+    heading="Returns",
+    text="Unused parts may be sent back within 30 days.",
+)
+
+
+async def one_question(lookup: Any, **overrides: Any) -> tuple[FakeLLM, MemoryRecorder]:
+    phone = Phone()
+    stt = FakeSTT(script=["Can I send a part back?"])
+    llm = FakeLLM(replies=["Yes, within thirty days."])
+    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm, lookup=lookup, **overrides)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(1.2))
+    async with asyncio.timeout(8):
+        while not any(t.caller_text for t in recorder.turns):
+            await asyncio.sleep(0.05)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    return llm, recorder
+
+
+async def test_passages_ground_the_question_and_are_cited() -> None:
+    asked: list[str] = []
+
+    async def lookup(agent: AgentProfile, question: str) -> list[Source]:
+        asked.append(question)
+        return [RETURNS]
+
+    llm, recorder = await one_question(lookup)
+    assert asked == ["Can I send a part back?"]
+    system, *_, user = llm.seen[-1]
+    assert system.content == "Be brief."  # unchanged, so the model's cached prefix is reused
+    assert "within 30 days" in user.content and user.content.endswith("Can I send a part back?")
+    (turn,) = [t for t in recorder.turns if t.caller_text]
+    assert turn.citations == [
+        {
+            "document_id": "d1",
+            "document_name": "policies.pdf",
+            "chunk_id": "c1",
+            "position": 4,
+            "heading": "Returns",
+        }
+    ]
+
+
+@pytest.mark.parametrize("failure", ["slow", "broken"])
+async def test_a_failing_lookup_only_loses_the_grounding(failure: str) -> None:
+    async def lookup(agent: AgentProfile, question: str) -> list[Source]:
+        if failure == "slow":
+            await asyncio.sleep(30)
+        raise RuntimeError("database down")
+
+    llm, recorder = await one_question(lookup, rag_timeout_s=0.2)
+    assert llm.seen[-1][-1].content == "Can I send a part back?"
+    (turn,) = [t for t in recorder.turns if t.caller_text]
+    assert turn.agent_text == "Yes, within thirty days." and turn.citations == []

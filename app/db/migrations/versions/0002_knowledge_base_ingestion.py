@@ -26,6 +26,15 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
+    op.add_column(
+        "messages",
+        sa.Column(
+            "citations",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'"),
+            nullable=False,
+        ),
+    )
     op.add_column("documents", sa.Column("storage_path", sa.Text(), nullable=True))
     op.add_column("documents", sa.Column("title", sa.Text(), nullable=True))
     op.add_column(
@@ -48,4 +57,5 @@ def downgrade() -> None:
     op.drop_column("documents", "chunk_count")
     op.drop_column("documents", "title")
     op.drop_column("documents", "storage_path")
+    op.drop_column("messages", "citations")
     op.drop_column("agents", "knowledge")

@@ -1,0 +1,52 @@
+"""A call's automatic context: the agent's knowledge base, looked up with the caller's words,
+within the agent's passage count and token budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.services import Services
+from tests.api.conftest import Tenant, agent_body
+from tests.fixtures.kb_corpus import CORPUS
+
+pytestmark = pytest.mark.integration
+
+QUESTION = "how long do I have to send something back and get my money?"
+
+
+async def agent_answering(org: Tenant, services: Services, number: str, **knowledge: object):  # type: ignore[no-untyped-def]
+    kb = (await org.client.post("/api/knowledge-bases", json={"name": f"Handbook {number}"})).json()
+    await org.client.post(
+        "/api/documents/upload",
+        files={"file": ("handbook.md", CORPUS.encode(), "text/markdown")},
+        data={"knowledge_base_id": kb["id"]},
+    )
+    await services.knowledge.ingestor.drain()
+    body = agent_body(number, knowledge_base_id=kb["id"], knowledge=knowledge)
+    agent = (await org.client.post("/api/agents", json=body)).json()
+    await org.client.post("/api/phone-numbers", json={"number": number, "agent_id": agent["id"]})
+    profile = await services.hub.agent_for_number(number)
+    assert profile is not None and profile.knowledge_base_id == kb["id"]
+    return profile
+
+
+async def test_the_callers_words_find_the_passage(org_a: Tenant, services: Services) -> None:
+    profile = await agent_answering(org_a, services, "+14155550301", top_k=2)
+    sources = await services.hub.lookup(profile, QUESTION)
+    assert 1 <= len(sources) <= 2
+    assert "Returns and refunds" in (sources[0].heading or "")
+    assert sources[0].document_name == "handbook.md" and "30 days" in sources[0].text
+
+
+async def test_budget_and_switch_are_honoured(org_a: Tenant, services: Services) -> None:
+    tight = await agent_answering(org_a, services, "+14155550302", top_k=5, token_budget=50)
+    assert len(await services.hub.lookup(tight, QUESTION)) == 1  # the best one always fits
+    off = await agent_answering(org_a, services, "+14155550303", auto_context=False)
+    assert await services.hub.lookup(off, QUESTION) == []
+
+
+async def test_agent_knowledge_settings_are_validated(org_a: Tenant) -> None:
+    response = await org_a.client.post("/api/agents", json=agent_body(knowledge={"top_k": 0}))
+    assert response.status_code == 422
+    fields = [f["field"] for f in response.json()["error"]["fields"]]
+    assert fields == ["body.knowledge.top_k"]
