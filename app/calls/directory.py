@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
 from app.db.models import Agent, Organization, PhoneNumber
-from app.rag.service import KnowledgeSettings
+from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
 
 

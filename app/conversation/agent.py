@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.rag.service import KnowledgeSettings
+from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +15,7 @@ from app.db.models import Document, KnowledgeBase
 from app.rag.embedder import Embedder
 from app.rag.ingest import Ingestor
 from app.rag.parsing import detect_kind
+from app.rag.policy import KnowledgeSettings
 from app.rag.search import HybridSearch, Mode, SearchHit
 from app.rag.storage import FileStore
 
@@ -31,21 +31,6 @@ class DuplicateDocument(Exception):
             "already in the knowledge base"
         )
         self.existing = existing
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeSettings:
-    """Per-agent use of the knowledge base (the agent's `knowledge` column)."""
-
-    top_k: int = 3
-    token_budget: int = 400
-    auto_context: bool = True
-
-    @classmethod
-    def from_json(cls, data: dict[str, object] | None) -> KnowledgeSettings:
-        """From the agent row, ignoring keys this version does not know."""
-        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)  # type: ignore[arg-type]
 
 
 class KnowledgeService:
