@@ -7,7 +7,7 @@ import logging
 
 from app.calls.session import Engines
 from app.llm.base import LanguageModel
-from app.rag.embedder import MiniLMEmbedder
+from app.rag.embedder import Embedder, MiniLMEmbedder
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
 
@@ -42,8 +42,17 @@ def build_tts(settings: Settings) -> TextToSpeech:
     return PiperTTS(threads=settings.tts_threads)
 
 
-def build_embedder(settings: Settings) -> MiniLMEmbedder:
-    """The local embedder (Gemini embeddings arrive with GEMINI_API_KEY in a later step)."""
+def build_embedder(settings: Settings) -> Embedder:
+    """Gemini embeddings with GEMINI_API_KEY, else all-MiniLM-L6-v2 on this machine."""
+    if settings.gemini_api_key is not None:
+        from app.rag.gemini_embedder import GeminiEmbedder
+
+        return GeminiEmbedder(
+            settings.gemini_api_key.get_secret_value(),
+            model=settings.gemini_embedding_model,
+            dimension=settings.gemini_embedding_dimension,
+            base_url=settings.gemini_base_url,
+        )
     return MiniLMEmbedder(threads=settings.embedder_threads)
 
 

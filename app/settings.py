@@ -105,6 +105,11 @@ class Settings(BaseSettings):
 
     # Cloud engines switch on with their keys (later issues add them).
     gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = Field(
+        default=None, description="Another Gemini API endpoint (a proxy, or the tests' fake)"
+    )
+    gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_embedding_dimension: int = 768
     deepgram_api_key: SecretStr | None = None
     elevenlabs_api_key: SecretStr | None = None
 

@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pgvector.asyncpg import register_vector  # noqa: E402
-from sqlalchemy import delete, insert  # noqa: E402
+from sqlalchemy import delete, event, insert  # noqa: E402
+from sqlalchemy import text as sql  # noqa: E402
 
 from app.db import migrate  # noqa: E402
 from app.db.database import Database  # noqa: E402
@@ -473,11 +474,14 @@ async def fill_to(bench: Bench, book: Book, size: int) -> dict[str, Any]:
 
 
 async def search_ids(
-    bench: Bench, query: str, vector: np.ndarray, mode: Mode
+    bench: Bench, query: str, vector: np.ndarray, mode: Mode, *, exact: bool = False
 ) -> list[tuple[uuid.UUID, str]]:
-    """(document, text) of the top K, in a tenant session like a call's turn opens."""
+    """(document, text) of the top K, in a tenant session like a call's turn opens. `exact`
+    keeps the planner off the HNSW index: exact neighbours, to tell what the index loses."""
     place = bench.places["book"]
     async with bench.db.tenant(place.org_id) as session:
+        if exact:
+            await session.execute(sql("SET LOCAL enable_indexscan = off"))
         hits = await bench.searcher.search(
             session, place.kb_id, query, k=K, mode=mode, query_vector=vector
         )
@@ -493,11 +497,17 @@ def answer_rank(book: Book, question: Question, hits: list[tuple[uuid.UUID, str]
 
 
 async def measure_recall(
-    bench: Bench, book: Book, questions: list[Question], vectors: np.ndarray, mode: Mode
+    bench: Bench,
+    book: Book,
+    questions: list[Question],
+    vectors: np.ndarray,
+    mode: Mode,
+    *,
+    exact: bool = False,
 ) -> dict[str, Any]:
     ranked: list[tuple[Question, int | None]] = []
     for question, vector in zip(questions, vectors, strict=True):
-        hits = await search_ids(bench, question.text, vector, mode)
+        hits = await search_ids(bench, question.text, vector, mode, exact=exact)
         ranked.append((question, answer_rank(book, question, hits)))
     ranks = [rank for _, rank in ranked]
     by_kind = {
@@ -513,11 +523,42 @@ async def measure_recall(
     }
 
 
-async def hnsw_scans(bench: Bench) -> int:
-    value = await bench.bulk.fetchval(
-        "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1", HNSW_INDEX
-    )
-    return int(value or 0)
+async def query_plans(bench: Bench, query: str, vector: np.ndarray) -> dict[str, list[str]]:
+    """EXPLAIN of the very statements a hybrid search sends (captured as they go out, run again
+    in the same transaction so its SET LOCALs hold): which plan each side gets at this size."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM chunks" in statement and "ORDER BY" in statement:
+            sent.append((statement, parameters))
+
+    place = bench.places["book"]
+    engine = bench.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with bench.db.tenant(place.org_id) as session:
+            await bench.searcher.search(
+                session, place.kb_id, query, k=K, mode="hybrid", query_vector=vector
+            )
+            connection = await session.connection()
+            plans: dict[str, list[str]] = {}
+            for statement, parameters in sent:
+                side = "text" if "@@" in statement else "vector"
+                rows = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                plans[side] = [row[0] for row in rows]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return plans
+
+
+def plan_summary(plan: list[str]) -> str:
+    """The scans of a plan, e.g. "Index Scan using ix_chunks_embedding_384"."""
+    scans = [
+        re.sub(r"\s+on chunks\b.*|\s+\(cost.*", "", line.strip(" ->"))
+        for line in plan
+        if "Scan" in line
+    ]
+    return ", ".join(scans)
 
 
 async def measure_latency(
@@ -527,15 +568,12 @@ async def measure_latency(
     time is Postgres and the search code only."""
     for query, vector in zip(queries[:20], vectors[:20], strict=True):  # warm pool and caches
         await search_ids(bench, query, vector, mode)
-    await asyncio.sleep(1.5)  # backends publish index statistics about once a second
-    scans_before = await hnsw_scans(bench)
     latencies: list[float] = []
     for query, vector in zip(queries, vectors, strict=True):
         started = time.perf_counter()
         await search_ids(bench, query, vector, mode)
         latencies.append(time.perf_counter() - started)
-    await asyncio.sleep(1.5)
-    return {**percentiles(latencies), "hnsw_index_scans": await hnsw_scans(bench) - scans_before}
+    return percentiles(latencies)
 
 
 def latency_queries(questions: list[Question], book: Book, count: int, seed: int) -> list[str]:

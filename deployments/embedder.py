@@ -8,6 +8,7 @@ import numpy as np
 from ray import serve
 
 from app.engines import build_embedder
+from app.rag.embedder import Purpose
 from app.settings import get_settings
 
 
@@ -17,14 +18,18 @@ class EmbedderDeployment:
 
     def __init__(self) -> None:
         self.engine = build_embedder(get_settings())
-        self.engine.embed_sync(["warm up"])
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def _embed_one(self, texts: list[str]) -> list[np.ndarray]:
-        return list(await self.engine.embed(texts))
+    async def _embed_document(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self.engine.embed(texts, purpose="document"))
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def _embed_query(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self.engine.embed(texts, purpose="query"))
+
+    async def embed(self, texts: list[str], purpose: Purpose = "document") -> np.ndarray:
         """Rows of unit vectors, in the order of `texts`."""
         if not texts:
             return np.zeros((0, self.engine.dimension), dtype=np.float32)
-        return np.stack(await asyncio.gather(*(self._embed_one(t) for t in texts)))
+        one = self._embed_query if purpose == "query" else self._embed_document
+        return np.stack(await asyncio.gather(*(one(t) for t in texts)))

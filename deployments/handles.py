@@ -12,6 +12,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from app.llm.base import LLMEvent, Message, Tier, ToolSpec
+from app.rag.embedder import Purpose
 from app.speech.base import AudioChunk, Transcript
 
 
@@ -77,9 +78,9 @@ class HandleEmbedder:
         self.name = name
         self.dimension = dimension
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], *, purpose: Purpose = "document") -> np.ndarray:
         """Embed on an embedder replica."""
-        response = self._handle.embed.remote(texts)
+        response = self._handle.embed.remote(texts, purpose)
         try:
             result: np.ndarray = await response
         except BaseException:

@@ -285,14 +285,16 @@ class Chunk(TenantOwned):
     )
 
 
-# HNSW needs a fixed dimension: one partial index per embedding size in use (MiniLM: 384).
-Index(
-    "ix_chunks_embedding_384",
-    cast(Chunk.embedding, Vector(384)).label("embedding_384"),
-    postgresql_using="hnsw",
-    postgresql_ops={"embedding_384": "vector_cosine_ops"},
-    postgresql_where=Chunk.dimension == 384,
-)
+# HNSW needs a fixed dimension: one partial index per embedding size in use (MiniLM: 384,
+# Gemini at 768).
+for _size in (384, 768):
+    Index(
+        f"ix_chunks_embedding_{_size}",
+        cast(Chunk.embedding, Vector(_size)).label(f"embedding_{_size}"),
+        postgresql_using="hnsw",
+        postgresql_ops={f"embedding_{_size}": "vector_cosine_ops"},
+        postgresql_where=Chunk.dimension == _size,
+    )
 
 
 class Subscription(TenantOwned):

@@ -11,11 +11,14 @@ import asyncio
 import importlib.util
 import threading
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 MAX_TOKENS = 256  # what the model was trained with (sentence_bert_config.json)
+
+# Some models embed a question and the passage that answers it differently.
+Purpose = Literal["query", "document"]
 
 
 @runtime_checkable
@@ -25,7 +28,7 @@ class Embedder(Protocol):
     name: str
     dimension: int
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str], *, purpose: Purpose = "document") -> np.ndarray:
         """An array (len(texts), dimension) of L2-normalised float32 rows."""
         ...
 
@@ -60,8 +63,8 @@ class MiniLMEmbedder:
         self._batch_size = batch_size
         self._lock = threading.Lock()  # one inference at a time: threads are set per session
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed off the event loop (inference is CPU-bound)."""
+    async def embed(self, texts: list[str], *, purpose: Purpose = "document") -> np.ndarray:
+        """Embed off the event loop (inference is CPU-bound); MiniLM has one face for both."""
         return await asyncio.to_thread(self.embed_sync, texts)
 
     def embed_sync(self, texts: list[str]) -> np.ndarray:

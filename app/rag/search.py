@@ -31,7 +31,7 @@ Mode = Literal["hybrid", "text", "vector"]
 RRF_K = 10
 TEXT_WEIGHT_CODES = 1.0
 TEXT_WEIGHT_PROSE = 0.25
-INDEXED_DIMENSIONS = (384,)  # dimensions with an HNSW partial index (see app.db.models)
+INDEXED_DIMENSIONS = (384, 768)  # dimensions with an HNSW partial index (see app.db.models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class HybridSearch:
             by_text = await self._text(session, knowledge_base_id, query)
         if mode in ("hybrid", "vector"):
             if query_vector is None:
-                query_vector = (await self.embedder.embed([query]))[0]
+                query_vector = (await self.embedder.embed([query], purpose="query"))[0]
             by_vector = await self._vector(session, knowledge_base_id, query_vector)
         weight = TEXT_WEIGHT_CODES if identifiers(query) else TEXT_WEIGHT_PROSE
         ranked = fuse(by_text, by_vector, k, text_weight=weight)

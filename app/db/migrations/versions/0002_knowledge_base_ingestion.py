@@ -51,8 +51,24 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_index(
+        "ix_chunks_embedding_768",
+        "chunks",
+        [sa.literal_column("CAST(embedding AS VECTOR(768))").label("embedding_768")],
+        unique=False,
+        postgresql_using="hnsw",
+        postgresql_ops={"embedding_768": "vector_cosine_ops"},
+        postgresql_where=sa.text("dimension = 768"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_chunks_embedding_768",
+        table_name="chunks",
+        postgresql_using="hnsw",
+        postgresql_where=sa.text("dimension = 768"),
+    )
     op.drop_column("documents", "updated_at")
     op.drop_column("documents", "chunk_count")
     op.drop_column("documents", "title")
