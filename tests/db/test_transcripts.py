@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
 from app.calls.live import LiveCallRecorder
 from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
@@ -15,8 +14,9 @@ from app.calls.state import MemoryCallState
 from app.calls.transcripts import DatabaseCallRecorder
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
-from app.db.models import Agent, Conversation, Message
+from app.db.models import Agent, Message
 from app.settings import Settings
+from tests.conversations import load_call
 from tests.db.conftest import new_org
 
 pytestmark = pytest.mark.integration
@@ -57,17 +57,7 @@ def turn(call_sid: str, n: int, t0: float, caller: str, agent: str, **kw: object
     )
 
 
-async def saved(db: Database, call_sid: str) -> tuple[Conversation | None, list[Message]]:
-    async with db.system() as session:
-        convo = await session.scalar(select(Conversation).where(Conversation.call_sid == call_sid))
-        if convo is None:
-            return None, []
-        rows = await session.scalars(
-            select(Message)
-            .where(Message.org_id == convo.org_id, Message.conversation_id == convo.id)
-            .order_by(Message.seq)
-        )
-        return convo, list(rows)
+saved = load_call
 
 
 async def wait_for_messages(db: Database, call_sid: str, count: int) -> list[Message]:

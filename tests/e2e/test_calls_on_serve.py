@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from app.db.database import Database
 from app.db.models import Conversation, Message
 from app.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
 from app.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
+from tests.conversations import load_call
 from tests.e2e.conftest import TWILIO_TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,19 +35,11 @@ async def saved_call(postgres_url: str, call_sid: str) -> tuple[Conversation, li
     """The conversation and messages the server wrote to Postgres while the call happened."""
     db = Database(postgres_url, pool_size=1)
     try:
-        async with db.system() as session:
-            convo = await session.scalar(
-                select(Conversation).where(Conversation.call_sid == call_sid)
-            )
-            assert convo is not None, f"no conversation for {call_sid}"
-            messages = await session.scalars(
-                select(Message)
-                .where(Message.org_id == convo.org_id, Message.conversation_id == convo.id)
-                .order_by(Message.seq)
-            )
-            return convo, list(messages)
+        convo, messages = await load_call(db, call_sid)
     finally:
         await db.close()
+    assert convo is not None, f"no conversation for {call_sid}"
+    return convo, messages
 
 
 async def test_two_turn_call_gets_relevant_spoken_answers(

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from app.db.database import Database
-from app.db.models import Conversation, Message
+from app.db.models import Message
 from app.simulator.caller import CallerTurn, place_call
 from app.simulator.script import speak_lines
+from tests.conversations import load_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,19 +71,6 @@ def dev_server(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, subproc
         log.close()
 
 
-async def _messages(db: Database, call_sid: str) -> tuple[Conversation | None, list[Message]]:
-    async with db.system() as session:
-        convo = await session.scalar(select(Conversation).where(Conversation.call_sid == call_sid))
-        if convo is None:
-            return None, []
-        rows = await session.scalars(
-            select(Message)
-            .where(Message.org_id == convo.org_id, Message.conversation_id == convo.id)
-            .order_by(Message.seq)
-        )
-        return convo, list(rows)
-
-
 async def test_killing_the_server_mid_call_keeps_finished_turns(
     dev_server, postgres_url, speech_engines
 ) -> None:
@@ -113,7 +100,7 @@ async def test_killing_the_server_mid_call_keeps_finished_turns(
         saved: list[Message] = []
         while time.monotonic() < deadline and not call.done():
             if call_sids:
-                _, saved = await _messages(db, call_sids[0])
+                _, saved = await load_call(db, call_sids[0])
                 if any(m.role == "agent" and m.seq >= 3 for m in saved):
                     break
             await asyncio.sleep(0.05)
@@ -122,7 +109,7 @@ async def test_killing_the_server_mid_call_keeps_finished_turns(
         proc.wait(10)
         await asyncio.gather(call, return_exceptions=True)
 
-        convo, messages = await _messages(db, call_sids[0])
+        convo, messages = await load_call(db, call_sids[0])
         assert convo is not None
         assert convo.status == "in_progress" and convo.ended_at is None  # nobody closed it
         assert [m.role for m in messages[:3]] == ["agent", "caller", "agent"]
