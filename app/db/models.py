@@ -263,7 +263,11 @@ class Chunk(TenantOwned):
     """A searchable piece of a document: full-text vector and embedding."""
 
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),)
+    # btree_gin puts the knowledge base in the full-text index: a search reads only its own
+    # knowledge base's postings, however many other chunks the table holds.
+    __table_args__ = (
+        Index("ix_chunks_kb_tsv", "knowledge_base_id", "tsv", postgresql_using="gin"),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     document_id: Mapped[uuid.UUID] = mapped_column(

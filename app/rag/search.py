@@ -9,6 +9,7 @@ between the two, which is why it is the usual choice.
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ Mode = Literal["hybrid", "text", "vector"]
 RRF_K = 10
 TEXT_WEIGHT_CODES = 1.0
 TEXT_WEIGHT_PROSE = 0.25
+MIN_TEXT_CANDIDATES = 5  # fewer two-word matches than this: fall back to any word
+MAX_PAIR_LEXEMES = 8  # 28 pairs at most
 INDEXED_DIMENSIONS = (384, 768)  # dimensions with an HNSW partial index (see app.db.models)
 
 
@@ -106,6 +109,16 @@ class HybridSearch:
             must = func.plainto_tsquery("english", " ".join(codes))
             found = await self._rank(session, kb_id, must, any_word)
             if found:
+                return found
+        lexemes = await session.scalar(
+            select(func.tsvector_to_array(func.to_tsvector("english", query)))
+        )
+        if lexemes and len(lexemes) >= 3:
+            # "Minimum should match": two of the words at least. An OR of everyday words
+            # matches most of a large knowledge base, and ranking every match is what makes
+            # full-text search slow; passages with one common word seldom rank high anyway.
+            found = await self._rank(session, kb_id, _two_of(lexemes), any_word)
+            if len(found) >= MIN_TEXT_CANDIDATES:
                 return found
         return await self._rank(session, kb_id, any_word, any_word)
 
@@ -184,6 +197,14 @@ class HybridSearch:
                 )
             )
         return hits
+
+
+def _two_of(lexemes: list[str]) -> Any:
+    """A tsquery matching passages with at least two of the (already stemmed) lexemes."""
+    words = sorted(set(lexemes))[:MAX_PAIR_LEXEMES]
+    quoted = ["'" + w.replace("'", "''") + "'" for w in words]
+    pairs = " | ".join(f"({a} & {b})" for a, b in itertools.combinations(quoted, 2))
+    return func.to_tsquery("simple", pairs)  # 'simple': the lexemes are stemmed already
 
 
 _IDENTIFIER = re.compile(r"\b[\w-]*\d[\w-]*\b")

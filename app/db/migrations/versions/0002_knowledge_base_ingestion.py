@@ -17,6 +17,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    op.drop_index("ix_chunks_tsv", table_name="chunks", postgresql_using="gin")
+    op.create_index(
+        "ix_chunks_kb_tsv", "chunks", ["knowledge_base_id", "tsv"], postgresql_using="gin"
+    )
     op.add_column(
         "agents",
         sa.Column(
@@ -63,6 +68,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_chunks_kb_tsv", table_name="chunks", postgresql_using="gin")
+    op.create_index("ix_chunks_tsv", "chunks", ["tsv"], postgresql_using="gin")
     op.drop_index(
         "ix_chunks_embedding_768",
         table_name="chunks",
