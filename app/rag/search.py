@@ -32,8 +32,8 @@ Mode = Literal["hybrid", "text", "vector"]
 RRF_K = 10
 TEXT_WEIGHT_CODES = 1.0
 TEXT_WEIGHT_PROSE = 0.25
-MIN_TEXT_CANDIDATES = 5  # fewer two-word matches than this: fall back to any word
-MAX_PAIR_LEXEMES = 8  # 28 pairs at most
+MIN_TEXT_CANDIDATES = 5  # fewer matches than this: ask for one word fewer, then any word
+MAX_QUERY_LEXEMES = 8  # at most C(8, 4) = 70 groups in a minimum-should-match query
 INDEXED_DIMENSIONS = (384, 768)  # dimensions with an HNSW partial index (see app.db.models)
 
 
@@ -110,14 +110,19 @@ class HybridSearch:
             found = await self._rank(session, kb_id, must, any_word)
             if found:
                 return found
-        lexemes = await session.scalar(
-            select(func.tsvector_to_array(func.to_tsvector("english", query)))
-        )
-        if lexemes and len(lexemes) >= 3:
-            # "Minimum should match": two of the words at least. An OR of everyday words
-            # matches most of a large knowledge base, and ranking every match is what makes
-            # full-text search slow; passages with one common word seldom rank high anyway.
-            found = await self._rank(session, kb_id, _two_of(lexemes), any_word)
+        lexemes = sorted(
+            set(
+                await session.scalar(
+                    select(func.tsvector_to_array(func.to_tsvector("english", query)))
+                )
+                or []
+            )
+        )[:MAX_QUERY_LEXEMES]
+        # "Minimum should match": half of the question's words (two at least). An OR of
+        # everyday words matches most of a large knowledge base, and ranking every match is
+        # what makes full-text search slow; passages with one common word seldom rank high.
+        for required in range(max(2, (len(lexemes) + 1) // 2), 1, -1):
+            found = await self._rank(session, kb_id, _at_least(lexemes, required), any_word)
             if len(found) >= MIN_TEXT_CANDIDATES:
                 return found
         return await self._rank(session, kb_id, any_word, any_word)
@@ -199,12 +204,12 @@ class HybridSearch:
         return hits
 
 
-def _two_of(lexemes: list[str]) -> Any:
-    """A tsquery matching passages with at least two of the (already stemmed) lexemes."""
-    words = sorted(set(lexemes))[:MAX_PAIR_LEXEMES]
-    quoted = ["'" + w.replace("'", "''") + "'" for w in words]
-    pairs = " | ".join(f"({a} & {b})" for a, b in itertools.combinations(quoted, 2))
-    return func.to_tsquery("simple", pairs)  # 'simple': the lexemes are stemmed already
+def _at_least(lexemes: list[str], required: int) -> Any:
+    """A tsquery matching passages with `required` of the (already stemmed) lexemes."""
+    quoted = ["'" + w.replace("'", "''") + "'" for w in lexemes]
+    groups = itertools.combinations(quoted, min(required, len(quoted)))
+    query = " | ".join("(" + " & ".join(group) + ")" for group in groups)
+    return func.to_tsquery("simple", query)  # 'simple': the lexemes are stemmed already
 
 
 _IDENTIFIER = re.compile(r"\b[\w-]*\d[\w-]*\b")

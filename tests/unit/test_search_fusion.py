@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.dialects import postgresql
 
-from app.rag.search import _Candidate, _two_of, fuse, identifiers
+from app.rag.search import _at_least, _Candidate, fuse, identifiers
 
 
 def test_identifiers_are_words_with_digits() -> None:
@@ -15,11 +15,13 @@ def test_identifiers_are_words_with_digits() -> None:
     assert identifiers("what are your hours") == []
 
 
-def test_two_of_pairs_every_lexeme() -> None:
-    compiled = _two_of(["pipe", "burst", "night", "pipe"]).compile(dialect=postgresql.dialect())
+def test_at_least_groups_the_lexemes() -> None:
+    compiled = _at_least(["burst", "night", "pipe"], 2).compile(dialect=postgresql.dialect())
     config, query = compiled.params.values()
     assert config == "simple"  # the lexemes are stemmed already
     assert query == "('burst' & 'night') | ('burst' & 'pipe') | ('night' & 'pipe')"
+    three = _at_least(["a", "b", "c", "d"], 3).compile(dialect=postgresql.dialect())
+    assert list(three.params.values())[1].count("|") == 3  # C(4, 3) = 4 groups
 
 
 def test_fusion_weights_and_ties() -> None:
