@@ -81,7 +81,7 @@ def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> Kno
             max_tokens=settings.rag_chunk_tokens, overlap_tokens=settings.rag_chunk_overlap_tokens
         ),
     )
-    return KnowledgeService(db, embedder, store, ingestor, HybridSearch(embedder))
+    return KnowledgeService(db, embedder, store, ingestor, HybridSearch(db, embedder))
 
 
 async def build_services(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import TenantSession, get_or_404
+from app.api.deps import CurrentPrincipal, TenantSession, get_or_404
 from app.api.errors import FieldValidationError, responses
 from app.db.models import Agent, Document, KnowledgeBase
 from app.rag.service import KnowledgeService
@@ -130,12 +130,14 @@ async def create_knowledge_base(
 
 
 @router.post("/api/knowledge/search", summary="Search a knowledge base", responses=responses(404))
-async def search(body: SearchRequest, session: TenantSession, request: Request) -> SearchResponse:
+async def search(
+    body: SearchRequest, session: TenantSession, principal: CurrentPrincipal, request: Request
+) -> SearchResponse:
     """Hybrid search, as the agent runs it mid-call."""
     service = knowledge_of(request)
     kb = await resolve_knowledge_base(session, service, body.knowledge_base_id, body.agent_id)
     try:
-        hits = await service.search(session, kb, body.query, k=body.k, mode=body.mode)
+        hits = await service.search(principal.org_id, kb, body.query, k=body.k, mode=body.mode)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
     return SearchResponse(

@@ -126,20 +126,20 @@ class KnowledgeService:
 
     async def search(
         self,
-        session: AsyncSession,
+        org_id: uuid.UUID,
         kb: KnowledgeBase,
         query: str,
         *,
         k: int = 5,
         mode: Mode = "hybrid",
     ) -> list[SearchHit]:
-        """Hybrid search in `kb` (its embedder must be this server's)."""
+        """Hybrid search in `kb`, one of `org_id`'s (its embedder must be this server's)."""
         if kb.embedding_model != self.embedder.name:
             raise ValueError(
                 f"knowledge base {kb.name!r} is embedded with {kb.embedding_model}, "
                 f"not {self.embedder.name}"
             )
-        return await self.searcher.search(session, kb.id, query, k=k, mode=mode)
+        return await self.searcher.search(org_id, kb.id, query, k=k, mode=mode)
 
     async def context(
         self,
@@ -151,9 +151,9 @@ class KnowledgeService:
         """The best chunks for a caller's words, within the agent's chunk count and budget."""
         async with self.db.tenant(org_id) as session:
             kb = await session.scalar(select(KnowledgeBase).where(KnowledgeBase.id == kb_id))
-            if kb is None:
-                return []
-            hits = await self.search(session, kb, query, k=settings.top_k)
+        if kb is None:
+            return []
+        hits = await self.search(org_id, kb, query, k=settings.top_k)
         chosen: list[SearchHit] = []
         used = 0
         for hit in hits:
