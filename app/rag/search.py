@@ -68,7 +68,7 @@ class HybridSearch:
     """Searches a knowledge base; the embedder must be the one its chunks were embedded with."""
 
     def __init__(
-        self, db: Database, embedder: Embedder, *, candidates: int = 40, ef_search: int = 80
+        self, db: Database, embedder: Embedder, *, candidates: int = 40, ef_search: int = 200
     ) -> None:
         self.db = db
         self.embedder = embedder
