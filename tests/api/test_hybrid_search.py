@@ -60,3 +60,15 @@ async def test_search_reports_both_sides(org_a: Tenant, services: Services) -> N
     assert top["text_rank"] == 1 and top["text_score"] > 0
     assert top["vector_rank"] is not None and 0 <= top["vector_distance"] < 1
     assert top["position"] >= 0 and top["document_name"] == "handbook.md"
+
+
+@pytest.mark.parametrize("query", ["is it?", "the", "x", "??", "pipes"])
+async def test_stopword_and_tiny_questions_do_not_break_search(
+    org_a: Tenant, services: Services, query: str
+) -> None:
+    await org_a.client.post(
+        "/api/documents/upload", files={"file": ("handbook.md", HANDBOOK.encode(), "text/markdown")}
+    )
+    await services.knowledge.ingestor.drain()
+    response = await org_a.client.post("/api/knowledge/search", json={"query": query})
+    assert response.status_code == 200, response.text
