@@ -1,4 +1,4 @@
-"""What one web process shares: the database, the authenticator and the call hub.
+"""What one web process shares: database, authenticator, call hub, call state, knowledge base.
 
 Built the same way by the ingress replica (engines behind Ray handles) and by `velox dev` and
 the tests (engines in process), so the two can never drift apart.
