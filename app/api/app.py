@@ -19,11 +19,13 @@ from app.api import (
     voice,
 )
 from app.api.errors import FieldError, error_body
+from app.api.limits import UploadSizeLimit
 
 
 def create_app() -> FastAPI:
     """The Velox web application (routes only; engines come with the hub)."""
     api = FastAPI(title="Velox", version="0.1.0", summary="AI voice agents for phone calls")
+    api.add_middleware(UploadSizeLimit)
     api.include_router(health.router)
     api.include_router(voice.router)
     for router in (

@@ -174,3 +174,55 @@ async def test_cannot_upload_into_another_orgs_knowledge_base(org_a: Tenant, org
         org_a, "x.md", b"# Hi\n\nHello there.", "text/markdown", knowledge_base_id=kb["id"]
     )
     assert_error(response, 404, "not_found")
+
+
+async def _raw_upload(app, headers: list[tuple[bytes, bytes]], chunks: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """POST 1 MB chunks straight into the ASGI app; returns (status, chunks it read)."""
+    sent = 0
+    status = 0
+
+    preamble = (
+        b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+
+    async def receive() -> dict:
+        nonlocal sent
+        sent += 1
+        body = (preamble if sent == 1 else b"") + b"x" * 1024 * 1024
+        return {"type": "http.request", "body": body, "more_body": sent < chunks}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/documents/upload",
+        "raw_path": b"/api/documents/upload",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1234),
+    }
+    await app(scope, receive, send)
+    return status, sent
+
+
+async def test_huge_uploads_are_refused_before_they_are_read(app, org_a: Tenant) -> None:  # type: ignore[no-untyped-def]
+    auth = (b"authorization", f"Bearer {org_a.key}".encode())
+    multipart = (b"content-type", b"multipart/form-data; boundary=xyz")
+    # Declared too large: refused without reading a byte of the body.
+    status, read = await _raw_upload(
+        app, [auth, multipart, (b"content-length", b"999999999999")], 500
+    )
+    assert status == 413 and read == 0
+    # Chunked, no length: reading stops just past the limit (20 MB), not at 500 MB.
+    status, read = await _raw_upload(app, [auth, multipart], 500)
+    assert status == 413 and read <= 22
