@@ -301,6 +301,10 @@ _INVISIBLE: Final = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff
 _SPACES: Final = re.compile(r"\s+")
 _WORDY: Final = re.compile(r"[^\W_]")
 _TERMINAL: Final = re.compile(r"[.!?:;,…]['\"”’)\]]*$")
+# A plain-text line that ends like this is prose, not a heading: sentence punctuation or a
+# dash (dialogue broken off), even inside closing quotes or _italic_/*emphasis* markers.
+_TXT_NOT_HEADING_END: Final = re.compile(r"[.!?:;,…\-–—]['\"”’)\]_*]*$")
+_DIALOGUE_START: Final = ('"', "“", "'", "‘", "—", "–", "-")
 
 
 def _clean(text: str) -> str:
@@ -1073,7 +1077,8 @@ def _is_txt_heading(line: str, following: str) -> bool:
     return (
         len(line) < 80
         and _has_words(line)
-        and not _TERMINAL.search(line)
+        and not _TXT_NOT_HEADING_END.search(line)
+        and not line.startswith(_DIALOGUE_START)
         and _BULLET.match(line) is None
         and len(_clean(following)) > len(line)
     )

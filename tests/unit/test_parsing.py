@@ -461,3 +461,13 @@ def test_every_refusal_is_a_value_error_with_a_message() -> None:
         parse_document(PNG, "x.gif")
     assert isinstance(caught.value, ParseError)
     assert str(caught.value)
+
+
+def test_txt_dialogue_and_dates_are_not_headings() -> None:
+    text = (
+        "Returns\n\nParts can be returned within thirty days of delivery for a full refund.\n\n"
+        '"I have it, Watson—\n\nHe stopped, and looked at the window for a long while.\n\n'
+        "_October 9, 1890._\n\nThe letter arrived in the morning post with no return address.\n"
+    )
+    doc = parse_document(text.encode(), "notes.txt")
+    assert {b.headings for b in doc.blocks} == {("Returns",)}
