@@ -848,7 +848,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bulk = await asyncpg.connect(url)
         await register_vector(bulk)
         embedder = MiniLMEmbedder(threads=args.threads)
-        db = Database(url, pool_size=2)  # a hybrid search holds two connections
+        db = Database(url, pool_size=4)  # a hybrid search holds two; room to spare, no churn
         no_index = Database(url, pool_size=2)
         event.listen(no_index.engine.sync_engine, "connect", plan_without_index_scans)
         bench = Bench(
