@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, insert, or_, select, update
 
 from app.db.database import Database
 from app.db.models import Chunk, Document, KnowledgeBase
@@ -85,16 +85,8 @@ class Ingestor:
 
     async def resume(self) -> int:
         """Submit documents nobody is ingesting: still queued, or stuck in processing."""
-        stale = datetime.now(UTC) - STALE_PROCESSING
         async with self.db.system() as session:
-            rows = await session.execute(
-                select(Document.org_id, Document.id).where(
-                    or_(
-                        Document.status == "queued",
-                        (Document.status == "processing") & (Document.updated_at < stale),
-                    )
-                )
-            )
+            rows = await session.execute(select(Document.org_id, Document.id).where(_unclaimed()))
             pending = list(rows)
         for org_id, document_id in pending:
             self.submit(org_id, document_id)
@@ -115,17 +107,10 @@ class Ingestor:
                 await self._fail(org_id, document_id, f"internal error: {exc}")
 
     async def _claim(self, org_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-        stale = datetime.now(UTC) - STALE_PROCESSING
         async with self.db.tenant(org_id) as session:
             claimed = await session.execute(
                 update(Document)
-                .where(
-                    Document.id == document_id,
-                    or_(
-                        Document.status == "queued",
-                        (Document.status == "processing") & (Document.updated_at < stale),
-                    ),
-                )
+                .where(Document.id == document_id, _unclaimed())
                 .values(status="processing", error=None, updated_at=datetime.now(UTC))
                 .returning(Document.id)
             )
@@ -220,6 +205,15 @@ class Ingestor:
                 .values(status="failed", error=reason[:2000], chunk_count=0)
             )
             await session.commit()
+
+
+def _unclaimed() -> ColumnElement[bool]:
+    """Documents nobody is ingesting: still queued, or left in processing by a dead replica."""
+    stale = datetime.now(UTC) - STALE_PROCESSING
+    return or_(
+        Document.status == "queued",
+        (Document.status == "processing") & (Document.updated_at < stale),
+    )
 
 
 def _embedding_text(heading: str | None, text: str) -> str:
