@@ -27,11 +27,21 @@ class AgentDirectory:
         is unassigned or disabled; only numbers nobody claimed reach the demo agent.
         """
         async with self.db.system() as session:
-            claimed = await session.scalar(select(PhoneNumber).where(PhoneNumber.number == number))
-            if claimed is not None:
-                if claimed.agent_id is None:
-                    return None
-                return await self.by_id(claimed.org_id, claimed.agent_id)
+            # One query: the number, and its agent when that agent is the same org's and enabled.
+            row = await session.execute(
+                select(PhoneNumber.id, Agent)
+                .outerjoin(
+                    Agent,
+                    (Agent.id == PhoneNumber.agent_id)
+                    & (Agent.org_id == PhoneNumber.org_id)
+                    & Agent.enabled.is_(True),
+                )
+                .where(PhoneNumber.number == number)
+            )
+            claimed = row.first()
+        if claimed is not None:
+            agent = claimed[1]
+            return _profile(agent) if agent is not None else None
         return await self.demo_agent() if self.demo_enabled else None
 
     async def by_id(self, org_id: uuid.UUID, agent_id: uuid.UUID) -> AgentProfile | None:
