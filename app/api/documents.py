@@ -14,8 +14,9 @@ from sqlalchemy import select
 from app.api.deps import CurrentPrincipal, TenantSession, get_or_404
 from app.api.errors import responses
 from app.api.knowledge import knowledge_of, resolve_knowledge_base
+from app.api.limits import BodyTooLarge
 from app.db.models import Document
-from app.rag.parsing import SUPPORTED, ParseError, UnsupportedType
+from app.rag.parsing import ParseError, UnsupportedType
 from app.rag.service import DuplicateDocument
 from app.settings import Settings
 
@@ -72,7 +73,7 @@ async def upload(
     limit = _settings(request).max_upload_mb * 1024 * 1024
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise _too_large(limit)
+        raise BodyTooLarge(_settings(request).max_upload_mb)
     if not data:
         raise HTTPException(422, f"{file.filename or 'the file'} is empty")
     service = knowledge_of(request)
@@ -125,10 +126,3 @@ async def delete_document(
     document = await get_or_404(session, Document, document_id, "document")
     await knowledge_of(request).delete(session, document)
     return Response(status_code=http.HTTP_204_NO_CONTENT)
-
-
-def _too_large(limit: int) -> HTTPException:
-    kinds = ", ".join(sorted(SUPPORTED))
-    return HTTPException(
-        413, f"the file is larger than {limit // (1024 * 1024)} MB (accepted: {kinds})"
-    )
