@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 
 from app.engines import build_embedder
 from app.rag.gemini_embedder import GeminiEmbedder
-from app.services import build_knowledge
+from app.services import Services, build_knowledge
 from app.settings import Settings
 from tests.api.conftest import Tenant
 from tests.fakes.gemini_server import API_KEY, FakeGemini
@@ -60,9 +61,10 @@ async def test_transient_errors_are_retried_and_bad_keys_are_not(gemini: FakeGem
 
 async def test_a_knowledge_base_keeps_its_embedder(
     org_a: Tenant,
-    services,
+    services: Services,
+    app: FastAPI,
     settings: Settings,
-    gemini: FakeGemini,  # type: ignore[no-untyped-def]
+    gemini: FakeGemini,
 ) -> None:
     # Org A's default knowledge base is built with the local model...
     await org_a.client.post(
@@ -71,8 +73,7 @@ async def test_a_knowledge_base_keeps_its_embedder(
     await services.knowledge.ingestor.drain()
     # ...then the server switches to Gemini: new knowledge bases use it at 768 dimensions.
     knowledge = build_knowledge(services.db, embedder_for(gemini), settings)
-    services.knowledge = knowledge
-    org_a.client._transport.app.state.knowledge = knowledge  # type: ignore[attr-defined]
+    app.state.knowledge = knowledge
     kb = (await org_a.client.post("/api/knowledge-bases", json={"name": "Gemini docs"})).json()
     assert kb["embedding_model"] == "gemini-embedding-001@768" and kb["dimension"] == 768
     response = await org_a.client.post(
