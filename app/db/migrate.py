@@ -7,7 +7,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -17,7 +16,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_KEY = 0x56454C4F58  # "VELOX"
 
 
-def _config(connection: Connection | None = None) -> Config:
+def _config(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -48,7 +47,3 @@ def downgrade(url: str, revision: str = "base") -> None:
     """Take the schema down to `revision`."""
     _run(url, "downgrade", revision)
 
-
-def head_revision() -> str | None:
-    """The newest migration in the tree."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
