@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # Twilio
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
+    twilio_api_url: str | None = Field(
+        default=None, description="Another Twilio REST base URL (a proxy, or the tests' fake)"
+    )
+    transfer_number: str | None = Field(
+        default=None, description="Where transfer_to_agent dials when the agent names no number"
+    )
 
     # The agent that answers until the data layer assigns agents to numbers.
     velox_agent_name: str = "Rosa's Bakery"
@@ -103,12 +109,31 @@ class Settings(BaseSettings):
     price_flash_per_1k_tokens: float = 0.0006
     price_pro_per_1k_tokens: float = 0.0025
 
+    # Tools: each HTTP tool is offered to the model only when its URL is set (an agent's tool
+    # settings may override the URL). Keys are sent as bearer tokens.
+    order_api_url: str | None = None
+    order_api_key: SecretStr | None = None
+    inventory_api_url: str | None = None
+    inventory_api_key: SecretStr | None = None
+    calendar_api_url: str | None = None
+    calendar_api_key: SecretStr | None = None
+    crm_api_url: str | None = None
+    crm_api_key: SecretStr | None = None
+    handoff_api_url: str | None = None
+    handoff_api_key: SecretStr | None = None
+    tool_timeout_s: float = 4.0
+    tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
+    holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
+
     # Cloud engines switch on with their keys (later issues add them).
     gemini_api_key: SecretStr | None = None
     gemini_base_url: str | None = Field(
         default=None, description="Another Gemini API endpoint (a proxy, or the tests' fake)"
     )
     gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_flash_model: str = "gemini-2.5-flash"
+    gemini_pro_model: str = "gemini-2.5-pro"
+    gemini_timeout_s: float = 10.0
     gemini_embedding_dimension: int = 768
     deepgram_api_key: SecretStr | None = None
     elevenlabs_api_key: SecretStr | None = None

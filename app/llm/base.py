@@ -19,11 +19,28 @@ class Tier(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for a tool to run."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message."""
+    """One chat message.
+
+    An assistant message may carry the tool calls the model made (its `content` is then often
+    empty); a `tool` message carries one call's result as JSON text, with the call's `name` and
+    `tool_call_id`.
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    name: str | None = None
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +57,6 @@ class TextDelta:
     """A piece of the reply text, in order."""
 
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """The model asks for a tool to run."""
-
-    name: str
-    arguments: dict[str, Any]
-    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
