@@ -69,7 +69,17 @@ class Usage:
     cached_tokens: int = 0
 
 
-LLMEvent = TextDelta | ToolCall | Usage
+@dataclass(frozen=True, slots=True)
+class Confidence:
+    """How sure the model was of its first tokens: the mean probability it gave the tokens it
+    chose (0–1). Engines that can measure it report it once, early in the stream; the router
+    escalates an unsure small model to a bigger one."""
+
+    score: float
+    tokens: int
+
+
+LLMEvent = TextDelta | ToolCall | Usage | Confidence
 
 
 @runtime_checkable

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
+import re
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +16,18 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
+import numpy as np
+
+from app.llm.base import (
+    Confidence,
+    LLMEvent,
+    Message,
+    TextDelta,
+    Tier,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -22,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 # Room for a few dozen conversations' KV prefixes: a Qwen2.5-0.5B state costs ~12 KB a token.
 DEFAULT_CACHE_BYTES = 256 << 20
+# The confidence check looks at this many first tokens: enough to see whether the model knows
+# how to start its answer, few enough that escalating costs a fraction of a second.
+CONFIDENCE_TOKENS = 8
+# A tool call's JSON needs more room than a spoken sentence or two.
+TOOL_CALL_EXTRA_TOKENS = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +48,16 @@ class _Done:
     usage: Usage
 
 
+Emitted = TextDelta | ToolCall | Confidence | _Done | Exception
+
+
 class LlamaCppLLM:
     """Streams chat replies from a GGUF model; one generation at a time per instance.
+
+    With tools, the reply is constrained by a grammar to be either plain spoken text or exactly
+    one well-formed call `{"name": ..., "arguments": ...}` whose arguments match that tool's JSON
+    schema: the model still decides whether to call (Qwen2.5 is trained on this format, rendered
+    by its own chat template), but what it calls always parses.
 
     The KV cache of a conversation's prefix is reused between its turns: llama.cpp keeps the
     last prompt's state, and a RAM cache keyed by token prefixes restores the state of other
@@ -84,6 +111,7 @@ class LlamaCppLLM:
         # The single worker thread is the model's lock: llama.cpp's context is not
         # thread-safe, and requests queue in arrival order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._grammars: dict[str, Any] = {}  # tool set (as JSON) -> compiled LlamaGrammar
 
     async def stream(
         self,
@@ -91,24 +119,24 @@ class LlamaCppLLM:
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
     ) -> AsyncIterator[LLMEvent]:
-        """Yield TextDelta pieces of the reply, then one Usage.
+        """Yield TextDelta pieces of the reply (or one ToolCall), a Confidence, then one Usage.
 
-        `tools` is accepted for the interface but not used yet; `tier` is ignored (one model).
-        Closing the iteration stops generation at the next token.
+        `tier` is ignored (one model). Closing the iteration stops generation at the next token.
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[TextDelta | _Done | Exception] = asyncio.Queue()
+        queue: asyncio.Queue[Emitted] = asyncio.Queue()
         cancel = threading.Event()
 
-        def emit(item: TextDelta | _Done | Exception) -> None:
+        def emit(item: Emitted) -> None:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
             except RuntimeError:  # the consumer's loop is gone: nobody is listening
                 cancel.set()
 
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload = [_chat_message(m) for m in messages]
+        tool_payload = [_tool_schema(t) for t in tools] if tools else None
         # Results and errors come back through the queue, so the returned future is not kept.
-        loop.run_in_executor(self._executor, self._generate, payload, emit, cancel)
+        loop.run_in_executor(self._executor, self._generate, payload, tool_payload, emit, cancel)
         try:
             while True:
                 item = await queue.get()
@@ -139,29 +167,50 @@ class LlamaCppLLM:
     def _generate(
         self,
         messages: list[dict[str, Any]],
-        emit: Callable[[TextDelta | _Done | Exception], None],
+        tools: list[dict[str, Any]] | None,
+        emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
-            self._generate_locked(messages, emit, cancel)
+            self._generate_locked(messages, tools, emit, cancel)
         except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
 
     def _generate_locked(
         self,
         messages: list[dict[str, Any]],
-        emit: Callable[[TextDelta | _Done | Exception], None],
+        tools: list[dict[str, Any]] | None,
+        emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         import llama_cpp
 
         llm = self._llm
-        prompt = self._fit_context(messages)
+        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
+        prompt = self._fit_context(messages, tools, max_tokens)
         cached = self._cached_prefix(prompt)
         n_prompt = len(prompt)
         n_completion = 0
+        top_probs: list[float] = []
+        confidence_sent = False
+        started = False
+        call_text: str | None = None  # the reply is a tool call: its JSON, gathered whole
+
+        def note_confidence(_input_ids: Any, logits: Any) -> Any:
+            # Sampling runs inside llama.cpp, so this is the one place the distribution is
+            # visible: keep the top token's probability for the first few tokens.
+            if len(top_probs) < CONFIDENCE_TOKENS:
+                shifted = np.exp(logits - logits.max())
+                top_probs.append(float(1.0 / shifted.sum()))
+            return logits
+
+        def send_confidence() -> None:
+            nonlocal confidence_sent
+            if top_probs and not confidence_sent:
+                confidence_sent = True
+                emit(Confidence(sum(top_probs) / len(top_probs), len(top_probs)))
 
         def should_stop(input_ids: Any, _logits: Any) -> bool:
             # Called by llama.cpp after each sampled token: the cheapest place to count them
@@ -170,20 +219,37 @@ class LlamaCppLLM:
             # includes the end-of-turn token, which was generated like any other.
             nonlocal n_completion
             n_completion = max(n_completion, len(input_ids) - n_prompt + 1)
-            return cancel.is_set()
+            # Spoken text keeps its usual length limit; only a tool call gets the extra room.
+            too_long = call_text is None and n_completion > self.max_tokens
+            return cancel.is_set() or too_long
 
         chunks = llm.create_completion(
             prompt=prompt,
-            max_tokens=self.max_tokens,
+            max_tokens=max_tokens,
             temperature=self.temperature,
             stop=self._stop,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
+            logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
+            grammar=self._grammar(tools) if tools else None,
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
-            if text and not cancel.is_set():
+            if len(top_probs) >= CONFIDENCE_TOKENS:
+                send_confidence()
+            if not text or cancel.is_set():
+                continue
+            if not started:
+                started = True
+                # The grammar lets a reply start with "{" only as a tool call.
+                call_text = "" if tools and text.lstrip().startswith("{") else None
+            if call_text is not None:
+                call_text += text
+            else:
                 emit(TextDelta(text))
+        send_confidence()
+        if call_text is not None and not cancel.is_set():
+            emit(_parse_call(call_text))
         emit(
             _Done(
                 Usage(
@@ -195,20 +261,54 @@ class LlamaCppLLM:
             )
         )
 
-    def _fit_context(self, messages: list[dict[str, Any]]) -> list[int]:
+    def _grammar(self, tools: list[dict[str, Any]]) -> Any:
+        """Plain text, or one call of one of `tools` with schema-valid arguments (cached)."""
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+        key = json.dumps(tools, sort_keys=True)
+        if key not in self._grammars:
+            calls = {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": {"const": t["function"]["name"]},
+                            "arguments": t["function"]["parameters"] or {"type": "object"},
+                        },
+                        "required": ["name", "arguments"],
+                    }
+                    for t in tools
+                ]
+            }
+            call_rules = re.sub(
+                r"^root ::=", "call ::=", json_schema_to_gbnf(json.dumps(calls)), flags=re.MULTILINE
+            )
+            # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which
+            # would let an unconstrained call slip through as text).
+            grammar = f"root ::= call | text\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+            self._grammars[key] = LlamaGrammar.from_string(grammar, verbose=False)
+        return self._grammars[key]
+
+    def _fit_context(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None = None,
+    ) -> list[int]:
         """Tokenize the chat prompt, dropping the oldest turns if it would overflow the context."""
         messages = list(messages)
+        room = self.max_tokens if max_tokens is None else max_tokens
         while True:
-            formatted = self._formatter(messages=cast(Any, messages))
+            formatted = self._formatter(messages=cast(Any, messages), tools=cast(Any, tools))
             tokens = self._llm.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
             )
-            if len(tokens) + self.max_tokens <= self.context:
+            if len(tokens) + room <= self.context:
                 return tokens
             first = 1 if messages and messages[0]["role"] == "system" else 0
             if len(messages) - first <= 1:
                 raise ValueError(
-                    f"prompt of {len(tokens)} tokens plus max_tokens={self.max_tokens} does not "
+                    f"prompt of {len(tokens)} tokens plus max_tokens={room} does not "
                     f"fit the {self.context}-token context; shorten the system prompt or raise "
                     "SLM_CONTEXT"
                 )
@@ -232,6 +332,40 @@ class LlamaCppLLM:
             saved = state.input_ids[: state.n_tokens].tolist()
             best = max(best, int(Llama.longest_token_prefix(saved, prompt)))
         return best
+
+
+def _chat_message(message: Message) -> dict[str, Any]:
+    """A message as the chat template expects it (OpenAI-style tool calls, as Qwen's uses)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.role == "tool":
+        out["name"] = message.name
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _tool_schema(tool: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
+def _parse_call(text: str) -> ToolCall | Exception:
+    """The grammar-shaped call JSON as a ToolCall (an error only if generation was cut short)."""
+    try:
+        data = json.loads(text)
+        return ToolCall(data["name"], dict(data["arguments"]), id=f"call_{uuid.uuid4().hex[:12]}")
+    except (ValueError, KeyError, TypeError) as exc:
+        return ValueError(f"the tool call was cut short ({exc}): {text[:200]!r}")
 
 
 @cache
