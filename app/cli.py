@@ -123,6 +123,31 @@ def call(
         raise typer.Exit(1)
 
 
+@cli.command("demo-backend")
+def demo_backend(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8100,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this bearer key on every request")
+    ] = None,
+) -> None:
+    """Serve an example business API (orders, stock, calendar, customers, handoffs) for tools."""
+    import uvicorn
+
+    from app.demo_backend import create_demo_backend
+
+    configure_logging()
+    base = f"http://{host}:{port}"
+    typer.echo("Point Velox's tools at it (all share this one URL), e.g. in .env:")
+    for prefix in ("ORDER", "INVENTORY", "CALENDAR", "CRM", "HANDOFF"):
+        typer.echo(f"  {prefix}_API_URL={base}")
+        if api_key:
+            typer.echo(f"  {prefix}_API_KEY={api_key}")
+    auth = f"-H 'Authorization: Bearer {api_key}' " if api_key else ""
+    typer.echo(f"Try it:  curl {auth}{base}/orders/A1042\n")
+    uvicorn.run(create_demo_backend(api_key=api_key), host=host, port=port, log_level="info")
+
+
 org_cli = typer.Typer(help="Organizations (tenants).")
 db_cli = typer.Typer(help="The database schema.")
 cli.add_typer(org_cli, name="org")

@@ -6,7 +6,8 @@ import asyncio
 import logging
 
 from app.calls.session import Engines
-from app.llm.base import LanguageModel
+from app.llm.base import LanguageModel, Tier
+from app.llm.router import TieredLLM
 from app.rag.embedder import Embedder, MiniLMEmbedder
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
@@ -35,6 +36,38 @@ def build_slm(settings: Settings) -> LanguageModel:
     )
 
 
+def build_cloud_tiers(settings: Settings) -> dict[Tier, LanguageModel]:
+    """Gemini Flash and Pro with GEMINI_API_KEY; nothing without (every tier is then local)."""
+    if settings.gemini_api_key is None:
+        return {}
+    from app.llm.gemini_llm import GeminiLLM
+
+    gemini = GeminiLLM(
+        api_key=settings.gemini_api_key.get_secret_value(),
+        base_url=settings.gemini_base_url,
+        flash_model=settings.gemini_flash_model,
+        pro_model=settings.gemini_pro_model,
+        timeout_s=settings.gemini_timeout_s,
+    )
+    return {Tier.FLASH: gemini, Tier.PRO: gemini}
+
+
+def served_tiers(settings: Settings) -> frozenset[Tier]:
+    """The tiers the router serves with an engine of their own."""
+    if settings.gemini_api_key is None:
+        return frozenset({Tier.SLM})
+    return frozenset(Tier)
+
+
+def build_router(settings: Settings, slm: LanguageModel) -> TieredLLM:
+    """The LLM router around `slm`, with the cloud tiers the settings allow."""
+    return TieredLLM(
+        slm=slm,
+        tiers=build_cloud_tiers(settings),
+        first_event_timeout_s=settings.llm_tier_first_event_timeout_s,
+    )
+
+
 def build_tts(settings: Settings) -> TextToSpeech:
     """Local Piper voice."""
     from app.speech.piper_tts import PiperTTS
@@ -58,7 +91,11 @@ def build_embedder(settings: Settings) -> Embedder:
 
 def build_local_engines(settings: Settings) -> Engines:
     """All three roles in this process (tests and `velox dev`)."""
-    return Engines(stt=build_stt(settings), llm=build_slm(settings), tts=build_tts(settings))
+    return Engines(
+        stt=build_stt(settings),
+        llm=build_router(settings, build_slm(settings)),
+        tts=build_tts(settings),
+    )
 
 
 async def prewarm(engine: object, *args: object) -> None:

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     gemini_flash_model: str = "gemini-2.5-flash"
     gemini_pro_model: str = "gemini-2.5-pro"
     gemini_timeout_s: float = 10.0
+    # A cloud tier that sends nothing for this long hands the turn to the next tier down.
+    llm_tier_first_event_timeout_s: float = 3.0
     gemini_embedding_dimension: int = 768
     deepgram_api_key: SecretStr | None = None
     elevenlabs_api_key: SecretStr | None = None

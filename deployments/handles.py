@@ -7,6 +7,7 @@ of these streams cancels the remote request, so barge-in stops work on the other
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
@@ -35,22 +36,34 @@ class HandleSTT:
 
 
 class HandleLLM:
-    """LanguageModel served by the LLM router deployment."""
+    """LanguageModel served by a deployment (the SLM's, or the router's with its options)."""
 
     def __init__(self, handle: DeploymentHandle, name: str = "llm-router") -> None:
         self._handle = handle.options(stream=True)
         self.name = name
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        **routing: Any,
     ) -> AsyncIterator[LLMEvent]:
-        """Stream the router's events."""
-        generator = self._handle.stream.remote(messages, tools, tier)
+        """Stream the deployment's events."""
+        generator = self._handle.stream.remote(messages, tools, tier, **routing)
         try:
             async for event in generator:
                 yield event
         finally:
             generator.cancel()
+
+
+class HandleRouter(HandleLLM):
+    """The LLM router deployment: routes and escalates (see app.llm.router.RoutingLLM)."""
+
+    def __init__(self, handle: DeploymentHandle, *, served_tiers: frozenset[Tier]) -> None:
+        super().__init__(handle, name="llm_router")
+        self.served_tiers = served_tiers
 
 
 class HandleTTS:

@@ -10,13 +10,14 @@ from ray.serve.handle import DeploymentHandle
 
 from app.api.app import create_app
 from app.calls.session import Engines
+from app.engines import served_tiers
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory
 from app.rag.embedder import MiniLMEmbedder
 from app.services import build_services
 from app.settings import get_settings
-from deployments.handles import HandleEmbedder, HandleLLM, HandleSTT, HandleTTS
+from deployments.handles import HandleEmbedder, HandleRouter, HandleSTT, HandleTTS
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ class Ingress:
         configure_logging()
         settings = get_settings()
         engines = Engines(
-            stt=HandleSTT(stt), llm=HandleLLM(llm, name="llm_router"), tts=HandleTTS(tts)
+            stt=HandleSTT(stt),
+            llm=HandleRouter(llm, served_tiers=served_tiers(settings)),
+            tts=HandleTTS(tts),
         )
         remote_embedder = HandleEmbedder(
             embedder, name=MiniLMEmbedder.name, dimension=MiniLMEmbedder.dimension

@@ -1,27 +1,33 @@
-"""LLM router deployment: chooses the tier per turn and streams from the engine that serves it."""
+"""LLM router deployment: serves each turn on its tier, escalating and falling back as needed."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from app.engines import build_router
 from app.llm.base import LLMEvent, Message, Tier, ToolSpec
-from app.llm.router import TieredLLM
+from app.settings import get_settings
 from deployments.handles import HandleLLM
 
 
 @serve.deployment(name="llm_router")
 class LLMRouterDeployment:
-    """Without GEMINI_API_KEY every tier is the SLM deployment."""
+    """The SLM deployment for the local tier; Gemini Flash and Pro with GEMINI_API_KEY."""
 
     def __init__(self, slm: DeploymentHandle) -> None:
-        self.router = TieredLLM(slm=HandleLLM(slm, name="slm"))
+        self.router = build_router(get_settings(), HandleLLM(slm, name="slm"))
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        **routing: Any,
     ) -> AsyncIterator[LLMEvent]:
-        """Reply events from the tier's engine."""
-        async for event in self.router.stream(messages, tools, tier):
+        """Reply events from the tier's engine, after a Routed event."""
+        async for event in self.router.stream(messages, tools, tier, **routing):
             yield event

@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import TenantSession, get_or_404
-from app.api.errors import FieldValidationError, responses
+from app.api.errors import FieldError, FieldValidationError, responses
+from app.conversation.flows import FlowError, validate_flow
+from app.conversation.tools import TOOL_NAMES
 from app.db.models import Agent, KnowledgeBase
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
@@ -27,6 +29,9 @@ ToolName = Literal[
     "end_call",
 ]
 TierName = Literal["slm", "flash", "pro"]
+HttpToolName = Literal[
+    "check_order_status", "check_item_stock", "book_appointment", "get_customer_profile", "handoff"
+]
 
 
 class LlmPolicy(BaseModel):
@@ -37,6 +42,32 @@ class LlmPolicy(BaseModel):
     default_tier: TierName = "slm"
     max_tier: TierName = "pro"
     escalate_when_unsure: bool = True
+    min_confidence: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="the small model's mean top-token probability under which it is unsure",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LlmPolicy:
+        order = ("slm", "flash", "pro")
+        if order.index(self.default_tier) > order.index(self.max_tier):
+            raise ValueError("default_tier must not be above max_tier")
+        return self
+
+
+class ToolSettings(BaseModel):
+    """Where the agent's tools go, when not where the deployment's settings say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: dict[HttpToolName, AnyHttpUrl] = Field(
+        default_factory=dict, description="base URL per HTTP tool (and 'handoff')"
+    )
+    transfer_number: str | None = Field(
+        default=None, pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 number transfers dial"
+    )
 
 
 class KnowledgeUse(BaseModel):
@@ -61,7 +92,10 @@ class AgentFields(BaseModel):
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     llm_policy: LlmPolicy | None = None
     tools: list[ToolName] | None = None
-    flow: dict[str, Any] | None = None
+    tool_settings: ToolSettings | None = None
+    flow: dict[str, Any] | None = Field(
+        default=None, description="conversation flow: {start, nodes[]} (validated; see docs)"
+    )
     knowledge_base_id: uuid.UUID | None = None
     knowledge: KnowledgeUse | None = None
     enabled: bool | None = None
@@ -77,6 +111,7 @@ class AgentCreate(AgentFields):
     language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
     llm_policy: LlmPolicy = Field(default_factory=LlmPolicy)
     tools: list[ToolName] = Field(default_factory=list)
+    tool_settings: ToolSettings = Field(default_factory=ToolSettings)
     knowledge: KnowledgeUse = Field(default_factory=KnowledgeUse)
     enabled: bool = True
 
@@ -94,6 +129,7 @@ class AgentOut(BaseModel):
     language: str
     llm_policy: LlmPolicy
     tools: list[str]
+    tool_settings: ToolSettings
     flow: dict[str, Any] | None
     knowledge_base_id: uuid.UUID | None
     knowledge: KnowledgeUse
@@ -128,6 +164,7 @@ async def list_agents(session: TenantSession) -> AgentList:
 async def create_agent(body: AgentCreate, session: TenantSession) -> AgentOut:
     """A new agent in the caller's organization."""
     await _check_knowledge_base(session, body.knowledge_base_id)
+    _check_flow(body.flow)
     agent = Agent(**body.model_dump(mode="json", exclude={"knowledge_base_id"}))
     agent.knowledge_base_id = body.knowledge_base_id
     session.add(agent)
@@ -148,9 +185,11 @@ async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSe
     agent = await get_or_404(session, Agent, agent_id, "agent")
     changes = body.model_dump(mode="json", exclude_unset=True)
     required_fields = ("name", "system_prompt", "greeting", "voice_id", "language", "enabled")
-    for required in (*required_fields, "llm_policy", "knowledge", "tools"):
+    for required in (*required_fields, "llm_policy", "knowledge", "tools", "tool_settings"):
         if required in changes and changes[required] is None:
             raise FieldValidationError(f"body.{required}", "cannot be null")
+    if "flow" in changes:
+        _check_flow(body.flow)
     if "knowledge_base_id" in changes:
         await _check_knowledge_base(session, body.knowledge_base_id)
         changes["knowledge_base_id"] = body.knowledge_base_id
@@ -184,6 +223,17 @@ async def _check_knowledge_base(session: TenantSession, kb_id: uuid.UUID | None)
         raise FieldValidationError(
             "body.knowledge_base_id", f"no knowledge base {kb_id} in your organization"
         )
+
+
+def _check_flow(flow: dict[str, Any] | None) -> None:
+    if flow is None:
+        return
+    try:
+        validate_flow(flow, known_tools=TOOL_NAMES)
+    except FlowError as exc:
+        raise FieldValidationError.of(
+            [FieldError(field=f"body.{p.path}", message=p.message) for p in exc.errors]
+        ) from exc
 
 
 async def _commit(session: TenantSession, name: str) -> None:

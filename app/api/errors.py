@@ -70,3 +70,12 @@ class FieldValidationError(HTTPException):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(422, f"invalid request: {field}: {message}")
         self.fields = [FieldError(field=field, message=message)]
+
+    @classmethod
+    def of(cls, fields: list[FieldError]) -> FieldValidationError:
+        """One 422 for several fields (the message names the first and counts the rest)."""
+        error = cls(fields[0].field, fields[0].message)
+        if len(fields) > 1:
+            error.detail = f"{error.detail} (and {len(fields) - 1} more problems)"
+        error.fields = list(fields)
+        return error

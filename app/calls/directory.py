@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from sqlalchemy import select
 
 from app.conversation.agent import AgentProfile
+from app.conversation.flows import FlowError, FlowSpec, validate_flow
+from app.conversation.routing import TierPolicy
+from app.conversation.tools import TOOL_NAMES
 from app.db.database import Database
 from app.db.models import Agent, Organization, PhoneNumber
 from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class AgentDirectory:
@@ -41,7 +47,7 @@ class AgentDirectory:
             claimed = row.first()
         if claimed is not None:
             agent = claimed[1]
-            return _profile(agent) if agent is not None else None
+            return profile_of(agent) if agent is not None else None
         return await self.demo_agent() if self.demo_enabled else None
 
     async def by_id(self, org_id: uuid.UUID, agent_id: uuid.UUID) -> AgentProfile | None:
@@ -50,7 +56,7 @@ class AgentDirectory:
             agent = await session.scalar(
                 select(Agent).where(Agent.id == agent_id, Agent.enabled.is_(True))
             )
-        return _profile(agent) if agent is not None else None
+        return profile_of(agent) if agent is not None else None
 
     async def demo_agent(self) -> AgentProfile | None:
         """The demo organization's first agent."""
@@ -62,10 +68,11 @@ class AgentDirectory:
                 .order_by(Agent.created_at)
                 .limit(1)
             )
-        return _profile(agent) if agent is not None else None
+        return profile_of(agent) if agent is not None else None
 
 
-def _profile(agent: Agent) -> AgentProfile:
+def profile_of(agent: Agent) -> AgentProfile:
+    """What calls and the playground need to know about an agent row."""
     return AgentProfile(
         id=str(agent.id),
         org_id=str(agent.org_id),
@@ -76,4 +83,19 @@ def _profile(agent: Agent) -> AgentProfile:
         language=agent.language,
         knowledge_base_id=str(agent.knowledge_base_id) if agent.knowledge_base_id else None,
         knowledge=KnowledgeSettings.from_json(agent.knowledge),
+        policy=TierPolicy.from_json(agent.llm_policy),
+        tools=tuple(agent.tools),
+        tool_urls=dict(agent.tool_settings.get("urls") or {}),
+        transfer_number=agent.tool_settings.get("transfer_number"),
+        flow=_flow(agent),
     )
+
+
+def _flow(agent: Agent) -> FlowSpec | None:
+    if not agent.flow:
+        return None
+    try:
+        return validate_flow(agent.flow, known_tools=TOOL_NAMES)
+    except FlowError:  # the API validates flows; one broken row must not stop calls
+        logger.exception("agent %s has an invalid flow; answering without it", agent.id)
+        return None

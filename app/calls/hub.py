@@ -10,10 +10,15 @@ from app.calls.phrases import PhraseCache
 from app.calls.recorder import CallRecorder, CallSummary
 from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket, ReplicaLoad
 from app.conversation.agent import AgentProfile
+from app.conversation.engine import MODEL_HOLDING_PHRASE, TOOL_HOLDING_PHRASE, ConversationEngine
 from app.conversation.grounding import Source
+from app.conversation.toolbox import ToolBox
+from app.conversation.tools import HttpTools
+from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.rag.service import KnowledgeService
 from app.settings import Settings
+from app.telephony.calls_api import TwilioCalls
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,19 @@ class CallHub:
         self.knowledge = knowledge
         self.sessions: dict[str, CallSession] = {}
         self.load = ReplicaLoad()
+        router = as_router(engines.llm)
+        self.toolbox = ToolBox(
+            http=HttpTools(settings),
+            twilio=TwilioCalls.from_settings(settings),
+            lookup=self.search if knowledge is not None else None,
+            transfer_number=settings.transfer_number,
+        )
+        self.conversation = ConversationEngine(
+            llm=router,
+            toolbox=self.toolbox,
+            served_tiers=router.served_tiers,
+            holding_after_s=settings.holding_phrase_after_s,
+        )
         if settings.twilio_auth_token is None:
             logger.warning(
                 "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
@@ -50,7 +68,12 @@ class CallHub:
 
     async def prewarm(self) -> None:
         """Synthesize the default greeting and the apology so neither waits on TTS in a call."""
-        for text in (self.default_agent.greeting, APOLOGY):
+        for text in (
+            self.default_agent.greeting,
+            APOLOGY,
+            TOOL_HOLDING_PHRASE,
+            MODEL_HOLDING_PHRASE,
+        ):
             await self.phrases.get(text, self.default_agent.voice)
 
     async def agent_for_number(self, number: str) -> AgentProfile | None:
@@ -75,8 +98,14 @@ class CallHub:
 
     async def lookup(self, agent: AgentProfile, question: str) -> list[Source]:
         """Passages of the agent's knowledge base for the caller's words (automatic context)."""
+        if not agent.knowledge.auto_context:
+            return []
+        return await self.search(agent, question)
+
+    async def search(self, agent: AgentProfile, question: str) -> list[Source]:
+        """Passages of the agent's knowledge base (the search_knowledge_base tool)."""
         settings = agent.knowledge
-        if self.knowledge is None or not settings.auto_context:
+        if self.knowledge is None:
             return []
         if agent.org_id is None or agent.knowledge_base_id is None:
             return []
@@ -105,6 +134,7 @@ class CallHub:
             recorder=self.recorder,
             phrases=self.phrases,
             agent_for=self.agent_for_stream,
+            conversation=self.conversation,
             lookup=self.lookup if self.knowledge is not None else None,
             load=self.load,
         )

@@ -24,9 +24,17 @@ from app.calls.recorder import CallRecorder, CallStart, CallSummary, TurnRecord,
 from app.calls.turns import TurnDetector, TurnEvent, TurnTiming, sounds_complete
 from app.calls.vad import make_vad
 from app.conversation.agent import AgentProfile
-from app.conversation.grounding import Source, grounded_question
+from app.conversation.engine import (
+    ConversationEngine,
+    ConversationState,
+    EndCall,
+    HoldingPhrase,
+    TurnResult,
+)
+from app.conversation.grounding import Source
 from app.conversation.sentences import SentenceSplitter
-from app.llm.base import LanguageModel, Message, TextDelta, Tier, Usage
+from app.llm.base import LanguageModel, Message, TextDelta
+from app.llm.router import RoutingLLM
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
@@ -80,7 +88,7 @@ class Engines:
     """The three model roles a call uses."""
 
     stt: SpeechToText
-    llm: LanguageModel
+    llm: LanguageModel | RoutingLLM  # a bare model is wrapped in a router by the hub
     tts: TextToSpeech
 
 
@@ -120,9 +128,7 @@ class Turn:
     commit_event: asyncio.Event = field(default_factory=asyncio.Event)  # the turn has ended
     task: asyncio.Task[None] | None = None
     timings: TurnTimings = field(default_factory=TurnTimings)
-    model: str | None = None
-    tier: Tier | None = None
-    usage: Usage | None = None
+    result: TurnResult | None = None  # what the engine did: tier, tools, tokens
     sources: list[Source] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded
@@ -162,11 +168,13 @@ class CallSession:
         recorder: CallRecorder,
         phrases: PhraseCache,
         agent_for: Callable[[dict[str, str]], Awaitable[AgentProfile | None]],
+        conversation: ConversationEngine,
         lookup: KnowledgeLookup | None = None,
         load: ReplicaLoad | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._socket = socket
+        self._conversation = conversation
         self._engines = engines
         self._settings = settings
         self._metrics = metrics
@@ -181,7 +189,7 @@ class CallSession:
         self.call_sid = ""
         self.parameters: dict[str, str] = {}
         self.agent: AgentProfile | None = None
-        self.history: list[Message] = []
+        self.state: ConversationState | None = None
         self.turns: list[Turn] = []
 
         self._vad = make_vad(settings.vad_engine, aggressiveness=settings.vad_aggressiveness)
@@ -209,6 +217,10 @@ class CallSession:
         self._turn_ids = 0
         self._started_at = time.time()
         self._closed = False
+        self._hang_up = asyncio.Event()  # the agent ended the call and its goodbye was heard
+        self._end_after: Turn | None = None
+        self._agent_end_reason = "the agent ended the call"
+        self._stop_reason = "caller hung up"
         self.status = "in-progress"
         self.end_reason = ""
 
@@ -223,7 +235,7 @@ class CallSession:
             self._metrics.active_calls.inc()
             self._start_greeting()
             async with asyncio.timeout(self._settings.max_call_seconds):
-                status, reason = await self._read_loop()
+                status, reason = await self._until_hang_up()
         except ProtocolError as exc:
             status, reason = "failed", f"protocol error: {exc}"
         except SocketClosed:
@@ -253,7 +265,11 @@ class CallSession:
             self.agent = await self._agent_for(self.parameters)
             if self.agent is None:
                 raise ProtocolError(f"no agent {self.parameters.get('agentId')!r} answers here")
-            self.history = [Message("system", self.agent.system_prompt)]
+            self.state = ConversationState.start(
+                self.agent,
+                call_sid=self.call_sid,
+                caller_number=self.parameters.get("from") or None,
+            )
             logger.info("call %s: stream %s started", self.call_sid, self.stream_sid)
             await self._recorder.call_started(
                 CallStart(
@@ -268,6 +284,19 @@ class CallSession:
             )
             return
 
+    async def _until_hang_up(self) -> tuple[str, str]:
+        """Read the stream until the caller hangs up, or the agent does."""
+        reader = asyncio.ensure_future(self._read_loop())
+        hang_up = asyncio.ensure_future(self._hang_up.wait())
+        try:
+            done, _ = await asyncio.wait({reader, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                return reader.result()
+            return "completed", self._agent_end_reason
+        finally:
+            reader.cancel()
+            hang_up.cancel()
+
     async def _read_loop(self) -> tuple[str, str]:
         while True:
             event = parse_inbound(await self._socket.receive_text())
@@ -281,7 +310,8 @@ class CallSession:
                 self._check_stream(event.streamSid)
                 self._on_dtmf(event.dtmf.digit)
             elif isinstance(event, StopEvent):
-                return "completed", "caller hung up"
+                # After a transfer Twilio stops the stream: the call goes on, with a person.
+                return "completed", self._stop_reason
             elif isinstance(event, StartEvent):
                 raise ProtocolError("a second 'start' on the same stream")
 
@@ -424,6 +454,9 @@ class CallSession:
         logger.info("call %s: caller pressed %s", self.call_sid, digit)
         if self._detector.in_turn:
             return
+        flow = self.state.flow if self.state is not None else None
+        if flow is not None and (moved := flow.on_dtmf(digit)) is not None:
+            logger.info("call %s: keypad %s moves the flow to %s", self.call_sid, digit, moved.to)
         self._start_turn(b"", committed=True, text=f"(The caller pressed {digit} on the keypad.)")
 
     # ----------------------------------------------------------------------------- responders
@@ -560,15 +593,17 @@ class CallSession:
                 self._pump_wake.set()
 
     async def _answer(self, turn: Turn, text: str) -> None:
-        assert self.agent is not None
+        assert self.state is not None
         turn.sources = await self._ground(text)
-        messages = [*self.history, Message("user", grounded_question(text, turn.sources))]
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        producer = asyncio.create_task(self._generate(turn, messages, sentences))
+        pieces: asyncio.Queue[str | HoldingPhrase | None] = asyncio.Queue()
+        producer = asyncio.create_task(self._generate(turn, text, pieces))
         try:
             first = True
-            while (sentence := await sentences.get()) is not None:
-                await self._speak(turn, sentence, first=first)
+            while (piece := await pieces.get()) is not None:
+                if isinstance(piece, HoldingPhrase):
+                    await self._say_cached(turn, piece.text)
+                else:
+                    await self._speak(turn, piece, first=first)
                 first = False
             await producer  # surfaces a generation error after the spoken part
         finally:
@@ -587,17 +622,16 @@ class CallSession:
             return []
 
     async def _generate(
-        self, turn: Turn, messages: list[Message], out: asyncio.Queue[str | None]
+        self, turn: Turn, text: str, out: asyncio.Queue[str | HoldingPhrase | None]
     ) -> None:
-        llm = self._engines.llm
+        """Run the engine for the turn, handing sentences (and holding phrases) to the speaker."""
+        assert self.state is not None
         splitter = SentenceSplitter()
         started = self._clock()
-        stream = llm.stream(messages, None, Tier.SLM)
-        self._metrics.llm_tier_total.labels(tier=Tier.SLM.value).inc()
-        turn.model, turn.tier = llm.name, Tier.SLM
+        events = self._conversation.respond(self.state, text, turn.sources)
         try:
             async with asyncio.timeout(self._settings.llm_total_timeout_s):
-                iterator = aiter(stream)
+                iterator = aiter(events)
                 first = True
                 while True:
                     try:
@@ -611,25 +645,37 @@ class CallSession:
                         break
                     except TimeoutError as exc:
                         raise StageTimeout("llm") from exc
-                    if isinstance(event, TextDelta) and event.text:
-                        if first:
+                    first = False
+                    if isinstance(event, TextDelta):
+                        if turn.timings.llm_ttft_s is None:
                             turn.timings.llm_ttft_s = self._clock() - started
-                            self._metrics.llm_latency.labels(model=llm.name).observe(
-                                turn.timings.llm_ttft_s
-                            )
-                            first = False
                         for sentence in splitter.push(event.text):
                             out.put_nowait(sentence)
-                    elif isinstance(event, Usage):
-                        turn.usage = event
+                    elif isinstance(event, HoldingPhrase):
+                        out.put_nowait(event)
+                    elif isinstance(event, EndCall):
+                        self._end_after = turn
+                        self._agent_end_reason = f"the agent ended the call: {event.reason}"
+                    elif isinstance(event, TurnResult):
+                        self._on_result(turn, event)
             for sentence in splitter.flush():
                 out.put_nowait(sentence)
         finally:
             out.put_nowait(None)  # the speaker stops waiting whatever happened here
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
+
+    def _on_result(self, turn: Turn, result: TurnResult) -> None:
+        turn.result = result
+        tier = result.tier
+        if tier is not None:
+            self._metrics.llm_tier_total.labels(tier=tier.value).inc()
+        if result.first_text_s is not None and result.model:
+            self._metrics.llm_latency.labels(model=result.model).observe(result.first_text_s)
+        for run in result.tool_runs:
+            self._metrics.tool_calls_total.labels(tool=run.name, ok=str(run.ok).lower()).inc()
+            if run.name == "transfer_to_agent" and run.result.get("transferred"):
+                self._stop_reason = f"transferred to {run.result.get('to')}"
 
     async def _speak(self, turn: Turn, text: str, *, first: bool) -> None:
         """Synthesize one sentence into the turn's reply buffer, chunk by chunk."""
@@ -729,10 +775,17 @@ class CallSession:
         if self._speaking is turn:
             self._speaking = None
         heard = turn.reply.played_text() if interrupted else turn.reply.full_text
-        if turn.caller_text:
-            self.history.append(Message("user", turn.caller_text))
-        if heard:
-            self.history.append(Message("assistant", heard))
+        result = turn.result
+        if self.state is not None:
+            history = self.state.history
+            if turn.caller_text:
+                history.append(Message("user", turn.caller_text))
+            if result is not None:
+                history.extend(result.tool_messages)
+            if heard:
+                history.append(Message("assistant", heard))
+        if self._end_after is turn and not interrupted:
+            self._hang_up.set()
         self._metrics.turns_total.labels(outcome="interrupted" if interrupted else "answered").inc()
         await self._recorder.turn_finished(
             TurnRecord(
@@ -745,12 +798,18 @@ class CallSession:
                 started_at=turn.started_at,
                 ended_at=time.time(),
                 timings=turn.timings,
-                model=turn.usage.model if turn.usage else turn.model,
-                tier=turn.tier.value if turn.tier else None,
-                prompt_tokens=turn.usage.prompt_tokens if turn.usage else 0,
-                completion_tokens=turn.usage.completion_tokens if turn.usage else 0,
+                model=result.model if result else None,
+                tier=result.tier.value if result and result.tier else None,
+                prompt_tokens=sum(u.prompt_tokens for _, u in result.usage) if result else 0,
+                completion_tokens=(
+                    sum(u.completion_tokens for _, u in result.usage) if result else 0
+                ),
                 caller_audio_s=len(turn.audio) / (2 * 8000),
-                citations=[source.citation() for source in turn.sources],
+                citations=[source.citation() for source in (result.sources if result else [])],
+                llm_tokens=result.tokens_by_tier() if result else {},
+                tool_calls=[run.record() for run in result.tool_runs] if result else [],
+                routing=result.routing_record() if result else {},
+                node=self.state.flow.current if self.state and self.state.flow else None,
             )
         )
 

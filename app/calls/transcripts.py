@@ -12,7 +12,7 @@ import asyncio
 import logging
 import statistics
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -72,8 +72,9 @@ class DatabaseCallRecorder:
             to_number=start.to_number or None,
             status="in_progress",
             started_at=_utc(start.started_at),
+            current_node=start.agent.flow.start if start.agent.flow else None,
         )
-        call.writes.put_nowait(lambda: self._add(call.org_id, row))
+        call.writes.put_nowait(lambda: self._add(call, [row], None))
 
     async def turn_finished(self, record: TurnRecord) -> None:
         """Queue the turn's messages: the caller's words, then what the agent said."""
@@ -82,9 +83,11 @@ class DatabaseCallRecorder:
             return
         call.usage.stt_seconds += record.caller_audio_s
         call.usage.tts_chars += len(record.agent_intended_text)
-        if record.tier:
-            tokens = record.prompt_tokens + record.completion_tokens
-            call.usage.llm_tokens[record.tier] = call.usage.llm_tokens.get(record.tier, 0) + tokens
+        spent = dict(record.llm_tokens)
+        if not spent and record.tier:
+            spent[record.tier] = record.prompt_tokens + record.completion_tokens
+        for tier, tokens in spent.items():
+            call.usage.llm_tokens[tier] = call.usage.llm_tokens.get(tier, 0) + tokens
         call.timings.append(asdict(record.timings))
         rows: list[Message] = []
         offset = record.started_at - call.started_at
@@ -99,9 +102,11 @@ class DatabaseCallRecorder:
             agent.latency = {k: v for k, v in asdict(record.timings).items() if v is not None}
             agent.model = record.model
             agent.citations = record.citations
+            agent.tool_calls = record.tool_calls
+            agent.routing = record.routing
             rows.append(agent)
         if rows:
-            call.writes.put_nowait(lambda: self._add(call.org_id, *rows))
+            call.writes.put_nowait(lambda: self._add(call, rows, record.node))
 
     async def call_ended(self, summary: CallSummary) -> None:
         """Write the totals and wait (bounded) until everything queued for the call is saved."""
@@ -150,9 +155,17 @@ class DatabaseCallRecorder:
             started_s=round(offset, 3),
         )
 
-    async def _add(self, org_id: uuid.UUID, *rows: Conversation | Message) -> None:
-        async with self.db.tenant(org_id) as session:
+    async def _add(
+        self, call: _Call, rows: Sequence[Conversation | Message], node: str | None
+    ) -> None:
+        async with self.db.tenant(call.org_id) as session:
             session.add_all(rows)
+            if node is not None:
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == call.conversation_id)
+                    .values(current_node=node)
+                )
             await session.commit()
 
     async def _drain(self, call_sid: str, call: _Call) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
+from app.conversation.flows import FlowSpec
+from app.conversation.routing import TierPolicy
 from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
 
@@ -21,6 +25,11 @@ class AgentProfile:
     org_id: str | None = None  # None only for the settings-built agent of database-less tests
     knowledge_base_id: str | None = None
     knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
+    policy: TierPolicy = field(default_factory=TierPolicy)
+    tools: tuple[str, ...] = ()
+    tool_urls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    transfer_number: str | None = None
+    flow: FlowSpec | None = None
 
     @classmethod
     def default(cls, settings: Settings) -> AgentProfile:

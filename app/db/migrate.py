@@ -46,4 +46,3 @@ def upgrade(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str = "base") -> None:
     """Take the schema down to `revision`."""
     _run(url, "downgrade", revision)
-

@@ -133,6 +133,8 @@ class Agent(TenantOwned):
     language: Mapped[str] = mapped_column(String(16), default="en")
     llm_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tools: Mapped[list[Any]] = mapped_column(default=list)
+    # Per-agent tool settings: base URLs that override the deployment's, the transfer number.
+    tool_settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     flow: Mapped[dict[str, Any] | None]
     knowledge_base_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("knowledge_bases.id", ondelete="SET NULL")
@@ -229,6 +231,8 @@ class Message(TenantOwned):
     tool_calls: Mapped[list[Any]] = mapped_column(default=list)
     # Knowledge-base passages the reply drew on: document, chunk, position, heading.
     citations: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # Which tier answered and why, what served it, the flow step it was said at.
+    routing: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     latency: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created()

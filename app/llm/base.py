@@ -79,7 +79,17 @@ class Confidence:
     tokens: int
 
 
-LLMEvent = TextDelta | ToolCall | Usage | Confidence
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Which tier and engine serve the stream from here on, and why (sent by the router first,
+    and again on every fallback or escalation)."""
+
+    tier: Tier
+    engine: str
+    reason: str
+
+
+LLMEvent = TextDelta | ToolCall | Usage | Confidence | Routed
 
 
 @runtime_checkable

@@ -1,44 +1,189 @@
-"""The LLM router: picks the tier for a turn and falls back when a tier fails."""
+"""The LLM router: serves a turn on the tier it was routed to, escalates an unsure small model,
+and falls back down the tiers when a cloud model fails or is slow to start."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Protocol, runtime_checkable
 
-from app.llm.base import LanguageModel, LLMEvent, Message, Tier, ToolSpec
+from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier, ToolSpec
 
 logger = logging.getLogger(__name__)
+
+_FALLBACKS = {Tier.PRO: (Tier.PRO, Tier.FLASH, Tier.SLM), Tier.FLASH: (Tier.FLASH, Tier.SLM)}
+
+
+@runtime_checkable
+class RoutingLLM(Protocol):
+    """The LLM router as its users see it: TieredLLM, or the router deployment's handle."""
+
+    name: str
+
+    @property
+    def served_tiers(self) -> frozenset[Tier]:
+        """The tiers with an engine of their own."""
+        ...
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        *,
+        escalate_to: Tier | None = None,
+        min_confidence: float = 0.0,
+        escalation_tools: list[ToolSpec] | None = None,
+    ) -> AsyncIterator[LLMEvent]:
+        """Routed first, then the reply's events."""
+        ...
 
 
 class TieredLLM:
     """A LanguageModel that serves each tier with its own engine, the local SLM by default.
 
-    Without cloud keys every tier maps to the local model (and /health says so); a tier whose
-    engine fails before its first token falls back to the SLM.
+    Without cloud keys every tier maps to the local model (and /health says so). A cloud tier
+    that fails, or sends nothing within `first_event_timeout_s`, hands the turn to the next tier
+    down, so a caller waits a bounded time; once a tier has produced output, its errors surface.
     """
 
-    def __init__(self, *, slm: LanguageModel, tiers: Mapping[Tier, LanguageModel] | None = None):
+    def __init__(
+        self,
+        *,
+        slm: LanguageModel,
+        tiers: Mapping[Tier, LanguageModel] | None = None,
+        first_event_timeout_s: float = 4.0,
+    ):
         self._slm = slm
         self._tiers = dict(tiers or {})
+        self._first_event_timeout_s = first_event_timeout_s
         self.name = slm.name
+
+    @property
+    def served_tiers(self) -> frozenset[Tier]:
+        """The tiers with an engine of their own (the SLM always)."""
+        return frozenset({Tier.SLM, *self._tiers})
 
     def engine_for(self, tier: Tier) -> LanguageModel:
         """The engine that serves `tier`."""
         return self._tiers.get(tier, self._slm)
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        *,
+        escalate_to: Tier | None = None,
+        min_confidence: float = 0.0,
+        escalation_tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
-        """Stream from the tier's engine; fall back to the SLM if it fails before any output."""
-        engine = self.engine_for(tier)
-        produced = False
+        """Events for the turn, starting with a `Routed`.
+
+        With `escalate_to`, an SLM stream is held back until the model reports its Confidence;
+        below `min_confidence` the turn goes to `escalate_to` (with `escalation_tools`, since a
+        bigger model may see tools the small one was not trusted with).
+        """
+        chain = [t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in self._tiers]
+        reason = "routed" if chain[0] is tier else f"no {tier.value} engine configured"
+        for position, current in enumerate(chain):
+            engine = self.engine_for(current)
+            yield Routed(current, engine.name, reason)
+            if current is Tier.SLM and escalate_to is not None and escalate_to in self._tiers:
+                async for event in self._slm_or_escalate(
+                    messages, tools, escalate_to, min_confidence, escalation_tools
+                ):
+                    yield event
+                return
+            if current is Tier.SLM:
+                async for event in self._slm.stream(messages, tools, Tier.SLM):
+                    yield event
+                return
+            produced = False
+            try:
+                async for event in self._guarded(engine, messages, tools, current):
+                    produced = True
+                    yield event
+                return
+            except Exception as exc:
+                if produced or position == len(chain) - 1:
+                    raise
+                reason = f"{current.value} failed: {_describe(exc)}"
+                logger.warning("tier %s (%s) failed, falling back: %r", current, engine.name, exc)
+
+    async def _guarded(
+        self,
+        engine: LanguageModel,
+        messages: list[Message],
+        tools: list[ToolSpec] | None,
+        tier: Tier,
+    ) -> AsyncIterator[LLMEvent]:
+        stream = engine.stream(messages, tools, tier)
+        iterator = aiter(stream)
         try:
-            async for event in engine.stream(messages, tools, tier):
-                produced = True
+            try:
+                first = await asyncio.wait_for(anext(iterator), self._first_event_timeout_s)
+            except StopAsyncIteration:
+                return
+            yield first
+            async for event in iterator:
                 yield event
-        except Exception:
-            if produced or engine is self._slm:
-                raise
-            logger.exception("tier %s (%s) failed; falling back to the SLM", tier, engine.name)
-            async for event in self._slm.stream(messages, tools, Tier.SLM):
-                yield event
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _slm_or_escalate(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None,
+        escalate_to: Tier,
+        min_confidence: float,
+        escalation_tools: list[ToolSpec] | None,
+    ) -> AsyncIterator[LLMEvent]:
+        held: list[LLMEvent] = []
+        unsure: Confidence | None = None
+        decided = False
+        stream = self._slm.stream(messages, tools, Tier.SLM)
+        try:
+            async for event in stream:
+                if decided:
+                    yield event
+                    continue
+                held.append(event)
+                if isinstance(event, Confidence):
+                    if event.score < min_confidence:
+                        unsure = event
+                        break
+                    decided = True
+                    for kept in held:
+                        yield kept
+            if not decided and unsure is None:  # ended without a confidence: trust it
+                for kept in held:
+                    yield kept
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+        if unsure is None:
+            return
+        reason = f"slm unsure ({unsure.score:.2f} < {min_confidence:.2f})"
+        async for event in self.stream(
+            messages, escalation_tools if escalation_tools is not None else tools, escalate_to
+        ):
+            if isinstance(event, Routed) and event.reason == "routed":
+                event = Routed(event.tier, event.engine, reason)
+            yield event
+
+
+def as_router(llm: LanguageModel | RoutingLLM) -> RoutingLLM:
+    """`llm` if it already routes (the router deployment's handle), else a router around it."""
+    if isinstance(llm, RoutingLLM):
+        return llm
+    return TieredLLM(slm=llm)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return type(exc).__name__

@@ -98,6 +98,9 @@ class Metrics:
         )
         self.llm_tier_total = f.counter("velox_llm_tier_turns", "Turns per LLM tier.", ("tier",))
         self.turns_total = f.counter("velox_turns", "Agent turns by outcome.", ("outcome",))
+        self.tool_calls_total = f.counter(
+            "velox_tool_calls", "Tool calls by tool and success.", ("tool", "ok")
+        )
 
     async def exposition(self) -> bytes:
         """Prometheus text exposition of every velox_* series."""

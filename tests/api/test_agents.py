@@ -23,6 +23,7 @@ async def test_create_read_update_delete(org_a: Tenant) -> None:
         "default_tier": "slm",
         "max_tier": "pro",
         "escalate_when_unsure": True,
+        "min_confidence": 0.6,
     }
     assert agent["tools"] == ["end_call"] and agent["phone_numbers"] == []
 
@@ -53,8 +54,33 @@ async def test_create_read_update_delete(org_a: Tenant) -> None:
         (agent_body(llm_policy={"default_tier": "huge"}), "body.llm_policy.default_tier"),
         (agent_body(colour="blue"), "body.colour"),
         (agent_body(greeting="x" * 1001), "body.greeting"),
+        (
+            agent_body(llm_policy={"default_tier": "pro", "max_tier": "slm"}),
+            "body.llm_policy",
+        ),
+        (
+            agent_body(tool_settings={"transfer_number": "555"}),
+            "body.tool_settings.transfer_number",
+        ),
+        (
+            agent_body(tool_settings={"urls": {"check_order_status": "not a url"}}),
+            "body.tool_settings.urls.check_order_status",
+        ),
+        (agent_body(flow={"nodes": []}), "body.flow.start"),
     ],
-    ids=["missing-name", "empty-name", "unknown-tool", "language", "tier", "extra", "too-long"],
+    ids=[
+        "missing-name",
+        "empty-name",
+        "unknown-tool",
+        "language",
+        "tier",
+        "extra",
+        "too-long",
+        "tier-order",
+        "transfer-number",
+        "tool-url",
+        "flow-start",
+    ],
 )
 async def test_invalid_bodies_get_field_errors(org_a: Tenant, body: dict, field: str) -> None:
     error = assert_error(await org_a.client.post("/api/agents", json=body), 422, "invalid_request")
@@ -105,3 +131,67 @@ async def test_knowledge_base_must_be_the_orgs_own(
 
 async def test_bad_id_in_path_is_422(org_a: Tenant) -> None:
     assert_error(await org_a.client.get("/api/agents/not-a-uuid"), 422, "invalid_request")
+
+
+BRANCHING_FLOW = {
+    "start": "menu",
+    "nodes": [
+        {
+            "id": "menu",
+            "instructions": "Ask: orders or hours?",
+            "transitions": [
+                {"to": "orders", "when": "asks about an order", "dtmf": "1"},
+                {"to": "hours", "when": "asks about hours", "dtmf": "2"},
+            ],
+        },
+        {"id": "orders", "instructions": "Help with the order.", "tools": ["check_order_status"]},
+        {"id": "hours", "instructions": "We open 7 to 6."},
+    ],
+}
+
+
+async def test_flow_and_tool_settings_round_trip(org_a: Tenant) -> None:
+    body = agent_body(
+        tools=["check_order_status", "transfer_to_agent"],
+        tool_settings={
+            "urls": {"check_order_status": "https://orders.example.com/api"},
+            "transfer_number": "+15550100",
+        },
+        flow=BRANCHING_FLOW,
+    )
+    created = await org_a.client.post("/api/agents", json=body)
+    assert created.status_code == 201, created.text
+    agent = created.json()
+    assert agent["flow"] == BRANCHING_FLOW
+    assert agent["tool_settings"] == {
+        "urls": {"check_order_status": "https://orders.example.com/api"},
+        "transfer_number": "+15550100",
+    }
+
+
+async def test_an_invalid_flow_reports_every_problem_with_its_path(org_a: Tenant) -> None:
+    flow = {
+        "start": "menu",
+        "nodes": [
+            {
+                "id": "menu",
+                "instructions": "Ask.",
+                "transitions": [{"to": "billing", "when": "bills"}, {"to": "loop", "when": "x"}],
+            },
+            {"id": "loop", "instructions": "Loop.", "transitions": [{"to": "loop2", "when": "y"}]},
+            {"id": "loop2", "instructions": "Back.", "transitions": [{"to": "loop", "when": "z"}]},
+            {"id": "orphan", "instructions": "Nobody comes here."},
+        ],
+    }
+    agent = (await org_a.client.post("/api/agents", json=agent_body())).json()
+    error = assert_error(
+        await org_a.client.patch(f"/api/agents/{agent['id']}", json={"flow": flow}),
+        422,
+        "invalid_request",
+    )
+    messages = {f["field"]: f["message"] for f in error["fields"]}  # type: ignore[union-attr]
+    assert "body.flow.nodes[0].transitions[0].to" in messages  # no node 'billing'
+    assert any("orphan" in m and "reached" in m for m in messages.values())
+    assert any("loop" in m and "end node" in m for m in messages.values())
+    unchanged = (await org_a.client.get(f"/api/agents/{agent['id']}")).json()
+    assert unchanged["flow"] is None

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.calls.recorder import CallStart, CallSummary, TurnRecord
-from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolSpec, Usage
+from app.llm.base import (
+    Confidence,
+    LLMEvent,
+    Message,
+    TextDelta,
+    Tier,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from app.speech.base import AudioChunk, Transcript
 
 SPEECH_RATE = 16000
@@ -49,26 +58,43 @@ class FakeSTT:
 
 @dataclass
 class FakeLLM:
-    """Streams scripted replies word by word; `reply_for` may pick one from the last message."""
+    """Streams scripted replies word by word; `reply_for` may pick one from the last message.
 
-    replies: list[str] = field(default_factory=list)
+    A scripted reply that is a ToolCall is sent as that call; `confidence` is reported after
+    the first words when set (as the local SLM does).
+    """
+
+    replies: list[str | ToolCall] = field(default_factory=list)
     reply_for: Callable[[list[Message]], str] | None = None
     first_token_s: float = 0.05
     per_token_s: float = 0.01
     name: str = "fake-llm"
+    confidence: float | None = None
+    fail: Exception | None = None
     seen: list[list[Message]] = field(default_factory=list)
+    offered: list[list[ToolSpec] | None] = field(default_factory=list)
     cancelled: int = 0
 
     async def stream(
         self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
     ) -> AsyncIterator[LLMEvent]:
         self.seen.append(list(messages))
+        self.offered.append(tools)
         if self.reply_for is not None:
-            text = self.reply_for(messages)
+            reply: str | ToolCall = self.reply_for(messages)
         else:
-            text = self.replies.pop(0) if self.replies else "Okay."
+            reply = self.replies.pop(0) if self.replies else "Okay."
         try:
             await asyncio.sleep(self.first_token_s)
+            if self.fail is not None:
+                raise self.fail
+            if self.confidence is not None:
+                yield Confidence(self.confidence, 8)
+            if isinstance(reply, ToolCall):
+                yield reply
+                yield Usage(model=self.name, prompt_tokens=10, completion_tokens=12)
+                return
+            text = reply
             words = text.split(" ")
             for i, word in enumerate(words):
                 yield TextDelta(word if i == 0 else " " + word)

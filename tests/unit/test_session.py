@@ -19,7 +19,12 @@ from app.calls.session import (
     is_backchannel,
 )
 from app.conversation.agent import AgentProfile
+from app.conversation.engine import ConversationEngine
 from app.conversation.grounding import Source
+from app.conversation.toolbox import ToolBox
+from app.conversation.tools import HttpTools
+from app.llm.base import Tier
+from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.audio import frames, pcm16_to_mulaw
@@ -185,6 +190,11 @@ def make_session(
         recorder=recorder,
         phrases=PhraseCache(engines.tts),
         agent_for=lambda _p: _found(agent),
+        conversation=ConversationEngine(
+            llm=as_router(engines.llm),
+            toolbox=ToolBox(http=HttpTools(settings)),
+            served_tiers=frozenset({Tier.SLM}),
+        ),
         lookup=lookup,
         load=load,
     )

@@ -1,0 +1,358 @@
+"""The conversation engine: one agent turn, the same on a phone call and in the playground.
+
+Given what the caller said (and the knowledge-base passages found for it), the engine builds the
+prompt (the agent's prompt, the flow step's instructions, the history), routes the turn to a tier,
+streams the reply, runs the tools the model calls and feeds their results back, moves the flow on,
+and reports everything that happened as events. It owns no audio and no transport: the call
+session speaks the text events, the playground returns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.conversation.agent import AgentProfile
+from app.conversation.flows import TRANSITION_TOOL, FlowState, FlowTransitionError
+from app.conversation.grounding import Source, grounded_question
+from app.conversation.routing import (
+    RouteDecision,
+    TurnFeatures,
+    choose_tier,
+    escalation_target,
+    slm_tools,
+    turn_features,
+)
+from app.conversation.toolbox import ToolBox
+from app.conversation.tools import ToolContext, ToolOutcome
+from app.llm.base import (
+    LLMEvent,
+    Message,
+    Routed,
+    TextDelta,
+    Tier,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from app.llm.router import RoutingLLM
+
+logger = logging.getLogger(__name__)
+
+MAX_TOOL_ROUNDS = 3
+TOOL_HOLDING_PHRASE = "Let me check that for you."
+MODEL_HOLDING_PHRASE = "One moment, please."
+
+
+@dataclass(slots=True)
+class ConversationState:
+    """One conversation as the engine sees it; the caller of the engine keeps it between turns."""
+
+    agent: AgentProfile
+    history: list[Message] = field(default_factory=list)  # without the system message
+    flow: FlowState | None = None
+    conversation_id: str | None = None
+    call_sid: str | None = None
+    caller_number: str | None = None
+    channel: Literal["phone", "playground"] = "phone"
+
+    @classmethod
+    def start(cls, agent: AgentProfile, **ids: Any) -> ConversationState:
+        """A new conversation at the flow's start node, if the agent has a flow."""
+        flow = FlowState(agent.flow) if agent.flow is not None else None
+        return cls(agent=agent, flow=flow, **ids)
+
+    def system_message(self) -> Message:
+        """The agent's prompt plus the current flow step's instructions."""
+        if self.flow is None:
+            return Message("system", self.agent.system_prompt)
+        return Message("system", f"{self.agent.system_prompt}\n\n{self.flow.instructions()}")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingPhrase:
+    """Something to say while a slow tool or model works."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRan:
+    """A tool call and its outcome."""
+
+    outcome: ToolOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class StepChanged:
+    """The flow moved to another node."""
+
+    from_node: str
+    to_node: str
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """The agent ends the call once its reply has been heard."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """Everything a turn did, for the transcript and the playground."""
+
+    text: str = ""
+    decision: RouteDecision | None = None
+    served: list[Routed] = field(default_factory=list)
+    usage: list[tuple[Tier, Usage]] = field(default_factory=list)
+    tool_runs: list[ToolOutcome] = field(default_factory=list)
+    tool_messages: list[Message] = field(default_factory=list)  # calls and results, in order
+    sources: list[Source] = field(default_factory=list)
+    node: str | None = None
+    first_text_s: float | None = None
+    total_s: float = 0.0
+
+    @property
+    def tier(self) -> Tier | None:
+        """The tier that produced the reply."""
+        return self.served[-1].tier if self.served else None
+
+    @property
+    def model(self) -> str | None:
+        """The model that produced the reply."""
+        if self.usage:
+            return self.usage[-1][1].model
+        return self.served[-1].engine if self.served else None
+
+    def tokens_by_tier(self) -> dict[str, int]:
+        """Prompt plus completion tokens, by the tier that spent them."""
+        totals: dict[str, int] = {}
+        for tier, usage in self.usage:
+            spent = usage.prompt_tokens + usage.completion_tokens
+            totals[tier.value] = totals.get(tier.value, 0) + spent
+        return totals
+
+    def routing_record(self) -> dict[str, Any]:
+        """Why this turn went where it went (kept on the agent's message)."""
+        record: dict[str, Any] = self.decision.record() if self.decision else {}
+        record["served"] = [
+            {"tier": r.tier.value, "engine": r.engine, "reason": r.reason} for r in self.served
+        ]
+        record["tokens"] = self.tokens_by_tier()
+        if self.node is not None:
+            record["node"] = self.node
+        return record
+
+
+EngineEvent = TextDelta | HoldingPhrase | ToolRan | StepChanged | EndCall | TurnResult
+
+
+class ConversationEngine:
+    """Runs agent turns; shared by every conversation of a replica."""
+
+    def __init__(
+        self,
+        *,
+        llm: RoutingLLM,
+        toolbox: ToolBox,
+        served_tiers: frozenset[Tier],
+        holding_after_s: float = 1.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._llm = llm
+        self._toolbox = toolbox
+        self._served = served_tiers
+        self._holding_after_s = holding_after_s
+        self._clock = clock
+
+    async def respond(
+        self, state: ConversationState, text: str, sources: list[Source] | None = None
+    ) -> AsyncIterator[EngineEvent]:
+        """The agent's answer to `text`: its events, ending with one TurnResult.
+
+        The caller's words go into `state.history` only when the caller of this method decides
+        what was heard; the tool calls and results of the turn come back in the TurnResult.
+        """
+        started = self._clock()
+        result = TurnResult(sources=list(sources or []))
+        features = turn_features(state.history, text)
+        specs = self._toolbox.specs(state)
+        decision = choose_tier(features, state.agent.policy, tools_offered=bool(specs))
+        result.decision = decision
+        user = Message("user", grounded_question(text, result.sources))
+        held_phrase = False
+
+        for round_no in range(MAX_TOOL_ROUNDS + 1):
+            last_round = round_no == MAX_TOOL_ROUNDS
+            specs = [] if last_round else self._toolbox.specs(state)
+            messages = [state.system_message(), *state.history, user, *result.tool_messages]
+            tier = decision.tier if decision.tier in self._served else Tier.SLM
+            offered = specs if tier is not Tier.SLM else self._slm_specs(specs, features, result)
+            escalate_to = escalation_target(tier, state.agent.policy, self._served)
+            stream = self._llm.stream(
+                messages,
+                offered or None,
+                decision.tier,
+                escalate_to=escalate_to,
+                min_confidence=state.agent.policy.min_confidence,
+                escalation_tools=specs or None,
+            )
+            calls: list[ToolCall] = []
+            spoken = ""
+            allowed = {t.name for t in [*offered, *(specs if escalate_to else [])]}
+            try:
+                async for event in self._with_holding(stream, speak=not held_phrase):
+                    if isinstance(event, HoldingPhrase):
+                        held_phrase = True
+                        yield event
+                    elif isinstance(event, Routed):
+                        result.served.append(event)
+                    elif isinstance(event, TextDelta) and event.text:
+                        if result.first_text_s is None:
+                            result.first_text_s = self._clock() - started
+                        spoken += event.text
+                        yield event
+                    elif isinstance(event, ToolCall):
+                        if event.name in allowed:
+                            calls.append(event)
+                        else:  # a model must not act through a tool it was not given
+                            logger.warning("ignoring a call to %s, not offered", event.name)
+                    elif isinstance(event, Usage):
+                        served_tier = result.served[-1].tier if result.served else tier
+                        result.usage.append((served_tier, event))
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
+            result.text += spoken
+            if not calls:
+                break
+            calls = [
+                c if c.id else ToolCall(c.name, c.arguments, f"call_{round_no}_{i}")
+                for i, c in enumerate(calls)
+            ]
+            result.tool_messages.append(Message("assistant", spoken, tool_calls=tuple(calls)))
+            for call in calls:
+                async for step in self._run_tool(state, call, result, held_phrase):
+                    held_phrase = held_phrase or isinstance(step, HoldingPhrase)
+                    yield step
+            fallback = next(
+                (
+                    r.spoken_fallback
+                    for r in result.tool_runs[-len(calls) :]
+                    if not r.ok and r.spoken_fallback
+                ),
+                None,
+            )
+            if fallback:
+                # The tool's own words for its failure ("Could you tell me your order
+                # number?") end the turn: they are right, and another model round is not.
+                result.text += fallback
+                yield TextDelta(fallback)
+                break
+        result.node = state.flow.current if state.flow else None
+        result.total_s = self._clock() - started
+        yield result
+
+    def _slm_specs(
+        self, specs: list[ToolSpec], features: TurnFeatures, result: TurnResult
+    ) -> list[ToolSpec]:
+        # After a tool result the small model only has to say it; offering tools again invites
+        # it to call the same tool in a loop. Passages found automatically make its own search
+        # redundant.
+        if result.tool_runs:
+            return []
+        if result.sources:
+            specs = [s for s in specs if s.name != "search_knowledge_base"]
+        return slm_tools(specs, features)
+
+    async def _run_tool(
+        self, state: ConversationState, call: ToolCall, result: TurnResult, held: bool
+    ) -> AsyncIterator[EngineEvent]:
+        if call.name == TRANSITION_TOOL and state.flow is not None:
+            from_node = state.flow.current
+            try:
+                transition = state.flow.apply(call)
+                outcome = _outcome(call, True, {"now_at_step": state.flow.current})
+                if transition is not None:
+                    yield StepChanged(from_node, transition.to, transition.via)
+            except FlowTransitionError as exc:
+                outcome = _outcome(call, False, {"error": str(exc)})
+        else:
+            context = ToolContext(
+                org_id=state.agent.org_id,
+                agent_id=state.agent.id,
+                conversation_id=state.conversation_id,
+                call_sid=state.call_sid,
+                caller_number=state.caller_number,
+                url_overrides=state.agent.tool_urls,
+            )
+            task = asyncio.ensure_future(self._toolbox.run(call, context, state, result))
+            try:
+                if not held:
+                    done, _ = await asyncio.wait({task}, timeout=self._holding_after_s)
+                    if not done:
+                        yield HoldingPhrase(TOOL_HOLDING_PHRASE)
+                outcome = await task
+            finally:
+                task.cancel()
+        result.tool_runs.append(outcome)
+        result.tool_messages.append(
+            Message(
+                "tool",
+                json.dumps(outcome.result, default=str),
+                name=call.name,
+                tool_call_id=call.id,
+            )
+        )
+        yield ToolRan(outcome)
+        if call.name == "end_call" and outcome.ok:
+            yield EndCall(str(call.arguments.get("reason") or "the agent ended the call"))
+
+    async def _with_holding(
+        self, stream: AsyncIterator[LLMEvent], *, speak: bool
+    ) -> AsyncIterator[LLMEvent | HoldingPhrase]:
+        """The stream's events, with a holding phrase if nothing speakable comes in time."""
+        iterator = aiter(stream)
+        deadline = self._clock() + self._holding_after_s
+        waiting = speak
+        while True:
+            next_event = asyncio.ensure_future(anext(iterator))
+            try:
+                if waiting:
+                    timeout = max(0.0, deadline - self._clock())
+                    done, _ = await asyncio.wait({next_event}, timeout=timeout)
+                    if not done:
+                        waiting = False
+                        yield HoldingPhrase(MODEL_HOLDING_PHRASE)
+                event = await next_event
+            except StopAsyncIteration:
+                return
+            finally:
+                next_event.cancel()
+            if isinstance(event, TextDelta | ToolCall):
+                waiting = False
+            yield event
+
+
+def _outcome(call: ToolCall, ok: bool, result: dict[str, Any]) -> ToolOutcome:
+    return ToolOutcome(
+        name=call.name,
+        arguments=dict(call.arguments),
+        ok=ok,
+        result=result,
+        spoken_fallback=None,
+        latency_s=0.0,
+        error=None if ok else str(result.get("error")),
+    )
+
+
+# A tool's knowledge lookup, as the call session already has it (agent, query -> passages).
+KnowledgeLookup = Callable[[AgentProfile, str], Awaitable[list[Source]]]

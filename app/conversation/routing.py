@@ -1,0 +1,214 @@
+"""Routing policy: which model tier answers a turn, and why.
+
+The policy reads features of the caller's turn and of the conversation (length, questions,
+reasoning words, high-stakes topics, frustration, what the caller wants done) and the agent's tier
+settings, and returns a tier with the reasons that chose it. It is a pure function, so the same
+turn routes the same way on a call, in the playground and in tests.
+
+It also decides which tools the small model may see on a turn. A 0.5B model offered a tool tends
+to call it: asked "Where is my order?" it invents an order number. So the SLM is offered a tool
+only when the turn gives grounds for it (the caller asked for a person, said goodbye, named an
+order code...), and an order code argument is constrained to the codes the caller actually said.
+Gemini sees every tool of the step and decides for itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.llm.base import Message, Tier, ToolSpec
+
+TIER_ORDER = (Tier.SLM, Tier.FLASH, Tier.PRO)
+# The SLM's mean top-token probability over its first tokens, under which it counts as unsure.
+# Measured on sample turns: 0.85-0.98 for answers it knew, 0.69 for a bare "Goodbye!".
+DEFAULT_MIN_CONFIDENCE = 0.6
+
+# Caller intents a tool serves, recognised by the words that ask for them.
+_INTENT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "human": re.compile(
+        r"\b(human|person|people|someone|somebody|agent|representative|rep|operator|manager|"
+        r"supervisor|transfer|real person|speak to|talk to)\b"
+    ),
+    "goodbye": re.compile(
+        r"\b(bye|goodbye|good bye|that'?s all|that is all|nothing else|hang up|have a good)\b"
+    ),
+    "order": re.compile(r"\b(order|orders|delivery|package|shipment|tracking|shipped|parcel)\b"),
+    "stock": re.compile(
+        r"\b(in stock|stock|available|availability|do you have|have any|do you sell|"
+        r"do you carry|sold out|left)\b"
+    ),
+    "booking": re.compile(r"\b(book|booking|appointment|schedule|reserve|reservation|slot)\b"),
+    "account": re.compile(r"\b(my account|my profile|my details|membership|loyalty|points)\b"),
+}
+# Which intent makes each tool worth offering to the small model.
+TOOL_INTENTS: dict[str, str] = {
+    "transfer_to_agent": "human",
+    "end_call": "goodbye",
+    "check_order_status": "order",
+    "check_item_stock": "stock",
+    "book_appointment": "booking",
+    "get_customer_profile": "account",
+}
+# An order number as callers say it: letters and digits with at least one digit ("A1042",
+# "B-7781", "order 55123").
+_CODE = re.compile(r"\b(?=[A-Za-z-]*\d)[A-Za-z]{0,4}-?\d{3,10}\b")
+_REASONING = re.compile(
+    r"\b(why|explain|compare|difference|differences|versus|vs|pros and cons|what if|"
+    r"how come|step by step|calculate|which is better|recommend)\b"
+)
+_HIGH_STAKES = re.compile(
+    r"\b(refund|chargeback|charged twice|double charged|fraud|stolen|lawyer|legal|sue|"
+    r"complaint|cancel my|cancellation|emergency|injury|injured|allergic|allergy|reaction|"
+    r"dispute|unauthori[sz]ed)\b"
+)
+_SIMPLE = re.compile(
+    r"^(hi|hello|hey|yes|yeah|yep|no|nope|ok|okay|sure|thanks|thank you|great|perfect|"
+    r"sounds good|good morning|good afternoon|good evening|right|correct|that's right)\b"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TierPolicy:
+    """An agent's tier settings (its `llm_policy`)."""
+
+    default_tier: Tier = Tier.SLM
+    max_tier: Tier = Tier.PRO
+    escalate_when_unsure: bool = True
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TierPolicy:
+        """From the agent's stored JSON (unknown keys ignored, missing ones defaulted)."""
+        data = data or {}
+        return cls(
+            default_tier=Tier(data.get("default_tier", Tier.SLM)),
+            max_tier=Tier(data.get("max_tier", Tier.PRO)),
+            escalate_when_unsure=bool(data.get("escalate_when_unsure", True)),
+            min_confidence=float(data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFeatures:
+    """What the policy looks at."""
+
+    words: int
+    questions: int
+    caller_turns: int  # caller turns before this one
+    simple: bool  # a greeting, a thank-you, a yes or a no
+    reasoning: bool  # asks to explain, compare, recommend
+    high_stakes: tuple[str, ...]  # refund, legal, allergy...
+    frustrated: bool  # strongly negative wording
+    intents: frozenset[str]  # what the caller wants done (see _INTENT_PATTERNS)
+    codes: tuple[str, ...]  # order-like codes the caller said in recent turns
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The tier for a turn and the reasons, in the order they were applied."""
+
+    tier: Tier
+    reasons: tuple[str, ...]
+    features: TurnFeatures | None = field(default=None, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        """What the conversation record keeps."""
+        return {"tier": self.tier.value, "reasons": list(self.reasons)}
+
+
+def turn_features(history: Sequence[Message], text: str) -> TurnFeatures:
+    """Features of the caller's `text`, given the conversation so far."""
+    from app.conversation.sentiment import caller_sentiment
+
+    lowered = text.lower()
+    words = len(re.findall(r"[\w']+", text))
+    callers = [m.content for m in history if m.role == "user"]
+    recent = " ".join([*callers[-2:], text])
+    sentiment = caller_sentiment([text]) if words >= 3 else None
+    return TurnFeatures(
+        words=words,
+        questions=text.count("?"),
+        caller_turns=len(callers),
+        simple=words <= 6 and bool(_SIMPLE.match(lowered.strip(" .,!?"))),
+        reasoning=bool(_REASONING.search(lowered)),
+        high_stakes=tuple(sorted({m.group(0) for m in _HIGH_STAKES.finditer(lowered)})),
+        frustrated=sentiment is not None and sentiment <= -0.6,
+        intents=frozenset(n for n, p in _INTENT_PATTERNS.items() if p.search(lowered)),
+        codes=tuple(dict.fromkeys(c.upper() for c in _CODE.findall(recent))),
+    )
+
+
+def choose_tier(
+    features: TurnFeatures, policy: TierPolicy, *, tools_offered: bool
+) -> RouteDecision:
+    """The tier the turn needs, clamped to the agent's range."""
+    reasons: list[str] = []
+    if features.high_stakes:
+        tier = Tier.PRO
+        reasons.append(f"high stakes: {', '.join(features.high_stakes)}")
+    elif features.frustrated:
+        tier = Tier.PRO
+        reasons.append("caller sounds upset")
+    elif features.reasoning and (features.words > 20 or features.questions > 1):
+        tier = Tier.PRO
+        reasons.append("asks for reasoning over several points")
+    elif features.simple:
+        tier = Tier.SLM
+        reasons.append("simple turn")
+    elif tools_offered and features.intents & set(TOOL_INTENTS.values()):
+        tier = Tier.FLASH
+        reasons.append(f"tool use: {', '.join(sorted(features.intents))}")
+    elif features.questions > 1 or features.words > 25 or features.reasoning:
+        tier = Tier.FLASH
+        reasons.append("long or multi-part turn")
+    else:
+        tier = Tier.SLM
+        reasons.append("short single question")
+
+    if _rank(tier) < _rank(policy.default_tier):
+        tier = policy.default_tier
+        reasons.append(f"agent's default tier is {tier.value}")
+    if _rank(tier) > _rank(policy.max_tier):
+        tier = policy.max_tier
+        reasons.append(f"capped at the agent's max tier {tier.value}")
+    return RouteDecision(tier, tuple(reasons), features)
+
+
+def slm_tools(tools: Sequence[ToolSpec], features: TurnFeatures) -> list[ToolSpec]:
+    """The tools the small model may see on this turn, with grounded arguments constrained."""
+    offered: list[ToolSpec] = []
+    for tool in tools:
+        intent = TOOL_INTENTS.get(tool.name)
+        if intent is not None and intent not in features.intents:
+            continue
+        if tool.name == "check_order_status":
+            if not features.codes:
+                continue  # the model asks for the number instead of inventing one
+            tool = _constrain(tool, "order_id", features.codes)
+        offered.append(tool)
+    return offered
+
+
+def escalation_target(tier: Tier, policy: TierPolicy, available: Collection[Tier]) -> Tier | None:
+    """The tier an unsure SLM hands the turn to, if the agent and the deployment allow one."""
+    if tier is not Tier.SLM or not policy.escalate_when_unsure:
+        return None
+    for candidate in TIER_ORDER[1:]:
+        if candidate in available and _rank(candidate) <= _rank(policy.max_tier):
+            return candidate
+    return None
+
+
+def _constrain(tool: ToolSpec, argument: str, values: Sequence[str]) -> ToolSpec:
+    parameters = dict(tool.parameters)
+    properties = dict(parameters.get("properties", {}))
+    properties[argument] = {**properties.get(argument, {"type": "string"}), "enum": list(values)}
+    parameters["properties"] = properties
+    return replace(tool, parameters=parameters)
+
+
+def _rank(tier: Tier) -> int:
+    return TIER_ORDER.index(tier)

@@ -1,0 +1,418 @@
+"""The HTTP tools against real servers: the demo business API, and scripted servers that fail,
+flap or hang, all served by uvicorn on free local ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.conversation.tools import HttpTools, ToolContext, ToolOutcome
+from app.demo_backend import DemoData, create_demo_backend
+from app.llm.base import ToolCall
+from app.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+TODAY = date(2030, 5, 13)
+TOMORROW = (TODAY + timedelta(days=1)).isoformat()
+KEY = "demo-secret"
+CTX = ToolContext(
+    org_id="org-1",
+    agent_id="agent-1",
+    conversation_id="conv-1",
+    call_sid="CA0001",
+    caller_number="+15550199",
+)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread on a free port; yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+def make_settings(**values: Any) -> Settings:
+    """Settings with every tool URL and key unset unless given (the environment cannot leak in)."""
+    fields: dict[str, Any] = {
+        f"{prefix}_api_{kind}": None
+        for prefix in ("order", "inventory", "calendar", "crm", "handoff")
+        for kind in ("url", "key")
+    }
+    fields.update(tool_timeout_s=2.0, tool_retries=2)
+    fields.update(values)
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+
+
+def all_tools(url: str, key: str | None = KEY, **values: Any) -> Settings:
+    shared: dict[str, Any] = {}
+    for prefix in ("order", "inventory", "calendar", "crm", "handoff"):
+        shared[f"{prefix}_api_url"] = url
+        shared[f"{prefix}_api_key"] = key
+    return make_settings(**shared, **values)
+
+
+@dataclass
+class Demo:
+    url: str
+    data: DemoData
+    tools: HttpTools
+
+    async def call(self, tool: str, ctx: ToolContext = CTX, /, **arguments: Any) -> ToolOutcome:
+        return await self.tools.run(ToolCall(tool, arguments), ctx)
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[Demo]:
+    app = create_demo_backend(api_key=KEY, today=TODAY)
+    with serving(app) as url:
+        tools = HttpTools(all_tools(url))
+        try:
+            yield Demo(url, app.state.data, tools)
+        finally:
+            await tools.aclose()
+
+
+@dataclass
+class Scripted:
+    """A server that answers each request with the next scripted status (then `default`) and
+    keeps what it was sent. "hang" never answers in time."""
+
+    script: list[int | str] = field(default_factory=list)
+    default: int | str = 200
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def handle(request: Request) -> Response:
+            body = await request.body()
+            self.seen.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": dict(request.query_params),
+                    "headers": dict(request.headers),
+                    "body": body.decode(),
+                }
+            )
+            step = self.script.pop(0) if self.script else self.default
+            if step == "hang":
+                await asyncio.sleep(5)
+                return Response(status_code=204)
+            status = int(step)
+            if status >= 400:
+                return JSONResponse({"error": f"scripted {status}"}, status_code=status)
+            if request.method == "POST":
+                payload = {"appointment_id": "APT-9", "date": TOMORROW, "time": "11:00"}
+                return JSONResponse({**payload, "status": "confirmed"}, status_code=201)
+            return JSONResponse({"order_id": "A1042", "status": "shipped", "items": []})
+
+        paths = ["/orders/{order_id}", "/appointments", "/stock", "/customers", "/handoffs"]
+        return Starlette(routes=[Route(p, handle, methods=["GET", "POST"]) for p in paths])
+
+
+@contextmanager
+def scripted(*script: int | str, default: int | str = 200) -> Iterator[tuple[Scripted, str]]:
+    server = Scripted(list(script), default)
+    with serving(server.app()) as url:
+        yield server, url
+
+
+ORDER = ToolCall("check_order_status", {"order_id": "A1042"})
+BOOKING = ToolCall("book_appointment", {"name": "Ann", "date": TOMORROW, "time": "11:00"})
+
+
+# --- the demo business API --------------------------------------------------------------
+
+
+async def test_order_found(demo: Demo) -> None:
+    outcome = await demo.call("check_order_status", order_id="a 1042")
+    assert outcome.ok and outcome.spoken_fallback is None and outcome.error is None
+    assert outcome.arguments == {"order_id": "A1042"}
+    assert outcome.result["found"] is True
+    assert outcome.result["status"] == "shipped"
+    assert outcome.result["eta"] == TOMORROW
+    assert outcome.result["tracking_number"]
+    assert outcome.result["items"][0]["sku"] == "CR-200"
+    assert 0 < outcome.latency_s < 2
+
+
+async def test_order_not_found_is_an_answer_not_a_failure(demo: Demo) -> None:
+    outcome = await demo.call("check_order_status", order_id="Z9999")
+    assert outcome.ok
+    assert outcome.result == {"found": False, "order_id": "Z9999"}
+
+
+@pytest.mark.parametrize(
+    ("asked", "sku", "in_stock"),
+    [
+        ("croissants", "CR-200", True),
+        ("CR-210 croissant", "CR-210", True),
+        ("bagels", "BG-310", False),
+    ],
+)
+async def test_stock_by_name_or_sku(demo: Demo, asked: str, sku: str, in_stock: bool) -> None:
+    outcome = await demo.call("check_item_stock", item=asked)
+    assert outcome.ok and outcome.result["found"]
+    assert outcome.result["sku"] == sku
+    assert outcome.result["in_stock"] is in_stock
+    if not in_stock:
+        assert outcome.result["quantity"] == 0 and outcome.result["restock_date"] == TOMORROW
+
+
+async def test_stock_not_found(demo: Demo) -> None:
+    outcome = await demo.call("check_item_stock", item="baguette")
+    assert outcome.ok and outcome.result == {"found": False, "item": "baguette"}
+
+
+async def test_booking_is_confirmed_once_even_when_repeated(demo: Demo) -> None:
+    before = len(demo.data.appointments)
+    first = await demo.call("book_appointment", name="Ann", date=TOMORROW, time="2:30 pm")
+    assert first.ok
+    assert first.result == {
+        "booked": True,
+        "appointment_id": first.result["appointment_id"],
+        "date": TOMORROW,
+        "time": "14:30",
+        "status": "confirmed",
+    }
+    # The model calls the tool again with the same arguments: the same booking comes back.
+    again = await demo.call("book_appointment", name="Ann", date=TOMORROW, time="14:30")
+    assert again.result == first.result
+    assert len(demo.data.appointments) == before + 1
+    # Another call may book the same arguments (and is then told the slot is taken).
+    other = ToolContext("org-1", "agent-1", "conv-2", "CA0002", "+14155550123")
+    taken = await demo.call("book_appointment", other, name="Ann", date=TOMORROW, time="14:30")
+    assert taken.ok and taken.result["booked"] is False
+
+
+async def test_slot_taken_offers_alternatives(demo: Demo) -> None:
+    outcome = await demo.call("book_appointment", name="Bo", date=TOMORROW, time="10:00")
+    assert outcome.ok, "a taken slot is an answer the model can offer alternatives from"
+    assert outcome.result == {
+        "booked": False,
+        "reason": "slot_taken",
+        "date": TOMORROW,
+        "time": "10:00",
+        "alternatives": ["09:00", "09:30", "11:00"],
+    }
+    closed = await demo.call("book_appointment", name="Bo", date=TOMORROW, time="20:00")
+    assert closed.ok and closed.result["reason"] == "outside_hours"
+    assert closed.result["alternatives"] == ["15:30", "16:00", "16:30"]
+
+
+async def test_booking_in_the_past_is_rejected_with_the_reason(demo: Demo) -> None:
+    past = (TODAY - timedelta(days=1)).isoformat()
+    outcome = await demo.call("book_appointment", name="Bo", date=past, time="10:00")
+    assert not outcome.ok
+    assert "date_in_past" in outcome.result["error"]
+    assert outcome.spoken_fallback == "I couldn't book that appointment."
+
+
+async def test_customer_profile_defaults_to_the_caller(demo: Demo) -> None:
+    outcome = await demo.call("get_customer_profile")
+    assert outcome.ok and outcome.result["found"]
+    assert outcome.result["name"] == "Maria Lopez"
+    assert outcome.result["open_orders"] == ["A1042"]
+    other = await demo.call("get_customer_profile", phone="(415) 555-0123")
+    assert other.result["name"] == "James Chen"
+    stranger = await demo.call("get_customer_profile", phone="+15557770000")
+    assert stranger.ok and stranger.result == {"found": False, "phone": "+15557770000"}
+
+
+async def test_withheld_caller_number_asks_for_one_without_http() -> None:
+    with scripted() as (server, url):
+        tools = HttpTools(make_settings(crm_api_url=url))
+        ctx = ToolContext("org-1", "agent-1", "conv-1", "CA1", "Anonymous")
+        outcome = await tools.run(ToolCall("get_customer_profile", {}), ctx)
+        await tools.aclose()
+    assert not outcome.ok and "missing phone" in outcome.result["error"]
+    assert outcome.spoken_fallback == "Could you tell me the phone number on your account?"
+    assert server.seen == []
+
+
+async def test_handoff_is_recorded(demo: Demo) -> None:
+    transcript = [
+        {"role": "user", "text": "I want to speak to a person."},
+        {"role": "assistant", "text": "Of course, transferring you now."},
+    ]
+    outcome = await demo.tools.notify_handoff(
+        CTX, reason="asked for a person", summary="Order A1042 is late", transcript=transcript
+    )
+    assert outcome.ok and outcome.result == {"notified": True, "handoff_id": "H-0001"}
+    (recorded,) = demo.data.handoffs
+    assert recorded["call_sid"] == "CA0001" and recorded["caller"] == "+15550199"
+    assert recorded["summary"] == "Order A1042 is late"
+    assert recorded["transcript"] == transcript
+
+
+async def test_wrong_or_missing_key_is_a_failure(demo: Demo) -> None:
+    async with HttpTools(all_tools(demo.url, key=None)) as keyless:
+        outcome = await keyless.run(ORDER, CTX)
+    assert not outcome.ok
+    assert "refused our credentials (HTTP 401)" in outcome.result["error"]
+    assert outcome.spoken_fallback == "I can't reach our order system right now."
+
+
+# --- scripted servers: headers, retries, timeouts -----------------------------------------
+
+
+async def test_invalid_arguments_never_reach_the_server() -> None:
+    with scripted() as (server, url):
+        async with HttpTools(make_settings(calendar_api_url=url, order_api_url=url)) as tools:
+            booking = await tools.run(
+                ToolCall("book_appointment", {"name": "Ann", "time": "25:00"}), CTX
+            )
+            order = await tools.run(ToolCall("check_order_status", {"order_id": ""}), CTX)
+    assert not booking.ok and not order.ok
+    assert "missing date" in booking.result["error"]
+    assert "time is not valid" in booking.result["error"]
+    assert booking.spoken_fallback == "I need your name, a day and a time to book that."
+    assert order.spoken_fallback == "Could you tell me your order number?"
+    assert server.seen == []
+
+
+async def test_bearer_key_and_idempotency_key_are_sent() -> None:
+    with scripted() as (server, url):
+        settings = make_settings(
+            order_api_url=url, order_api_key="k-order", calendar_api_url=url + "/"
+        )
+        async with HttpTools(settings) as tools:
+            assert (await tools.run(ORDER, CTX)).ok
+            assert (await tools.run(BOOKING, CTX)).ok
+    get, post = server.seen
+    assert get["headers"]["authorization"] == "Bearer k-order"
+    assert "idempotency-key" not in get["headers"]
+    assert "authorization" not in post["headers"]  # no CALENDAR_API_KEY
+    assert post["headers"]["idempotency-key"].startswith("velox-")
+    assert post["path"] == "/appointments"
+
+
+async def test_agent_url_override_wins_and_never_gets_the_platform_key() -> None:
+    with scripted() as (platform, platform_url), scripted() as (agents, agent_url):
+        settings = make_settings(order_api_url=platform_url, order_api_key="k-order")
+        async with HttpTools(settings) as tools:
+            ctx = ToolContext(
+                "org-1", "agent-1", "c", "CA", None, {"check_order_status": agent_url}
+            )
+            assert (await tools.run(ORDER, ctx)).ok
+    assert platform.seen == []
+    (request,) = agents.seen
+    assert "authorization" not in request["headers"]
+
+
+async def test_503_then_200_is_retried() -> None:
+    with scripted(503, 503) as (server, url):
+        async with HttpTools(make_settings(order_api_url=url)) as tools:
+            outcome = await tools.run(ORDER, CTX)
+    assert outcome.ok and outcome.result["found"]
+    assert len(server.seen) == 3
+
+
+async def test_post_retried_after_500_with_the_same_idempotency_key() -> None:
+    with scripted(500) as (server, url):
+        async with HttpTools(make_settings(calendar_api_url=url)) as tools:
+            outcome = await tools.run(BOOKING, CTX)
+    assert outcome.ok and outcome.result["booked"]
+    first, second = server.seen
+    assert first["headers"]["idempotency-key"] == second["headers"]["idempotency-key"]
+    assert first["body"] == second["body"]
+
+
+async def test_retries_give_up_with_a_spoken_fallback() -> None:
+    with scripted(default=503) as (server, url):
+        async with HttpTools(make_settings(order_api_url=url, tool_retries=2)) as tools:
+            outcome = await tools.run(ORDER, CTX)
+    assert not outcome.ok
+    assert outcome.result == {"error": "the order system is unavailable (HTTP 503)"}
+    assert outcome.error == outcome.result["error"]
+    assert outcome.spoken_fallback == "I can't reach our order system right now."
+    assert len(server.seen) == 3
+    assert outcome.latency_s < 1.5  # backoff 0.1 s then 0.2 s
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_client_errors_are_not_retried(status: int) -> None:
+    with scripted(default=status) as (server, url):
+        async with HttpTools(make_settings(order_api_url=url)) as tools:
+            outcome = await tools.run(ORDER, CTX)
+    assert not outcome.ok
+    assert f"HTTP {status}: scripted {status}" in outcome.result["error"]
+    assert outcome.spoken_fallback == "I couldn't look up that order just now."
+    assert len(server.seen) == 1
+
+
+async def test_hanging_server_times_out_within_the_budget() -> None:
+    with scripted(default="hang") as (server, url):
+        async with HttpTools(make_settings(order_api_url=url, tool_timeout_s=0.5)) as tools:
+            started = time.perf_counter()
+            outcome = await tools.run(ORDER, CTX)
+            elapsed = time.perf_counter() - started
+    assert not outcome.ok
+    assert outcome.result == {"error": "the order system did not answer within 0.5 s"}
+    assert outcome.spoken_fallback == "I can't reach our order system right now."
+    assert elapsed < 1.0, "the tool's budget covers every attempt"
+
+
+async def test_unreachable_server_is_a_failure_not_an_exception() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()  # nothing listens there now
+    async with HttpTools(make_settings(order_api_url=url, handoff_api_url=url)) as tools:
+        outcome = await tools.run(ORDER, CTX)
+        handoff = await tools.notify_handoff(CTX, reason="r", summary="s", transcript=[])
+    assert not outcome.ok and "unreachable" in outcome.result["error"]
+    assert outcome.spoken_fallback == "I can't reach our order system right now."
+    assert not handoff.ok and handoff.spoken_fallback
+
+
+async def test_unknown_or_unconfigured_tools_are_failures() -> None:
+    async with HttpTools(make_settings()) as tools:
+        unknown = await tools.run(ToolCall("launch_rocket", {}), CTX)
+        unset = await tools.run(ORDER, CTX)
+    assert not unknown.ok and unknown.spoken_fallback
+    assert not unset.ok and "ORDER_API_URL" in unset.result["error"]
+
+
+async def test_available_drops_tools_without_urls_and_honours_overrides() -> None:
+    async with HttpTools(make_settings(order_api_url="http://orders.test/")) as tools:
+        names = ["end_call", "check_order_status", "book_appointment", "check_item_stock"]
+        assert tools.available(names) == ["check_order_status"]
+        overrides = {"book_appointment": "http://cal.test", "handoff": "http://team.test"}
+        assert tools.available(names, overrides) == ["check_order_status", "book_appointment"]
+        assert tools.base_url("check_order_status") == "http://orders.test"
+        assert tools.base_url("check_order_status", {"check_order_status": "http://o2"}) == (
+            "http://o2"
+        )
+        assert tools.base_url("handoff") is None
+        assert tools.base_url("handoff", overrides) == "http://team.test"
+        assert tools.base_url("end_call") is None

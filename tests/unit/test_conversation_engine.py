@@ -1,0 +1,290 @@
+"""The conversation engine with scripted models: routing records, the tool loop, flows, holding
+phrases, escalation of an unsure SLM and fallback from a failing cloud tier."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from app.conversation.agent import AgentProfile
+from app.conversation.engine import (
+    ConversationEngine,
+    ConversationState,
+    EndCall,
+    EngineEvent,
+    HoldingPhrase,
+    StepChanged,
+    ToolRan,
+    TurnResult,
+)
+from app.conversation.flows import validate_flow
+from app.conversation.grounding import Source
+from app.conversation.routing import TierPolicy
+from app.conversation.toolbox import ToolBox
+from app.conversation.tools import TOOL_NAMES, HttpTools
+from app.llm.base import Message, TextDelta, Tier, ToolCall
+from app.llm.router import TieredLLM
+from app.settings import Settings
+from tests.fakes import FakeLLM
+
+AGENT = AgentProfile(
+    id="a1",
+    name="Rosa's",
+    system_prompt="You answer the phone for Rosa's Bakery.",
+    greeting="Hi!",
+    org_id="o1",
+    tools=("end_call", "search_knowledge_base", "check_order_status"),
+    knowledge_base_id="kb1",
+)
+PASSAGE = Source("d1", "policy.md", "c1", 0, "Returns", "Returns are accepted for 45 days.")
+
+
+def make_engine(
+    slm: FakeLLM,
+    *,
+    cloud: FakeLLM | None = None,
+    lookup: Any = None,
+    settings: Settings | None = None,
+    holding_after_s: float = 1.0,
+) -> ConversationEngine:
+    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    tiers = {Tier.FLASH: cloud, Tier.PRO: cloud} if cloud is not None else {}
+    router = TieredLLM(slm=slm, tiers=tiers, first_event_timeout_s=0.3)
+    return ConversationEngine(
+        llm=router,
+        toolbox=ToolBox(http=HttpTools(settings), lookup=lookup),
+        served_tiers=router.served_tiers,
+        holding_after_s=holding_after_s,
+    )
+
+
+async def turn(
+    engine: ConversationEngine, state: ConversationState, text: str
+) -> tuple[list[EngineEvent], TurnResult]:
+    events = [e async for e in engine.respond(state, text)]
+    result = events[-1]
+    assert isinstance(result, TurnResult)
+    return events, result
+
+
+def spoken(events: list[EngineEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def test_a_plain_turn_records_its_tier_and_why() -> None:
+    slm = FakeLLM(replies=["We open at seven."])
+    events, result = await turn(make_engine(slm), ConversationState.start(AGENT), "Hi there!")
+    assert spoken(events) == "We open at seven."
+    assert result.tier is Tier.SLM and result.model == "fake-llm"
+    assert result.routing_record()["reasons"] == ["simple turn"]
+    assert result.tokens_by_tier() == {"slm": 10 + 4}
+
+
+async def test_without_gemini_a_flash_turn_is_served_locally_and_says_so() -> None:
+    slm = FakeLLM(replies=["Sure."])
+    long_question = "Could you tell me about your cakes and also whether you deliver? And when?"
+    _, result = await turn(make_engine(slm), ConversationState.start(AGENT), long_question)
+    assert result.decision is not None and result.decision.tier is Tier.FLASH
+    assert result.served[0].tier is Tier.SLM
+    assert result.served[0].reason == "no flash engine configured"
+
+
+async def test_tool_call_result_goes_back_to_the_model_and_into_history() -> None:
+    async def lookup(agent: AgentProfile, query: str) -> list[Source]:
+        assert query == "return policy"
+        return [PASSAGE]
+
+    slm = FakeLLM(
+        replies=[
+            ToolCall("search_knowledge_base", {"query": "return policy"}, "call_1"),
+            "You can return items within 45 days.",
+        ]
+    )
+    state = ConversationState.start(AGENT)
+    events, result = await turn(
+        make_engine(slm, lookup=lookup), state, "What is your return policy?"
+    )
+    ran = [e.outcome for e in events if isinstance(e, ToolRan)]
+    assert [(r.name, r.ok) for r in ran] == [("search_knowledge_base", True)]
+    assert spoken(events) == "You can return items within 45 days."
+    assert result.sources == [PASSAGE]  # cited like automatic context
+    call_message, tool_message = result.tool_messages
+    assert call_message.tool_calls[0].name == "search_knowledge_base"
+    assert tool_message.role == "tool" and "45 days" in tool_message.content
+    # The second request carries the call and its result.
+    assert slm.seen[-1][-2:] == [call_message, tool_message]
+
+
+async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
+    slm = FakeLLM(replies=[ToolCall("end_call", {"reason": "caller is done"}), "Goodbye!"])
+    events, _ = await turn(make_engine(slm), ConversationState.start(AGENT), "Thanks, bye!")
+    assert any(isinstance(e, EndCall) for e in events)
+    assert spoken(events) == "Goodbye!"
+    assert slm.offered[0] is not None and [t.name for t in slm.offered[0]] == ["end_call"]
+    assert slm.offered[1] is None  # after a result the SLM only speaks
+
+
+async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() -> None:
+    slm = FakeLLM(replies=["Could you give me the order number?", "One moment."])
+    engine = make_engine(slm, settings=Settings(_env_file=None, order_api_url="http://x"))  # type: ignore[call-arg]
+    state = ConversationState.start(AGENT)
+    await turn(engine, state, "Where is my order?")
+    assert slm.offered[0] is None  # no number said: nothing to look up
+    await turn(engine, state, "My order is A1042, where is it?")
+    (order_tool,) = slm.offered[1] or []
+    assert order_tool.parameters["properties"]["order_id"]["enum"] == ["A1042"]
+
+
+async def test_a_slow_tool_gets_a_holding_phrase() -> None:
+    async def slow_lookup(agent: AgentProfile, query: str) -> list[Source]:
+        await asyncio.sleep(0.3)
+        return [PASSAGE]
+
+    flash = FakeLLM(replies=[ToolCall("search_knowledge_base", {"query": "returns"}), "45 days."])
+    engine = make_engine(FakeLLM(), cloud=flash, lookup=slow_lookup, holding_after_s=0.1)
+    agent = replace(AGENT, policy=TierPolicy(default_tier=Tier.FLASH))
+    events, _ = await turn(engine, ConversationState.start(agent), "What's your return policy?")
+    kinds = [type(e).__name__ for e in events if not isinstance(e, TextDelta)]
+    assert kinds[:2] == ["HoldingPhrase", "ToolRan"]
+    assert [e.text for e in events if isinstance(e, HoldingPhrase)] == [
+        "Let me check that for you."
+    ]
+
+
+async def test_a_slow_model_gets_one_holding_phrase() -> None:
+    slm = FakeLLM(replies=["Here you go."], first_token_s=0.3)
+    engine = make_engine(slm, holding_after_s=0.1)
+    events, _ = await turn(engine, ConversationState.start(AGENT), "Hello?")
+    assert [e.text for e in events if isinstance(e, HoldingPhrase)] == ["One moment, please."]
+    assert spoken(events) == "Here you go."
+
+
+async def test_an_unsure_slm_escalates_to_flash() -> None:
+    slm = FakeLLM(replies=["Maybe."], confidence=0.3)
+    flash = FakeLLM(replies=["Our sourdough has a three-day ferment."], name="gemini")
+    events, result = await turn(
+        make_engine(slm, cloud=flash), ConversationState.start(AGENT), "Is the bread vegan?"
+    )
+    assert spoken(events) == "Our sourdough has a three-day ferment."  # nothing of the SLM's
+    assert [(r.tier, r.reason) for r in result.served] == [
+        (Tier.SLM, "routed"),
+        (Tier.FLASH, "slm unsure (0.30 < 0.60)"),
+    ]
+    assert result.tokens_by_tier() == {"flash": 10 + 6}
+
+
+async def test_a_sure_slm_keeps_the_turn() -> None:
+    slm = FakeLLM(replies=["Yes, it is."], confidence=0.9)
+    flash = FakeLLM(replies=["never"])
+    events, result = await turn(
+        make_engine(slm, cloud=flash), ConversationState.start(AGENT), "Is the bread vegan?"
+    )
+    assert spoken(events) == "Yes, it is." and flash.seen == []
+    assert result.tier is Tier.SLM
+
+
+async def test_an_agent_may_turn_escalation_off() -> None:
+    agent = replace(AGENT, policy=TierPolicy(escalate_when_unsure=False))
+    slm = FakeLLM(replies=["Maybe."], confidence=0.3)
+    flash = FakeLLM(replies=["never"])
+    events, _ = await turn(
+        make_engine(slm, cloud=flash), ConversationState.start(agent), "Is the bread vegan?"
+    )
+    assert spoken(events) == "Maybe."
+
+
+@pytest.mark.parametrize(
+    ("cloud", "reason"),
+    [
+        (FakeLLM(fail=ConnectionError("down")), "flash failed: ConnectionError"),
+        (FakeLLM(first_token_s=2.0), "flash failed: no answer in time"),
+    ],
+)
+async def test_a_failing_or_silent_cloud_tier_falls_back_to_the_slm(
+    cloud: FakeLLM, reason: str
+) -> None:
+    slm = FakeLLM(replies=["Local answer."])
+    question = "Can you compare your two cake sizes and tell me which one feeds twelve people?"
+    events, result = await turn(
+        make_engine(slm, cloud=cloud), ConversationState.start(AGENT), question
+    )
+    assert spoken(events) == "Local answer."
+    assert [r.reason for r in result.served][-1] == reason
+    assert result.tier is Tier.SLM
+
+
+async def test_agent_max_tier_caps_routing() -> None:
+    agent = replace(AGENT, policy=TierPolicy(max_tier=Tier.FLASH))
+    flash = FakeLLM(replies=["Sorry to hear that."], name="gemini")
+    _, result = await turn(
+        make_engine(FakeLLM(), cloud=flash),
+        ConversationState.start(agent),
+        "I want a refund, I was charged twice!",
+    )
+    assert result.decision is not None
+    assert result.decision.tier is Tier.FLASH
+    assert "capped at the agent's max tier flash" in result.decision.reasons
+
+
+FLOW = {
+    "start": "menu",
+    "nodes": [
+        {
+            "id": "menu",
+            "instructions": "Ask whether the caller wants orders or hours.",
+            "transitions": [
+                {"to": "orders", "when": "the caller asks about an order", "dtmf": "1"},
+                {"to": "hours", "when": "the caller asks about opening hours", "dtmf": "2"},
+            ],
+        },
+        {"id": "orders", "instructions": "Ask for the order number.", "end": True},
+        {"id": "hours", "instructions": "We open 7 to 6.", "end": True},
+    ],
+}
+
+
+async def test_flow_moves_on_when_the_model_calls_go_to_step() -> None:
+    agent = replace(AGENT, flow=validate_flow(FLOW, known_tools=TOOL_NAMES))
+    slm = FakeLLM(
+        replies=[ToolCall("go_to_step", {"step": "hours"}), "We open at seven, until six."]
+    )
+    state = ConversationState.start(agent)
+    assert "Ask whether the caller wants orders or hours." in state.system_message().content
+    events, result = await turn(make_engine(slm), state, "When do you open?")
+    assert [e for e in events if isinstance(e, StepChanged)] == [
+        StepChanged("menu", "hours", "model")
+    ]
+    assert result.node == "hours" and result.routing_record()["node"] == "hours"
+    # The reply after the move is written under the new step's instructions.
+    assert "We open 7 to 6." in slm.seen[1][0].content
+
+
+async def test_a_bad_step_is_reported_to_the_model_not_raised() -> None:
+    agent = replace(AGENT, flow=validate_flow(FLOW, known_tools=TOOL_NAMES))
+    slm = FakeLLM(replies=[ToolCall("go_to_step", {"step": "nowhere"}), "Sorry, orders or hours?"])
+    state = ConversationState.start(agent)
+    events, result = await turn(make_engine(slm), state, "Take me somewhere")
+    (ran,) = [e.outcome for e in events if isinstance(e, ToolRan)]
+    assert not ran.ok and state.flow is not None and state.flow.current == "menu"
+    assert result.tool_messages[-1].role == "tool"
+
+
+async def test_tool_rounds_are_bounded() -> None:
+    calls = [ToolCall("end_call", {}) for _ in range(10)]
+    slm = FakeLLM(replies=[*calls])
+    flash = FakeLLM(replies=[*calls, *calls])
+    engine = make_engine(slm, cloud=flash)
+    agent = replace(AGENT, policy=TierPolicy(default_tier=Tier.FLASH))
+    _, result = await turn(engine, ConversationState.start(agent), "Bye now, thanks!")
+    assert len(result.tool_runs) == 3
+    assert flash.offered[-1] is None  # the last round must speak
+
+
+async def test_history_is_left_to_the_caller_of_the_engine() -> None:
+    state = ConversationState.start(AGENT)
+    state.history.append(Message("user", "Hi"))
+    await turn(make_engine(FakeLLM()), state, "Hello?")
+    assert state.history == [Message("user", "Hi")]
