@@ -16,6 +16,7 @@ from app.api import (
     knowledge,
     live_calls,
     phone_numbers,
+    playground,
     voice,
 )
 from app.api.errors import FieldError, error_body
@@ -36,6 +37,7 @@ def create_app() -> FastAPI:
         api_keys.router,
         documents.router,
         knowledge.router,
+        playground.router,
     ):
         api.include_router(router)
 

@@ -454,10 +454,8 @@ class CallSession:
         logger.info("call %s: caller pressed %s", self.call_sid, digit)
         if self._detector.in_turn:
             return
-        flow = self.state.flow if self.state is not None else None
-        if flow is not None and (moved := flow.on_dtmf(digit)) is not None:
-            logger.info("call %s: keypad %s moves the flow to %s", self.call_sid, digit, moved.to)
-        self._start_turn(b"", committed=True, text=f"(The caller pressed {digit} on the keypad.)")
+        if self.state is not None:
+            self._start_turn(b"", committed=True, text=self.state.press(digit))
 
     # ----------------------------------------------------------------------------- responders
 

@@ -68,6 +68,13 @@ class ConversationState:
         flow = FlowState(agent.flow) if agent.flow is not None else None
         return cls(agent=agent, flow=flow, **ids)
 
+    def press(self, digit: str) -> str:
+        """The caller pressed a key: move the flow if the key leads somewhere, and return the
+        words the turn answers (the model hears the key press like speech)."""
+        if self.flow is not None and (moved := self.flow.on_dtmf(digit)) is not None:
+            logger.info("keypad %s moves the flow to %s", digit, moved.to)
+        return f"(The caller pressed {digit} on the keypad.)"
+
     def system_message(self) -> Message:
         """The agent's prompt plus the current flow step's instructions."""
         if self.flow is None:
@@ -265,9 +272,9 @@ class ConversationEngine:
         self, specs: list[ToolSpec], features: TurnFeatures, result: TurnResult
     ) -> list[ToolSpec]:
         # After a tool result the small model only has to say it; offering tools again invites
-        # it to call the same tool in a loop. Passages found automatically make its own search
-        # redundant.
-        if result.tool_runs:
+        # it to call the same tool in a loop (a step change is different: the new step's tools
+        # are what it needs next). Passages found automatically make its own search redundant.
+        if any(run.name != TRANSITION_TOOL for run in result.tool_runs):
             return []
         if result.sources:
             specs = [s for s in specs if s.name != "search_knowledge_base"]

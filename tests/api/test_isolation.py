@@ -57,6 +57,7 @@ CASES = [
     Case("GET", "/api/knowledge-bases", 200, leaks_in_list=True),
     Case("POST", "/api/knowledge-bases", 201, body={"name": "Manuals"}),  # A's name, B's own KB
     Case("POST", "/api/knowledge/search", 404, body={"query": "x", "knowledge_base_id": "{kb}"}),
+    Case("POST", "/api/playground/chat", 404, body={"agent_id": "{agent}", "message": "hi"}),
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +22,7 @@ from app.conversation.tools import HttpTools, ToolContext, ToolOutcome
 from app.demo_backend import DemoData, create_demo_backend
 from app.llm.base import ToolCall
 from app.settings import Settings
+from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
 
@@ -37,28 +36,6 @@ CTX = ToolContext(
     call_sid="CA0001",
     caller_number="+15550199",
 )
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on a free port; yield its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
 
 
 def make_settings(**values: Any) -> Settings:

@@ -1,0 +1,316 @@
+"""`/api/playground/chat`: talk to an agent in text, through the same engine as phone calls.
+
+Each message runs one engine turn (prompt, routing, tools, knowledge, flow) and is stored in a
+conversation marked `channel = "playground"`, so the dashboard shows it beside the calls. Send
+the returned `conversation_id` back to continue; `stream: true` answers with server-sent events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
+from app.api.errors import responses
+from app.calls.costs import CallUsage, cost_breakdown
+from app.calls.directory import profile_of
+from app.calls.hub import CallHub
+from app.conversation.agent import AgentProfile
+from app.conversation.engine import (
+    ConversationState,
+    EndCall,
+    EngineEvent,
+    HoldingPhrase,
+    StepChanged,
+    ToolRan,
+    TurnResult,
+)
+from app.conversation.flows import FlowSpec, FlowState
+from app.db.models import Agent, Conversation
+from app.db.models import Message as MessageRow
+from app.llm.base import Message, TextDelta, ToolCall
+
+router = APIRouter(
+    prefix="/api/playground", tags=["playground"], responses=responses(401, 404, 409, 422)
+)
+
+
+class ChatRequest(BaseModel):
+    """One message to the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: uuid.UUID
+    message: str | None = Field(default=None, min_length=1, max_length=4000)
+    dtmf: str | None = Field(
+        default=None, pattern=r"^[0-9*#]$", description="a keypad press instead of a message"
+    )
+    conversation_id: uuid.UUID | None = Field(
+        default=None, description="continue this playground conversation (else a new one)"
+    )
+    stream: bool = Field(default=False, description="answer with server-sent events")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ChatRequest:
+        if (self.message is None) == (self.dtmf is None):
+            raise ValueError("send either a message or a dtmf key")
+        return self
+
+
+class ToolRun(BaseModel):
+    """A tool the agent called, with what came back."""
+
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    result: dict[str, Any]
+    latency_s: float
+    error: str | None
+
+
+class Passage(BaseModel):
+    """A knowledge-base passage the reply could draw on."""
+
+    document_id: str
+    document_name: str
+    chunk_id: str
+    position: int
+    heading: str | None
+    text: str
+
+
+class ChatReply(BaseModel):
+    """The agent's answer and everything that produced it."""
+
+    conversation_id: uuid.UUID
+    reply: str
+    tier: str | None
+    model: str | None
+    routing: dict[str, Any]
+    tool_calls: list[ToolRun]
+    passages: list[Passage]
+    node: str | None
+    holding_phrases: list[str]
+    ended: bool = Field(description="the agent ended the conversation (end_call)")
+    latency: dict[str, float | None]
+
+
+@router.post(
+    "/chat",
+    summary="Chat with an agent",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat(
+    body: ChatRequest, request: Request, session: TenantSession, principal: CurrentPrincipal
+) -> Any:
+    """One turn of a text conversation with the agent, as it would go on a call."""
+    hub: CallHub = request.app.state.hub
+    row = await get_or_404(session, Agent, body.agent_id, "agent")
+    agent = profile_of(row)
+    conversation = await _conversation(session, body, principal.org_id)
+    state = await _state(session, conversation, agent)
+    await session.commit()  # the conversation exists before the (slow) turn runs
+    text = body.message if body.message is not None else state.press(body.dtmf or "")
+    turn = _PlaygroundTurn(hub, state, text, conversation.id)
+    if body.stream:
+        return StreamingResponse(
+            _sse(turn, request, principal.org_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    async for _ in turn.events():
+        pass
+    return await _save(request, principal.org_id, turn)
+
+
+class _PlaygroundTurn:
+    """Runs the engine for one message and keeps what the reply needs."""
+
+    def __init__(
+        self, hub: CallHub, state: ConversationState, text: str, conversation_id: uuid.UUID
+    ) -> None:
+        self.hub = hub
+        self.state = state
+        self.text = text
+        self.conversation_id = conversation_id
+        self.result = TurnResult()
+        self.holding: list[str] = []
+        self.ended = False
+        self.started = time.monotonic()
+        self.grounding_s = 0.0
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        sources = await self.hub.lookup(self.state.agent, self.text)
+        self.grounding_s = time.monotonic() - self.started
+        async for event in self.hub.conversation.respond(self.state, self.text, sources):
+            if isinstance(event, HoldingPhrase):
+                self.holding.append(event.text)
+            elif isinstance(event, EndCall):
+                self.ended = True
+            elif isinstance(event, TurnResult):
+                self.result = event
+            yield event
+
+    def reply(self) -> ChatReply:
+        result = self.result
+        return ChatReply(
+            conversation_id=self.conversation_id,
+            reply=result.text,
+            tier=result.tier.value if result.tier else None,
+            model=result.model,
+            routing=result.routing_record(),
+            tool_calls=[ToolRun(**run.record()) for run in result.tool_runs],
+            passages=[Passage(**asdict(s)) for s in result.sources],
+            node=result.node,
+            holding_phrases=self.holding,
+            ended=self.ended,
+            latency={
+                "knowledge_s": round(self.grounding_s, 3),
+                "first_text_s": _round(result.first_text_s),
+                "total_s": round(time.monotonic() - self.started, 3),
+            },
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None
+
+
+async def _sse(turn: _PlaygroundTurn, request: Request, org_id: uuid.UUID) -> AsyncIterator[str]:
+    """`text` events as the reply is generated, `holding`, `tool` and `step` as they happen,
+    and one `done` with the whole ChatReply (saved by then)."""
+    async for event in turn.events():
+        if isinstance(event, TextDelta):
+            yield _event("text", {"text": event.text})
+        elif isinstance(event, HoldingPhrase):
+            yield _event("holding", {"text": event.text})
+        elif isinstance(event, ToolRan):
+            yield _event("tool", event.outcome.record())
+        elif isinstance(event, StepChanged):
+            yield _event("step", {"from": event.from_node, "to": event.to_node, "via": event.via})
+    reply = await _save(request, org_id, turn)
+    yield _event("done", reply.model_dump(mode="json"))
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def _conversation(
+    session: AsyncSession, body: ChatRequest, org_id: uuid.UUID
+) -> Conversation:
+    if body.conversation_id is None:
+        conversation = Conversation(
+            agent_id=body.agent_id, channel="playground", status="in_progress"
+        )
+        session.add(conversation)
+        await session.flush()
+        return conversation
+    conversation = await get_or_404(session, Conversation, body.conversation_id, "conversation")
+    if conversation.channel != "playground" or conversation.agent_id != body.agent_id:
+        raise HTTPException(
+            409, f"conversation {conversation.id} is not a playground chat with this agent"
+        )
+    if conversation.status != "in_progress":
+        raise HTTPException(409, f"conversation {conversation.id} has ended; start a new one")
+    return conversation
+
+
+async def _state(
+    session: AsyncSession, conversation: Conversation, agent: AgentProfile
+) -> ConversationState:
+    """The conversation as the engine left it: history (with tool calls) and flow step."""
+    rows = await session.scalars(
+        select(MessageRow)
+        .where(MessageRow.conversation_id == conversation.id)
+        .order_by(MessageRow.seq)
+    )
+    history: list[Message] = []
+    for row in rows:
+        if row.role == "caller":
+            history.append(Message("user", row.text))
+            continue
+        calls = [
+            ToolCall(c["name"], c.get("arguments") or {}, f"call_{row.seq}_{i}")
+            for i, c in enumerate(row.tool_calls or [])
+        ]
+        if calls:
+            history.append(Message("assistant", "", tool_calls=tuple(calls)))
+            history.extend(
+                Message(
+                    "tool", json.dumps(c.get("result") or {}), name=call.name, tool_call_id=call.id
+                )
+                for c, call in zip(row.tool_calls, calls, strict=True)
+            )
+        if row.text:
+            history.append(Message("assistant", row.text))
+    flow = None
+    if agent.flow is not None:
+        node = conversation.current_node
+        flow = FlowState(agent.flow, node if node and _has_node(agent.flow, node) else None)
+    return ConversationState(
+        agent=agent,
+        history=history,
+        flow=flow,
+        conversation_id=str(conversation.id),
+        channel="playground",
+    )
+
+
+def _has_node(flow: FlowSpec, node: str) -> bool:
+    return any(n.id == node for n in flow.nodes)
+
+
+async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> ChatReply:
+    """Store the exchange and the conversation's running cost; return the reply."""
+    reply = turn.reply()
+    result = turn.result
+    async with db_of(request).tenant(org_id) as session:
+        conversation = await get_or_404(session, Conversation, turn.conversation_id, "conversation")
+        seq = (
+            await session.scalar(
+                select(func.coalesce(func.max(MessageRow.seq), 0)).where(
+                    MessageRow.conversation_id == conversation.id
+                )
+            )
+            or 0
+        )
+        session.add(
+            MessageRow(conversation_id=conversation.id, seq=seq + 1, role="caller", text=turn.text)
+        )
+        session.add(
+            MessageRow(
+                conversation_id=conversation.id,
+                seq=seq + 2,
+                role="agent",
+                text=result.text,
+                intended_text=result.text,
+                tool_calls=[run.record() for run in result.tool_runs],
+                citations=[s.citation() for s in result.sources],
+                routing=result.routing_record(),
+                latency={k: v for k, v in reply.latency.items() if v is not None},
+                model=result.model,
+            )
+        )
+        tokens = dict(conversation.cost.get("llm_tokens") or {})
+        for tier, spent in result.tokens_by_tier().items():
+            tokens[tier] = tokens.get(tier, 0) + spent
+        settings = request.app.state.settings
+        conversation.cost = cost_breakdown(CallUsage(llm_tokens=tokens), 0.0, settings)
+        conversation.current_node = result.node
+        if turn.ended:
+            conversation.status = "completed"
+            conversation.end_reason = "the agent ended the conversation"
+            conversation.ended_at = func.now()
+        await session.commit()
+    return reply

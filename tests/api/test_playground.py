@@ -1,0 +1,313 @@
+"""`POST /api/playground/chat`: the engine of calls, over HTTP, stored as playground
+conversations. The model is scripted here (its real behaviour is tested in integration); the
+tools run for real against the demo business API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.llm.base import ToolCall
+from app.services import Services
+from app.settings import Settings
+from tests.api.conftest import Tenant, agent_body, assert_error
+from tests.fakes import FakeLLM
+from tests.fakes.serving import serving
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def demo_backend() -> Iterator[str]:
+    from app.demo_backend import create_demo_backend
+
+    with serving(create_demo_backend()) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(settings: Settings, demo_backend: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "order_api_url": demo_backend,
+            "handoff_api_url": demo_backend,
+            "transfer_number": "+15550100",
+        }
+    )
+
+
+def script(services: Services, *replies: str | ToolCall) -> FakeLLM:
+    llm = services.hub.engines.llm
+    assert isinstance(llm, FakeLLM)
+    llm.replies = list(replies)
+    return llm
+
+
+async def make_agent(tenant: Tenant, **fields: Any) -> str:
+    created = await tenant.client.post("/api/agents", json=agent_body(**fields))
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+async def chat(tenant: Tenant, agent: str, conversation: str | None = None, **body: Any) -> Any:
+    response = await tenant.client.post(
+        "/api/playground/chat",
+        json={"agent_id": agent, "conversation_id": conversation, **body},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_chat_is_a_stored_playground_conversation(
+    org_a: Tenant, services: Services
+) -> None:
+    llm = script(services, "We open at seven.", "Until six.")
+    agent = await make_agent(org_a)
+    first = await chat(org_a, agent, message="Hi there!")
+    assert first["reply"] == "We open at seven."
+    assert first["tier"] == "slm" and first["routing"]["reasons"] == ["simple turn"]
+    assert first["latency"]["total_s"] >= first["latency"]["first_text_s"] > 0
+    second = await chat(org_a, agent, first["conversation_id"], message="And when do you close?")
+    assert second["conversation_id"] == first["conversation_id"]
+    # The second turn sees the first exchange.
+    texts = [m.content for m in llm.seen[-1]]
+    assert texts[1:] == ["Hi there!", "We open at seven.", "And when do you close?"]
+
+    stored = (await org_a.client.get(f"/api/conversations/{first['conversation_id']}")).json()
+    assert stored["channel"] == "playground"
+    assert [(m["role"], m["text"]) for m in stored["messages"]] == [
+        ("caller", "Hi there!"),
+        ("agent", "We open at seven."),
+        ("caller", "And when do you close?"),
+        ("agent", "Until six."),
+    ]
+
+
+async def test_tool_calls_run_against_the_business_api_and_are_shown(
+    org_a: Tenant, services: Services
+) -> None:
+    script(
+        services,
+        ToolCall("check_order_status", {"order_id": "A1042"}),
+        "Your order is on its way.",
+    )
+    agent = await make_agent(org_a, tools=["check_order_status"])
+    reply = await chat(org_a, agent, message="Where is my order A1042?")
+    (run,) = reply["tool_calls"]
+    assert run["name"] == "check_order_status" and run["ok"] is True
+    assert run["result"]["order_id"] == "A1042" and run["result"]["status"]
+    assert reply["reply"] == "Your order is on its way."
+    stored = (await org_a.client.get(f"/api/conversations/{reply['conversation_id']}")).json()
+    agent_message = stored["messages"][-1]
+    assert agent_message["tool_calls"][0]["name"] == "check_order_status"
+
+
+async def test_a_business_api_that_is_down_gets_a_spoken_fallback(
+    org_a: Tenant, services: Services
+) -> None:
+    script(services, ToolCall("check_order_status", {"order_id": "A1042"}), "never said")
+    agent = await make_agent(
+        org_a,
+        tools=["check_order_status"],
+        # Nothing listens on the discard port: the agent's own order API is down.
+        tool_settings={"urls": {"check_order_status": "http://127.0.0.1:9"}},
+    )
+    reply = await chat(org_a, agent, message="Where is my order A1042?")
+    (run,) = reply["tool_calls"]
+    assert run["ok"] is False and run["error"]
+    assert reply["reply"] and reply["reply"] != "never said"
+
+
+async def test_transfer_in_the_playground_is_simulated_and_notifies_the_handoff_api(
+    org_a: Tenant, services: Services
+) -> None:
+    script(services, ToolCall("transfer_to_agent", {"reason": "wants a person"}), "Connecting.")
+    agent = await make_agent(org_a, tools=["transfer_to_agent"])
+    reply = await chat(org_a, agent, message="Can I talk to a real person?")
+    (run,) = reply["tool_calls"]
+    assert run["result"] == {
+        "transferred": False,
+        "simulated": True,
+        "to": "+15550100",
+        "summary": "wants a person",
+    }
+
+
+async def test_end_call_ends_the_conversation(org_a: Tenant, services: Services) -> None:
+    script(services, ToolCall("end_call", {"reason": "done"}), "Goodbye!")
+    agent = await make_agent(org_a, tools=["end_call"])
+    reply = await chat(org_a, agent, message="That's all, bye!")
+    assert reply["ended"] is True and reply["reply"] == "Goodbye!"
+    again = await org_a.client.post(
+        "/api/playground/chat",
+        json={"agent_id": agent, "conversation_id": reply["conversation_id"], "message": "Hi?"},
+    )
+    assert_error(again, 409, "conflict")
+
+
+async def test_streaming_sends_text_then_the_whole_reply(org_a: Tenant, services: Services) -> None:
+    script(services, ToolCall("check_order_status", {"order_id": "A1042"}), "It ships today.")
+    agent = await make_agent(org_a, tools=["check_order_status"])
+    async with org_a.client.stream(
+        "POST",
+        "/api/playground/chat",
+        json={"agent_id": agent, "message": "Order A1042?", "stream": True},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = (await response.aread()).decode()
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("data: ", 1)[1]))
+        for block in body.strip().split("\n\n")
+    ]
+    names = [name for name, _ in events]
+    assert names[0] == "tool" and names[-1] == "done" and "text" in names
+    assert "".join(d["text"] for n, d in events if n == "text") == "It ships today."
+    assert events[-1][1]["reply"] == "It ships today."
+
+
+LINEAR = {
+    "start": "name",
+    "nodes": [
+        {
+            "id": "name",
+            "instructions": "Ask for the caller's name.",
+            "transitions": [{"to": "reason", "when": "the caller gave their name"}],
+        },
+        {
+            "id": "reason",
+            "instructions": "Ask why they are calling.",
+            "transitions": [{"to": "confirm", "when": "the caller said why"}],
+        },
+        {"id": "confirm", "instructions": "Confirm and say goodbye.", "end": True},
+    ],
+}
+BRANCHING = {
+    "start": "menu",
+    "nodes": [
+        {
+            "id": "menu",
+            "instructions": "Ask: orders or opening hours?",
+            "transitions": [
+                {"to": "orders", "when": "the caller asks about an order"},
+                {"to": "hours", "when": "the caller asks about opening hours"},
+            ],
+        },
+        {"id": "orders", "instructions": "Help with the order.", "tools": ["check_order_status"]},
+        {"id": "hours", "instructions": "We open 7 to 6."},
+    ],
+}
+DTMF_MENU = {
+    "start": "menu",
+    "nodes": [
+        {
+            "id": "menu",
+            "instructions": "Say: press 1 for orders, 2 for hours, 3 for a person.",
+            "transitions": [
+                {"to": "orders", "dtmf": "1"},
+                {"to": "hours", "dtmf": "2"},
+                {"to": "person", "dtmf": "3"},
+            ],
+        },
+        {"id": "orders", "instructions": "Ask for the order number."},
+        {"id": "hours", "instructions": "Say we open 7 to 6."},
+        {"id": "person", "instructions": "Say a colleague will call back."},
+    ],
+}
+
+
+async def test_linear_intake_flow_walks_to_the_end(org_a: Tenant, services: Services) -> None:
+    llm = script(
+        services,
+        "May I have your name?",
+        ToolCall("go_to_step", {"step": "reason"}),
+        "Thanks Ann. Why are you calling?",
+        ToolCall("go_to_step", {"step": "confirm"}),
+        "Got it, we'll call you back. Goodbye!",
+    )
+    agent = await make_agent(org_a, flow=LINEAR)
+    first = await chat(org_a, agent, message="Hello")
+    assert first["node"] == "name"
+    second = await chat(org_a, agent, first["conversation_id"], message="I'm Ann.")
+    assert second["node"] == "reason" and second["tool_calls"][0]["name"] == "go_to_step"
+    third = await chat(org_a, agent, first["conversation_id"], message="My cake order.")
+    assert third["node"] == "confirm"
+    assert "Confirm and say goodbye." in llm.seen[-1][0].content
+    stored = (await org_a.client.get(f"/api/conversations/{first['conversation_id']}")).json()
+    assert stored["current_node"] == "confirm"
+
+
+async def test_branching_flow_takes_the_branch_the_model_picks(
+    org_a: Tenant, services: Services
+) -> None:
+    llm = script(
+        services,
+        ToolCall("go_to_step", {"step": "orders"}),
+        ToolCall("check_order_status", {"order_id": "A1042"}),
+        "It is on its way.",
+    )
+    agent = await make_agent(org_a, tools=["check_order_status"], flow=BRANCHING)
+    reply = await chat(org_a, agent, message="Where is my order A1042?")
+    assert [t["name"] for t in reply["tool_calls"]] == ["go_to_step", "check_order_status"]
+    assert reply["node"] == "orders" and reply["reply"] == "It is on its way."
+    # At the menu only go_to_step is offered; at the orders step, the order tool.
+    offered = [[t.name for t in tools or []] for tools in llm.offered]
+    assert offered[0] == [] or offered[0] == ["go_to_step"]
+
+
+async def test_dtmf_menu_moves_on_the_key_pressed(org_a: Tenant, services: Services) -> None:
+    llm = script(services, "Press 1 for orders, 2 for hours.", "We open 7 to 6.")
+    agent = await make_agent(org_a, flow=DTMF_MENU)
+    first = await chat(org_a, agent, message="Hi")
+    second = await chat(org_a, agent, first["conversation_id"], dtmf="2")
+    assert second["node"] == "hours"
+    assert "Say we open 7 to 6." in llm.seen[-1][0].content
+    assert llm.seen[-1][-1].content == "(The caller pressed 2 on the keypad.)"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": "hi", "dtmf": "1"},
+        {},
+        {"message": ""},
+        {"dtmf": "x"},
+    ],
+    ids=["both", "neither", "empty", "bad-key"],
+)
+async def test_bad_bodies_are_422(org_a: Tenant, body: dict[str, Any]) -> None:
+    agent = await make_agent(org_a)
+    response = await org_a.client.post("/api/playground/chat", json={"agent_id": agent, **body})
+    assert_error(response, 422, "invalid_request")
+
+
+async def test_a_phone_conversation_cannot_be_continued_here(
+    org_a: Tenant, services: Services
+) -> None:
+    from app.db.models import Conversation
+
+    agent = await make_agent(org_a)
+    async with services.db.tenant(org_a.org_id) as session:
+        call = Conversation(agent_id=agent, channel="phone", status="in_progress")
+        session.add(call)
+        await session.commit()
+    response = await org_a.client.post(
+        "/api/playground/chat",
+        json={"agent_id": agent, "conversation_id": str(call.id), "message": "hi"},
+    )
+    assert_error(response, 409, "conflict")
+
+
+async def test_another_orgs_playground_conversation_is_404(
+    org_a: Tenant, org_b: Tenant, services: Services
+) -> None:
+    script(services, "Hello A.")
+    a_chat = await chat(org_a, await make_agent(org_a), message="Hi")
+    b_agent = await make_agent(org_b)
+    response = await org_b.client.post(
+        "/api/playground/chat",
+        json={"agent_id": b_agent, "conversation_id": a_chat["conversation_id"], "message": "hi"},
+    )
+    assert_error(response, 404, "not_found")
