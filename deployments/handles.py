@@ -47,10 +47,12 @@ class HandleLLM:
         messages: list[Message],
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
+        *args: Any,
         **routing: Any,
     ) -> AsyncIterator[LLMEvent]:
-        """Stream the deployment's events."""
-        generator = self._handle.stream.remote(messages, tools, tier, **routing)
+        """Stream the deployment's events (`args`: the SLM's tool_choice; `routing`: the
+        router's options)."""
+        generator = self._handle.stream.remote(messages, tools, tier, *args, **routing)
         try:
             async for event in generator:
                 yield event

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from ray import serve
 
 from app.engines import build_slm, prewarm
-from app.llm.base import LLMEvent, Message, Tier, ToolSpec
+from app.llm.base import LLMEvent, Message, Tier, ToolChoice, ToolSpec
 from app.settings import get_settings
 
 
@@ -21,8 +21,12 @@ class SLMDeployment:
         await prewarm(self.engine, settings.velox_system_prompt)
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Reply events for `messages`."""
-        async for event in self.engine.stream(messages, tools, tier):
+        async for event in self.engine.stream(messages, tools, tier, tool_choice):
             yield event

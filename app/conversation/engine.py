@@ -16,12 +16,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import TRANSITION_TOOL, FlowState, FlowTransitionError
 from app.conversation.grounding import Source, grounded_question
 from app.conversation.routing import (
+    TOOL_INTENTS,
     RouteDecision,
     TurnFeatures,
     choose_tier,
@@ -38,6 +40,7 @@ from app.llm.base import (
     TextDelta,
     Tier,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -61,6 +64,7 @@ class ConversationState:
     call_sid: str | None = None
     caller_number: str | None = None
     channel: Literal["phone", "playground"] = "phone"
+    today: date = field(default_factory=date.today)  # bookings need it to write dates
 
     @classmethod
     def start(cls, agent: AgentProfile, **ids: Any) -> ConversationState:
@@ -76,10 +80,12 @@ class ConversationState:
         return f"(The caller pressed {digit} on the keypad.)"
 
     def system_message(self) -> Message:
-        """The agent's prompt plus the current flow step's instructions."""
-        if self.flow is None:
-            return Message("system", self.agent.system_prompt)
-        return Message("system", f"{self.agent.system_prompt}\n\n{self.flow.instructions()}")
+        """The agent's prompt, today's date, and the current flow step's instructions."""
+        # After the agent's prompt, so every conversation shares that prefix's KV cache.
+        parts = [self.agent.system_prompt, f"Today is {self.today:%A} {self.today.isoformat()}."]
+        if self.flow is not None:
+            parts.append(self.flow.instructions())
+        return Message("system", "\n\n".join(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +196,7 @@ class ConversationEngine:
         """
         started = self._clock()
         result = TurnResult(sources=list(sources or []))
-        features = turn_features(state.history, text)
+        features = turn_features(state.history, text, state.today)
         specs = self._toolbox.specs(state)
         decision = choose_tier(features, state.agent.policy, tools_offered=bool(specs))
         result.decision = decision
@@ -211,6 +217,7 @@ class ConversationEngine:
                 escalate_to=escalate_to,
                 min_confidence=state.agent.policy.min_confidence,
                 escalation_tools=specs or None,
+                slm_tool_choice=_slm_tool_choice(offered),
             )
             calls: list[ToolCall] = []
             spoken = ""
@@ -347,6 +354,16 @@ class ConversationEngine:
             if isinstance(event, TextDelta | ToolCall):
                 waiting = False
             yield event
+
+
+def _slm_tool_choice(offered: list[ToolSpec]) -> ToolChoice:
+    """Require a call when the SLM was offered a tool the turn gives grounds for.
+
+    Those tools are offered only when the caller asked for what they do (routing.slm_tools), so
+    a call is what the turn needs; left to choose, the 0.5B model often describes the call in
+    words instead of making it. Which tool, and its arguments, it still picks under the grammar.
+    """
+    return "required" if any(t.name in TOOL_INTENTS for t in offered) else "auto"
 
 
 def _outcome(call: ToolCall, ok: bool, result: dict[str, Any]) -> ToolOutcome:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Any
 
 from app.llm.base import Message, Tier, ToolSpec
@@ -29,7 +30,7 @@ DEFAULT_MIN_CONFIDENCE = 0.6
 # Caller intents a tool serves, recognised by the words that ask for them.
 _INTENT_PATTERNS: dict[str, re.Pattern[str]] = {
     "human": re.compile(
-        r"\b(human|person|people|someone|somebody|agent|representative|rep|operator|manager|"
+        r"\b(human|person|someone|somebody|agent|representative|rep|operator|manager|"
         r"supervisor|transfer|real person|speak to|talk to)\b"
     ),
     "goodbye": re.compile(
@@ -43,6 +44,9 @@ _INTENT_PATTERNS: dict[str, re.Pattern[str]] = {
     "booking": re.compile(r"\b(book|booking|appointment|schedule|reserve|reservation|slot)\b"),
     "account": re.compile(r"\b(my account|my profile|my details|membership|loyalty|points)\b"),
 }
+# Intents that carry over a few turns ("where's my order?" ... "it's A1001"); asking for a
+# person or saying goodbye counts only in the turn that says it.
+_LASTING_INTENTS = frozenset({"order", "stock", "booking", "account"})
 # Which intent makes each tool worth offering to the small model.
 TOOL_INTENTS: dict[str, str] = {
     "transfer_to_agent": "human",
@@ -55,6 +59,33 @@ TOOL_INTENTS: dict[str, str] = {
 # An order number as callers say it: letters and digits with at least one digit ("A1042",
 # "B-7781", "order 55123").
 _CODE = re.compile(r"\b(?=[A-Za-z-]*\d)[A-Za-z]{0,4}-?\d{3,10}\b")
+# A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "noon".
+_CLOCK = re.compile(
+    r"\b(?:(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|o'clock)|(\d{1,2}):(\d{2})|(noon))"
+)
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        "january february march april may june july august september october november "
+        "december".split()
+    )
+}
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_SPOKEN_DATE = re.compile(
+    rf"\b(\d{{4}})-(\d{{2}})-(\d{{2}})\b|\b{_MONTH}\s+{_DAY}\b|\b{_DAY}\s+(?:of\s+)?{_MONTH}\b"
+    rf"|\b(today|tomorrow)\b|\b(?:on|next|this)\s+({'|'.join(_WEEKDAYS)})\b"
+)
+# Names as speech-to-text writes them: capitalised words, not the words that start sentences
+# or name days and months.
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z']+(?:\s+[A-Z][a-z']+)*\b")
+_NOT_NAMES = frozenset(
+    "I Hi Hello Hey Yes No Okay Ok Thanks Thank Please Can Could Would Will I'd I'm My The "
+    "This That What When Where Why How Is Are Do Does Book Sure Great Monday Tuesday Wednesday "
+    "Thursday Friday Saturday Sunday January February March April May June July August "
+    "September October November December Today Tomorrow Next And But So Also Just".split()
+)
 _REASONING = re.compile(
     r"\b(why|explain|compare|difference|differences|versus|vs|pros and cons|what if|"
     r"how come|step by step|calculate|which is better|recommend)\b"
@@ -104,6 +135,9 @@ class TurnFeatures:
     frustrated: bool  # strongly negative wording
     intents: frozenset[str]  # what the caller wants done (see _INTENT_PATTERNS)
     codes: tuple[str, ...]  # order-like codes the caller said in recent turns
+    names: tuple[str, ...] = ()  # names the caller said in recent turns
+    dates: tuple[str, ...] = ()  # days the caller named in recent turns, as YYYY-MM-DD
+    times: tuple[str, ...] = ()  # clock times the caller said in recent turns, as HH:MM
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +153,9 @@ class RouteDecision:
         return {"tier": self.tier.value, "reasons": list(self.reasons)}
 
 
-def turn_features(history: Sequence[Message], text: str) -> TurnFeatures:
-    """Features of the caller's `text`, given the conversation so far."""
+def turn_features(history: Sequence[Message], text: str, today: date | None = None) -> TurnFeatures:
+    """Features of the caller's `text`, given the conversation so far (`today` turns spoken
+    days into dates)."""
     from app.conversation.sentiment import caller_sentiment
 
     lowered = text.lower()
@@ -136,9 +171,83 @@ def turn_features(history: Sequence[Message], text: str) -> TurnFeatures:
         reasoning=bool(_REASONING.search(lowered)),
         high_stakes=tuple(sorted({m.group(0) for m in _HIGH_STAKES.finditer(lowered)})),
         frustrated=sentiment is not None and sentiment <= -0.6,
-        intents=frozenset(n for n, p in _INTENT_PATTERNS.items() if p.search(lowered)),
+        intents=frozenset(
+            name
+            for name, pattern in _INTENT_PATTERNS.items()
+            if pattern.search(recent.lower() if name in _LASTING_INTENTS else lowered)
+        ),
         codes=tuple(dict.fromkeys(c.upper() for c in _CODE.findall(recent))),
+        names=_names(recent),
+        dates=spoken_dates(recent, today or date.today()),
+        times=spoken_times(recent),
     )
+
+
+def spoken_dates(text: str, today: date) -> tuple[str, ...]:
+    """The days named in `text` ("December 3rd", "the 3rd of December", "tomorrow", "on
+    Friday", "2026-12-03"), as ISO dates; a day already past this year means next year's."""
+    found: list[str] = []
+    for m in _SPOKEN_DATE.finditer(text.lower()):
+        iso, month_day, day_month, relative, weekday = (
+            m.group(1),
+            m.group(4),
+            m.group(7),
+            (m.group(8)),
+            m.group(9),
+        )
+        try:
+            if iso:
+                day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            elif month_day:
+                day = _upcoming(today, _MONTHS[month_day], int(m.group(5)))
+            elif day_month:
+                day = _upcoming(today, _MONTHS[day_month], int(m.group(6)))
+            elif relative:
+                day = today + timedelta(days=0 if relative == "today" else 1)
+            else:
+                ahead = (_WEEKDAYS.index(weekday) - today.weekday() - 1) % 7 + 1
+                day = today + timedelta(days=ahead)
+        except ValueError:  # "February 30th"
+            continue
+        found.append(day.isoformat())
+    return tuple(dict.fromkeys(found))
+
+
+def _upcoming(today: date, month: int, day: int) -> date:
+    candidate = date(today.year, month, day)
+    return candidate if candidate >= today else date(today.year + 1, month, day)
+
+
+def spoken_times(text: str) -> tuple[str, ...]:
+    """The clock times in `text` ("2:30 pm", "3 pm", "14:30", "noon") as 24-hour HH:MM."""
+    found: list[str] = []
+    for m in _CLOCK.finditer(text.lower()):
+        if m.group(6):
+            found.append("12:00")
+            continue
+        hour = int(m.group(1) or m.group(4))
+        minute = int(m.group(2) or m.group(5) or 0)
+        suffix = (m.group(3) or "").replace(".", "")
+        if suffix == "pm" and hour < 12:
+            hour += 12
+        elif suffix == "am" and hour == 12:
+            hour = 0
+        if hour < 24 and minute < 60:
+            found.append(f"{hour:02d}:{minute:02d}")
+    return tuple(dict.fromkeys(found))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    found: list[str] = []
+    for run in _CAPITALISED_RUN.finditer(text):
+        group: list[str] = []
+        for word in [*run.group(0).split(), ""]:  # "" flushes the last group
+            if word and word not in _NOT_NAMES:
+                group.append(word)
+            elif group:
+                found.append(" ".join(group[:3]))
+                group = []
+    return tuple(dict.fromkeys(found))
 
 
 def choose_tier(
@@ -152,7 +261,7 @@ def choose_tier(
     elif features.frustrated:
         tier = Tier.PRO
         reasons.append("caller sounds upset")
-    elif features.reasoning and (features.words > 20 or features.questions > 1):
+    elif features.reasoning and (features.words >= 15 or features.questions > 1):
         tier = Tier.PRO
         reasons.append("asks for reasoning over several points")
     elif features.simple:
@@ -161,7 +270,7 @@ def choose_tier(
     elif tools_offered and features.intents & set(TOOL_INTENTS.values()):
         tier = Tier.FLASH
         reasons.append(f"tool use: {', '.join(sorted(features.intents))}")
-    elif features.questions > 1 or features.words > 25 or features.reasoning:
+    elif features.questions > 1 or features.words > 18 or features.reasoning:
         tier = Tier.FLASH
         reasons.append("long or multi-part turn")
     else:
@@ -188,6 +297,12 @@ def slm_tools(tools: Sequence[ToolSpec], features: TurnFeatures) -> list[ToolSpe
             if not features.codes:
                 continue  # the model asks for the number instead of inventing one
             tool = _constrain(tool, "order_id", features.codes)
+        if tool.name == "book_appointment":
+            if not (features.names and features.dates and features.times):
+                continue  # it asks for the name, day and time instead of making them up
+            tool = _constrain(tool, "name", features.names)
+            tool = _constrain(tool, "date", features.dates)
+            tool = _constrain(tool, "time", features.times)
         offered.append(tool)
     return offered
 

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
+# "required": the reply must be a call of one of the tools given (no text).
+ToolChoice = Literal["auto", "required"]
 
 
 class Tier(StrEnum):
@@ -103,6 +105,7 @@ class LanguageModel(Protocol):
         messages: list[Message],
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Yield the reply as it is generated; cancelling the iteration stops generation."""
         ...

@@ -15,7 +15,16 @@ import httpx
 from google import genai
 from google.genai import types
 
-from app.llm.base import LLMEvent, Message, TextDelta, Tier, ToolCall, ToolSpec, Usage
+from app.llm.base import (
+    LLMEvent,
+    Message,
+    TextDelta,
+    Tier,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +92,7 @@ class GeminiLLM:
         messages: list[Message],
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.FLASH,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncGenerator[LLMEvent, None]:
         """Yield TextDelta pieces and ToolCalls as they arrive, then one Usage.
 
@@ -93,7 +103,7 @@ class GeminiLLM:
         """
         model = self.model_for(tier)
         system, contents = self._contents(messages)
-        config = self._config(tier, system, tools)
+        config = self._config(tier, system, tools, tool_choice)
         opened: list[httpx.Response] = []
         # Set where the request is sent: the router may await the first event in its own task.
         token = _opened_here.set(opened)
@@ -190,7 +200,11 @@ class GeminiLLM:
         return genai.Client(api_key=self._api_key, http_options=options), http
 
     def _config(
-        self, tier: Tier, system: str | None, tools: list[ToolSpec] | None
+        self,
+        tier: Tier,
+        system: str | None,
+        tools: list[ToolSpec] | None,
+        tool_choice: ToolChoice = "auto",
     ) -> types.GenerateContentConfig:
         if tier == Tier.PRO:
             thinking = types.ThinkingConfig(thinking_budget=PRO_THINKING_BUDGET)
@@ -215,6 +229,15 @@ class GeminiLLM:
             max_output_tokens=max_tokens,
             thinking_config=thinking,
             tools=[types.Tool(function_declarations=declarations)] if declarations else None,
+            tool_config=(
+                types.ToolConfig(
+                    function_calling_config=types.FunctionCallingConfig(
+                        mode=types.FunctionCallingConfigMode.ANY
+                    )
+                )
+                if declarations and tool_choice == "required"
+                else None
+            ),
             # The router runs the tools; the SDK must hand function calls back, not run them.
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             # A resumed hop would exceed the turn's time budget; fail and let the router fall back.

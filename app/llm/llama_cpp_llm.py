@@ -25,6 +25,7 @@ from app.llm.base import (
     TextDelta,
     Tier,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -118,6 +119,7 @@ class LlamaCppLLM:
         messages: list[Message],
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Yield TextDelta pieces of the reply (or one ToolCall), a Confidence, then one Usage.
 
@@ -136,7 +138,10 @@ class LlamaCppLLM:
         payload = [_chat_message(m) for m in messages]
         tool_payload = [_tool_schema(t) for t in tools] if tools else None
         # Results and errors come back through the queue, so the returned future is not kept.
-        loop.run_in_executor(self._executor, self._generate, payload, tool_payload, emit, cancel)
+        required = tool_choice == "required" and tool_payload is not None
+        loop.run_in_executor(
+            self._executor, self._generate, payload, tool_payload, required, emit, cancel
+        )
         try:
             while True:
                 item = await queue.get()
@@ -168,13 +173,14 @@ class LlamaCppLLM:
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
+        required: bool,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
-            self._generate_locked(messages, tools, emit, cancel)
+            self._generate_locked(messages, tools, required, emit, cancel)
         except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
 
@@ -182,6 +188,7 @@ class LlamaCppLLM:
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
+        required: bool,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
@@ -231,7 +238,7 @@ class LlamaCppLLM:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
-            grammar=self._grammar(tools) if tools else None,
+            grammar=self._grammar(tools, required) if tools else None,
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
@@ -261,11 +268,12 @@ class LlamaCppLLM:
             )
         )
 
-    def _grammar(self, tools: list[dict[str, Any]]) -> Any:
-        """Plain text, or one call of one of `tools` with schema-valid arguments (cached)."""
+    def _grammar(self, tools: list[dict[str, Any]], required: bool) -> Any:
+        """Plain text, or one call of one of `tools` with schema-valid arguments (only the call
+        when `required`); cached per tool set."""
         from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
-        key = json.dumps(tools, sort_keys=True)
+        key = json.dumps([tools, required], sort_keys=True)
         if key not in self._grammars:
             calls = {
                 "anyOf": [
@@ -285,7 +293,8 @@ class LlamaCppLLM:
             )
             # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which
             # would let an unconstrained call slip through as text).
-            grammar = f"root ::= call | text\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+            text = "" if required else " | text"
+            grammar = f"root ::= call{text}\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
             self._grammars[key] = LlamaGrammar.from_string(grammar, verbose=False)
         return self._grammars[key]
 

@@ -9,7 +9,16 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, runtime_checkable
 
-from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier, ToolSpec
+from app.llm.base import (
+    Confidence,
+    LanguageModel,
+    LLMEvent,
+    Message,
+    Routed,
+    Tier,
+    ToolChoice,
+    ToolSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,7 @@ class RoutingLLM(Protocol):
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
         escalation_tools: list[ToolSpec] | None = None,
+        slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Routed first, then the reply's events."""
         ...
@@ -79,12 +89,14 @@ class TieredLLM:
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
         escalation_tools: list[ToolSpec] | None = None,
+        slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Events for the turn, starting with a `Routed`.
 
         With `escalate_to`, an SLM stream is held back until the model reports its Confidence;
         below `min_confidence` the turn goes to `escalate_to` (with `escalation_tools`, since a
-        bigger model may see tools the small one was not trusted with).
+        bigger model may see tools the small one was not trusted with). `slm_tool_choice` applies
+        to the SLM only: bigger models choose for themselves.
         """
         chain = [t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in self._tiers]
         reason = "routed" if chain[0] is tier else f"no {tier.value} engine configured"
@@ -93,12 +105,17 @@ class TieredLLM:
             yield Routed(current, engine.name, reason)
             if current is Tier.SLM and escalate_to is not None and escalate_to in self._tiers:
                 async for event in self._slm_or_escalate(
-                    messages, tools, escalate_to, min_confidence, escalation_tools
+                    messages,
+                    tools,
+                    escalate_to,
+                    min_confidence,
+                    escalation_tools,
+                    slm_tool_choice,
                 ):
                     yield event
                 return
             if current is Tier.SLM:
-                async for event in self._slm.stream(messages, tools, Tier.SLM):
+                async for event in self._slm.stream(messages, tools, Tier.SLM, slm_tool_choice):
                     yield event
                 return
             produced = False
@@ -141,11 +158,12 @@ class TieredLLM:
         escalate_to: Tier,
         min_confidence: float,
         escalation_tools: list[ToolSpec] | None,
+        tool_choice: ToolChoice,
     ) -> AsyncIterator[LLMEvent]:
         held: list[LLMEvent] = []
         unsure: Confidence | None = None
         decided = False
-        stream = self._slm.stream(messages, tools, Tier.SLM)
+        stream = self._slm.stream(messages, tools, Tier.SLM, tool_choice)
         try:
             async for event in stream:
                 if decided:

@@ -16,6 +16,7 @@ from app.llm.base import (
     TextDelta,
     Tier,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -73,12 +74,18 @@ class FakeLLM:
     fail: Exception | None = None
     seen: list[list[Message]] = field(default_factory=list)
     offered: list[list[ToolSpec] | None] = field(default_factory=list)
+    choices: list[ToolChoice] = field(default_factory=list)
     cancelled: int = 0
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         self.seen.append(list(messages))
+        self.choices.append(tool_choice)
         self.offered.append(tools)
         if self.reply_for is not None:
             reply: str | ToolCall = self.reply_for(messages)

@@ -1,0 +1,77 @@
+"""The routing policy on a labelled set of turns, and the tools the SLM is trusted with."""
+
+from __future__ import annotations
+
+from app.conversation.routing import (
+    TierPolicy,
+    choose_tier,
+    escalation_target,
+    slm_tools,
+    turn_features,
+)
+from app.conversation.tools import TOOL_SPECS
+from app.llm.base import Message, Tier
+from tests.fixtures.turns import ROUTING_TURNS, TOOL_REQUESTS
+
+
+def route(said: str, before: tuple[str, ...] = (), policy: TierPolicy | None = None) -> Tier:
+    features = turn_features([Message("user", b) for b in before], said)
+    return choose_tier(features, policy or TierPolicy(), tools_offered=True).tier
+
+
+def test_labelled_turns_route_to_their_tier() -> None:
+    misses = [(t.said, t.tier, route(t.said, t.before)) for t in ROUTING_TURNS]
+    misses = [m for m in misses if m[1] is not m[2]]
+    accuracy = 1 - len(misses) / len(ROUTING_TURNS)
+    print(f"routing accuracy {accuracy:.0%} on {len(ROUTING_TURNS)} turns; misses: {misses}")
+    # One known miss: "Do you have parking?" reads as a stock question (it goes to Flash,
+    # which costs a little more and answers fine).
+    assert accuracy >= 0.95, misses
+    assert {t.tier for t in ROUTING_TURNS} == set(Tier)
+
+
+def test_every_decision_says_why() -> None:
+    features = turn_features([], "I want a refund, I was charged twice!")
+    decision = choose_tier(features, TierPolicy(), tools_offered=True)
+    assert decision.tier is Tier.PRO
+    assert decision.record() == {"tier": "pro", "reasons": ["high stakes: charged twice, refund"]}
+
+
+def test_agent_range_clamps_the_tier() -> None:
+    assert route("Hi!", policy=TierPolicy(default_tier=Tier.FLASH)) is Tier.FLASH
+    assert route("I want a refund!", policy=TierPolicy(max_tier=Tier.SLM)) is Tier.SLM
+    features = turn_features([], "Hi!")
+    decision = choose_tier(features, TierPolicy(default_tier=Tier.FLASH), tools_offered=False)
+    assert decision.reasons == ("simple turn", "agent's default tier is flash")
+
+
+def test_escalation_goes_to_the_first_served_tier_within_the_agent_range() -> None:
+    everything = frozenset(Tier)
+    assert escalation_target(Tier.SLM, TierPolicy(), everything) is Tier.FLASH
+    assert escalation_target(Tier.SLM, TierPolicy(), {Tier.SLM}) is None
+    assert escalation_target(Tier.SLM, TierPolicy(max_tier=Tier.SLM), everything) is None
+    assert escalation_target(Tier.SLM, TierPolicy(escalate_when_unsure=False), everything) is None
+    assert escalation_target(Tier.FLASH, TierPolicy(), everything) is None
+
+
+def offered(said: str, before: tuple[str, ...] = ()) -> dict[str, dict]:
+    features = turn_features([Message("user", b) for b in before], said)
+    return {t.name: t.parameters for t in slm_tools(list(TOOL_SPECS.values()), features)}
+
+
+def test_the_slm_sees_a_tool_only_with_grounds_for_it() -> None:
+    for request in TOOL_REQUESTS:
+        tools = offered(request.said, request.before)
+        if request.tool is not None:
+            assert request.tool in tools, request
+    assert "check_order_status" not in offered("Where is my order?")
+    assert "book_appointment" not in offered("I want to book an appointment.")
+    assert "transfer_to_agent" not in offered("Are you open on Sundays?")
+    assert "end_call" not in offered("What time do you close today?")
+
+
+def test_grounded_arguments_are_limited_to_what_the_caller_said() -> None:
+    order = offered("The number is A1001.", before=("Where's my order A1042?",))
+    assert order["check_order_status"]["properties"]["order_id"]["enum"] == ["A1042", "A1001"]
+    booking = offered("Book Anna Lee for December 3rd at 2 pm.")
+    assert booking["book_appointment"]["properties"]["name"]["enum"] == ["Anna Lee"]
