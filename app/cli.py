@@ -94,6 +94,9 @@ def call(
         "var/recordings"
     ),
     transcribe: Annotated[bool, typer.Option(help="Transcribe the agent's replies")] = True,
+    patience: Annotated[
+        float, typer.Option(help="Seconds of agent silence before the caller goes on")
+    ] = 2.5,
 ) -> None:
     """Place a simulated call exactly as Twilio would, and print both sides with latencies."""
     from app.simulator.script import run_scripted_call
@@ -114,6 +117,7 @@ def call(
             auth_token=token,
             save_dir=save,
             transcribe=transcribe,
+            patience_s=patience,
         )
     )
     for line in report.lines():

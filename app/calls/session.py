@@ -29,10 +29,12 @@ from app.conversation.engine import (
     ConversationState,
     EndCall,
     HoldingPhrase,
+    ToolRan,
     TurnResult,
 )
 from app.conversation.grounding import Source
 from app.conversation.sentences import SentenceSplitter
+from app.conversation.tools import ToolOutcome
 from app.llm.base import LanguageModel, Message, TextDelta
 from app.llm.router import RoutingLLM
 from app.observability.metrics import Metrics
@@ -129,6 +131,8 @@ class Turn:
     task: asyncio.Task[None] | None = None
     timings: TurnTimings = field(default_factory=TurnTimings)
     result: TurnResult | None = None  # what the engine did: tier, tools, tokens
+    tool_runs: list[ToolOutcome] = field(default_factory=list)  # as they happen: a hang-up
+    # mid-turn must not lose the booking a tool already made
     sources: list[Source] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded
@@ -651,6 +655,8 @@ class CallSession:
                             out.put_nowait(sentence)
                     elif isinstance(event, HoldingPhrase):
                         out.put_nowait(event)
+                    elif isinstance(event, ToolRan):
+                        self._on_tool(turn, event.outcome)
                     elif isinstance(event, EndCall):
                         self._end_after = turn
                         self._agent_end_reason = f"the agent ended the call: {event.reason}"
@@ -670,10 +676,12 @@ class CallSession:
             self._metrics.llm_tier_total.labels(tier=tier.value).inc()
         if result.first_text_s is not None and result.model:
             self._metrics.llm_latency.labels(model=result.model).observe(result.first_text_s)
-        for run in result.tool_runs:
-            self._metrics.tool_calls_total.labels(tool=run.name, ok=str(run.ok).lower()).inc()
-            if run.name == "transfer_to_agent" and run.result.get("transferred"):
-                self._stop_reason = f"transferred to {run.result.get('to')}"
+
+    def _on_tool(self, turn: Turn, run: ToolOutcome) -> None:
+        turn.tool_runs.append(run)
+        self._metrics.tool_calls_total.labels(tool=run.name, ok=str(run.ok).lower()).inc()
+        if run.name == "transfer_to_agent" and run.result.get("transferred"):
+            self._stop_reason = f"transferred to {run.result.get('to')}"
 
     async def _speak(self, turn: Turn, text: str, *, first: bool) -> None:
         """Synthesize one sentence into the turn's reply buffer, chunk by chunk."""
@@ -805,7 +813,7 @@ class CallSession:
                 caller_audio_s=len(turn.audio) / (2 * 8000),
                 citations=[source.citation() for source in (result.sources if result else [])],
                 llm_tokens=result.tokens_by_tier() if result else {},
-                tool_calls=[run.record() for run in result.tool_runs] if result else [],
+                tool_calls=[run.record() for run in turn.tool_runs],
                 routing=result.routing_record() if result else {},
                 node=self.state.flow.current if self.state and self.state.flow else None,
             )

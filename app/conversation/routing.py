@@ -57,8 +57,10 @@ TOOL_INTENTS: dict[str, str] = {
     "get_customer_profile": "account",
 }
 # An order number as callers say it: letters and digits with at least one digit ("A1042",
-# "B-7781", "order 55123").
+# "B-7781", "order 55123"). Speech-to-text often splits a spoken "A 1042" in two, so a single
+# letter just before the digits also makes a candidate ("A1042" and "1042" are both offered).
 _CODE = re.compile(r"\b(?=[A-Za-z-]*\d)[A-Za-z]{0,4}-?\d{3,10}\b")
+_SPLIT_CODE = re.compile(r"\b([A-Za-z])[ .-]+(\d{3,10})\b")
 # A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "noon".
 _CLOCK = re.compile(
     r"\b(?:(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|o'clock)|(\d{1,2}):(\d{2})|(noon))"
@@ -176,7 +178,7 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
             for name, pattern in _INTENT_PATTERNS.items()
             if pattern.search(recent.lower() if name in _LASTING_INTENTS else lowered)
         ),
-        codes=tuple(dict.fromkeys(c.upper() for c in _CODE.findall(recent))),
+        codes=_codes(recent),
         names=_names(recent),
         dates=spoken_dates(recent, today or date.today()),
         times=spoken_times(recent),
@@ -235,6 +237,12 @@ def spoken_times(text: str) -> tuple[str, ...]:
         if hour < 24 and minute < 60:
             found.append(f"{hour:02d}:{minute:02d}")
     return tuple(dict.fromkeys(found))
+
+
+def _codes(text: str) -> tuple[str, ...]:
+    split = [f"{letter}{digits}" for letter, digits in _SPLIT_CODE.findall(text)]
+    whole = [code.replace("-", "") for code in _CODE.findall(text)]
+    return tuple(dict.fromkeys(code.upper() for code in [*split, *whole]))
 
 
 def _names(text: str) -> tuple[str, ...]:

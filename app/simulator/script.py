@@ -78,8 +78,13 @@ async def run_scripted_call(
     tts: TextToSpeech | None = None,
     stt: SpeechToText | None = None,
     timeout_s: float = 60,
+    patience_s: float = 2.5,
 ) -> CallReport:
-    """Place one call that says `lines` (then plays `wavs`) and report what happened."""
+    """Place one call that says `lines` (then plays `wavs`) and report what happened.
+
+    The caller speaks again (or hangs up) once the agent has been quiet for `patience_s`: long
+    enough to sit through a holding phrase while a tool runs.
+    """
     if tts is None and lines:
         from app.speech.piper_tts import PiperTTS
 
@@ -94,7 +99,12 @@ async def run_scripted_call(
         turns.insert(0, CallerTurn(audio_pcm16_8k=b"", text=f"[pressed {dtmf}]", dtmf=dtmf))
         texts.insert(0, f"[pressed {dtmf}]")
     result = await place_call(
-        base_url, turns, to_number=to_number, auth_token=auth_token, timeout_s=timeout_s
+        base_url,
+        turns,
+        to_number=to_number,
+        auth_token=auth_token,
+        timeout_s=timeout_s,
+        reply_silence_s=patience_s,
     )
     agent_lines: list[str] = []
     greeting = ""

@@ -18,12 +18,28 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_url(postgres_url: str) -> Iterator[str]:
+def demo_backend_url() -> Iterator[str]:
+    """The example business API the agents' tools call."""
+    from app.demo_backend import create_demo_backend
+    from tests.fakes.serving import serving
+
+    with serving(create_demo_backend()) as url:
+        yield url
+
+
+TOOL_URL_VARS = ("ORDER_API_URL", "INVENTORY_API_URL", "CALENDAR_API_URL", "CRM_API_URL")
+
+
+@pytest.fixture(scope="session")
+def serve_url(postgres_url: str, demo_backend_url: str) -> Iterator[str]:
     """Base URL of graph:app on a local Ray cluster, signatures enforced, calls recorded in the
-    test Postgres (where the demo organization answers the simulated numbers)."""
+    test Postgres (where the demo organization answers the simulated numbers), tools pointed at
+    the demo business API."""
     import graph
 
     # Replicas read settings from the environment they inherit from this process.
+    for name in (*TOOL_URL_VARS, "HANDOFF_API_URL"):
+        os.environ[name] = demo_backend_url
     os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
     os.environ["DATABASE_URL"] = postgres_url
     os.environ["VELOX_DEMO_AGENT"] = "true"
@@ -37,6 +53,8 @@ def serve_url(postgres_url: str) -> Iterator[str]:
         os.environ.pop("SLM_TEMPERATURE", None)
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("VELOX_DEMO_AGENT", None)
+        for name in (*TOOL_URL_VARS, "HANDOFF_API_URL"):
+            os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")

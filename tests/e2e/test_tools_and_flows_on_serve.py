@@ -1,0 +1,106 @@
+"""Phone calls (`velox call`'s simulator) to agents with tools and flows on the real Serve app:
+the local SLM calls the order tool against the demo business API, and a keypad menu moves a
+flow; both are saved in the conversation record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from app.db.tenants import create_org_with_key
+from app.settings import Settings
+from app.simulator.script import run_scripted_call
+from tests.e2e.conftest import TWILIO_TOKEN
+from tests.e2e.test_calls_on_serve import saved_call
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DTMF_MENU = {
+    "start": "menu",
+    "nodes": [
+        {
+            "id": "menu",
+            "instructions": "Say: press 1 for orders, 2 for opening hours.",
+            "transitions": [{"to": "orders", "dtmf": "1"}, {"to": "hours", "dtmf": "2"}],
+        },
+        {
+            "id": "orders",
+            "instructions": "Ask for the order number.",
+            "tools": ["check_order_status"],
+        },
+        {"id": "hours", "instructions": "Say that we open at 7 am and close at 6 pm."},
+    ],
+}
+
+
+async def make_agent(serve_url: str, postgres_url: str, number: str, **fields: Any) -> None:
+    settings = Settings(_env_file=None, database_url=postgres_url)  # type: ignore[call-arg]
+    _, key = await create_org_with_key(settings, f"Bakery {number}", "e2e")
+    async with httpx.AsyncClient(
+        base_url=serve_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as api:
+        agent = await api.post(
+            "/api/agents",
+            json={
+                "name": "Front desk",
+                "system_prompt": "You answer the phone for Rosa's Bakery. "
+                "Reply in one short spoken sentence.",
+                "greeting": "Rosa's Bakery, how can I help?",
+                **fields,
+            },
+        )
+        assert agent.status_code == 201, agent.text
+        assigned = await api.post(
+            "/api/phone-numbers", json={"number": number, "agent_id": agent.json()["id"]}
+        )
+        assert assigned.status_code == 201, assigned.text
+
+
+async def test_the_slm_looks_an_order_up_during_a_call(
+    serve_url, speech_engines, postgres_url, tmp_path
+):
+    await make_agent(serve_url, postgres_url, "+14155550801", tools=["check_order_status"])
+    tts, stt = speech_engines
+    report = await run_scripted_call(
+        serve_url,
+        lines=["Hi, where is my order A1042?"],
+        to_number="+14155550801",
+        auth_token=TWILIO_TOKEN,
+        save_dir=tmp_path,
+        tts=tts,
+        stt=stt,
+    )
+    assert not report.failed, report.lines()
+    _, messages = await saved_call(postgres_url, report.result.call_sid)
+    agent_message = messages[-1]
+    seen = [(m.role, m.text, m.tool_calls, m.routing) for m in messages]
+    assert len(agent_message.tool_calls) == 1, seen
+    (run,) = agent_message.tool_calls
+    assert run["name"] == "check_order_status" and run["ok"] is True, run
+    assert run["arguments"]["order_id"] == "A1042"
+    assert agent_message.routing["served"][0]["tier"] == "slm"
+    assert report.agent_lines[0].strip(), "the agent said nothing after the lookup"
+
+
+async def test_a_keypad_menu_moves_the_flow(serve_url, speech_engines, postgres_url, tmp_path):
+    await make_agent(serve_url, postgres_url, "+14155550802", flow=DTMF_MENU)
+    tts, stt = speech_engines
+    report = await run_scripted_call(
+        serve_url,
+        lines=["And on Saturday?"],
+        dtmf="2",
+        to_number="+14155550802",
+        auth_token=TWILIO_TOKEN,
+        save_dir=tmp_path,
+        tts=tts,
+        stt=stt,
+    )
+    assert not report.failed, report.lines()
+    conversation, messages = await saved_call(postgres_url, report.result.call_sid)
+    assert conversation.current_node == "hours"
+    callers = [m.text for m in messages if m.role == "caller"]
+    assert callers[0] == "(The caller pressed 2 on the keypad.)"
+    answered = [m.routing.get("node") for m in messages if m.role == "agent" and m.routing]
+    assert answered == ["hours", "hours"]
