@@ -137,7 +137,11 @@ class StallingLLM(FakeLLM):
     """Never produces a token: exercises the first-token deadline."""
 
     async def stream(
-        self, messages: list[Message], tools: list[ToolSpec] | None = None, tier: Tier = Tier.SLM
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         await asyncio.sleep(3600)
         yield TextDelta("never")
