@@ -34,7 +34,8 @@ async def health(request: Request) -> dict[str, Any]:
         )
     if settings.gemini_api_key is None:
         warnings.append("GEMINI_API_KEY is not set: every LLM tier runs on the local model")
-    llm = hub.engines.llm.name
+    local = hub.engines.llm.name
+    cloud = settings.gemini_api_key is not None
     database = await _database_status(request)
     if database.get("reachable") is False:
         warnings.append("the database is unreachable: calls are answered but not recorded")
@@ -43,8 +44,14 @@ async def health(request: Request) -> dict[str, Any]:
         "engines": {
             "stt": hub.engines.stt.name,
             "tts": hub.engines.tts.name,
-            "llm": {"slm": llm, "flash": llm, "pro": llm},
+            "llm": {
+                "slm": local,
+                "flash": settings.gemini_flash_model if cloud else local,
+                "pro": settings.gemini_pro_model if cloud else local,
+            },
         },
+        "llm_tiers": "gemini" if cloud else "local only",
+        "tools": sorted(hub.toolbox.configured()),
         "twilio_signature_validation": settings.twilio_auth_token is not None,
         "active_calls": len(hub.sessions),
         "database": database,

@@ -57,6 +57,13 @@ class ToolBox:
             specs.append(step)
         return specs
 
+    def configured(self) -> set[str]:
+        """The tools this deployment can run for an agent without settings of its own."""
+        http = {name for name in HTTP_TOOLS if self.http.base_url(name) is not None}
+        transfer = {"transfer_to_agent"} if self.transfer_number and self.twilio else set()
+        search = {"search_knowledge_base"} if self.lookup is not None else set()
+        return http | transfer | search | {"end_call"}
+
     def _usable(self, name: str, agent: AgentProfile) -> bool:
         if name in HTTP_TOOLS:
             return self.http.base_url(name, agent.tool_urls) is not None
