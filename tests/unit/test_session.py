@@ -20,10 +20,11 @@ from app.calls.session import (
 )
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine
+from app.conversation.flows import validate_flow
 from app.conversation.grounding import Source
 from app.conversation.toolbox import ToolBox
-from app.conversation.tools import HttpTools
-from app.llm.base import Tier
+from app.conversation.tools import TOOL_NAMES, HttpTools
+from app.llm.base import Tier, ToolCall
 from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.settings import Settings
@@ -170,6 +171,7 @@ def make_session(
     tts: Any = None,
     load: ReplicaLoad | None = None,
     lookup: Any = None,
+    agent: AgentProfile | None = None,
     **overrides: Any,
 ) -> tuple[CallSession, MemoryRecorder, Metrics, Engines]:
     # The scripted caller speaks in tones, which WebRTC VAD hears as voice and Silero rightly
@@ -179,7 +181,7 @@ def make_session(
     engines = Engines(stt=stt or FakeSTT(), llm=llm or FakeLLM(), tts=tts or FakeTTS())
     recorder = MemoryRecorder()
     metrics = Metrics()
-    agent = AgentProfile(
+    agent = agent or AgentProfile(
         id="default", name="Test", system_prompt="Be brief.", greeting="Hello, how can I help?"
     )
     session = CallSession(
@@ -441,6 +443,68 @@ async def test_keypad_digits_reach_the_conversation() -> None:
     await asyncio.wait_for(task, 5)
     assert "pressed 2" in llm.seen[0][-1].content
     assert any(t.agent_text == "You chose billing." for t in recorder.turns)
+
+
+async def test_a_keypad_press_moves_the_flow_before_the_turn_is_answered() -> None:
+    flow = validate_flow(
+        {
+            "start": "menu",
+            "nodes": [
+                {
+                    "id": "menu",
+                    "instructions": "Offer: 1 for orders, 2 for billing.",
+                    "transitions": [{"to": "orders", "dtmf": "1"}, {"to": "billing", "dtmf": "2"}],
+                },
+                {"id": "orders", "instructions": "Ask for the order number."},
+                {"id": "billing", "instructions": "Ask for the invoice number."},
+            ],
+        },
+        known_tools=TOOL_NAMES,
+    )
+    agent = AgentProfile(
+        id="a", name="Menu", system_prompt="Be brief.", greeting="Hello!", flow=flow
+    )
+    phone = Phone()
+    llm = FakeLLM(replies=["What is the invoice number?"])
+    session, recorder, _, _ = make_session(phone, llm=llm, agent=agent)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    phone.put(
+        {
+            "event": "dtmf",
+            "streamSid": STREAM,
+            "sequenceNumber": "50",
+            "dtmf": {"track": "inbound_track", "digit": "2"},
+        }
+    )
+    await asyncio.sleep(1.5)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+    assert "Ask for the invoice number." in llm.seen[0][0].content
+    (turn,) = [t for t in recorder.turns if t.caller_text]
+    assert turn.node == "billing" and turn.routing["node"] == "billing"
+
+
+async def test_the_agent_hangs_up_after_its_goodbye_is_heard() -> None:
+    agent = AgentProfile(
+        id="a", name="Desk", system_prompt="Be brief.", greeting="Hello!", tools=("end_call",)
+    )
+    phone = Phone()
+    llm = FakeLLM(replies=[ToolCall("end_call", {"reason": "caller is done"}), "Goodbye!"])
+    session, recorder, _, _ = make_session(
+        phone, stt=FakeSTT(script=["Thanks, that's all, bye!"]), llm=llm, agent=agent
+    )
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    await phone.say(tone(0.6) + silence(1.2))
+    summary = await asyncio.wait_for(task, 8)  # the caller never hangs up: the agent does
+    assert summary.status == "completed"
+    assert summary.reason == "the agent ended the call: caller is done"
+    (turn,) = [t for t in recorder.turns if t.caller_text]
+    assert turn.agent_text == "Goodbye!" and not turn.interrupted
+    assert [c["name"] for c in turn.tool_calls] == ["end_call"]
 
 
 async def test_a_noise_burst_pauses_the_reply_then_it_resumes_in_full() -> None:
