@@ -23,11 +23,11 @@ from app.conversation.agent import AgentProfile
 from app.conversation.flows import TRANSITION_TOOL, FlowState, FlowTransitionError
 from app.conversation.grounding import Source, grounded_question
 from app.conversation.routing import (
-    TOOL_INTENTS,
     RouteDecision,
     TurnFeatures,
     choose_tier,
     escalation_target,
+    slm_tool_choice,
     slm_tools,
     turn_features,
 )
@@ -40,7 +40,6 @@ from app.llm.base import (
     TextDelta,
     Tier,
     ToolCall,
-    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -217,7 +216,7 @@ class ConversationEngine:
                 escalate_to=escalate_to,
                 min_confidence=state.agent.policy.min_confidence,
                 escalation_tools=specs or None,
-                slm_tool_choice=_slm_tool_choice(offered),
+                slm_tool_choice=slm_tool_choice(offered),
             )
             calls: list[ToolCall] = []
             spoken = ""
@@ -354,16 +353,6 @@ class ConversationEngine:
             if isinstance(event, TextDelta | ToolCall):
                 waiting = False
             yield event
-
-
-def _slm_tool_choice(offered: list[ToolSpec]) -> ToolChoice:
-    """Require a call when the SLM was offered a tool the turn gives grounds for.
-
-    Those tools are offered only when the caller asked for what they do (routing.slm_tools), so
-    a call is what the turn needs; left to choose, the 0.5B model often describes the call in
-    words instead of making it. Which tool, and its arguments, it still picks under the grammar.
-    """
-    return "required" if any(t.name in TOOL_INTENTS for t in offered) else "auto"
 
 
 def _outcome(call: ToolCall, ok: bool, result: dict[str, Any]) -> ToolOutcome:

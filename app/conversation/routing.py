@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from app.llm.base import Message, Tier, ToolSpec
+from app.llm.base import Message, Tier, ToolChoice, ToolSpec
 
 TIER_ORDER = (Tier.SLM, Tier.FLASH, Tier.PRO)
 # The SLM's mean top-token probability over its first tokens, under which it counts as unsure.
@@ -312,7 +312,20 @@ def slm_tools(tools: Sequence[ToolSpec], features: TurnFeatures) -> list[ToolSpe
             tool = _constrain(tool, "date", features.dates)
             tool = _constrain(tool, "time", features.times)
         offered.append(tool)
+    if any(t.name in TOOL_INTENTS for t in offered):
+        # The caller asked for something a tool does: that tool, not a document search.
+        offered = [t for t in offered if t.name != "search_knowledge_base"]
     return offered
+
+
+def slm_tool_choice(offered: Sequence[ToolSpec]) -> ToolChoice:
+    """Require a call when the SLM was offered a tool the turn gives grounds for.
+
+    Those tools are offered only when the caller asked for what they do (`slm_tools`), so a
+    call is what the turn needs; left to choose, the 0.5B model often describes the call in
+    words instead of making it. Which tool, and its arguments, it still picks under the grammar.
+    """
+    return "required" if any(t.name in TOOL_INTENTS for t in offered) else "auto"
 
 
 def escalation_target(tier: Tier, policy: TierPolicy, available: Collection[Tier]) -> Tier | None:
