@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
+from app.engines import SLMBackend
 from deployments.embedder import EmbedderDeployment
 from deployments.ingress import Ingress
 from deployments.llm_router import LLMRouterDeployment
@@ -25,6 +27,7 @@ from deployments.stt import STTDeployment
 from deployments.tts import TTSDeployment
 
 SERVE_CONFIG = Path(__file__).with_name("serve_config.yaml")
+GPU_SERVE_CONFIG = Path(__file__).with_name("serve_config.gpu.yaml")
 
 
 def deployment_options(config_path: Path = SERVE_CONFIG) -> dict[str, dict[str, Any]]:
@@ -36,13 +39,26 @@ def deployment_options(config_path: Path = SERVE_CONFIG) -> dict[str, dict[str, 
     }
 
 
-def build_app(args: dict[str, str] | None = None) -> Application:
-    """The bound application graph; usable as an app builder too (`graph:build_app`)."""
-    options = deployment_options(
-        Path(args["config"]) if args and "config" in args else SERVE_CONFIG
+class AppArgs(BaseModel):
+    """Arguments of the app builder, validated by Serve: `serve run graph:build_app slm=vllm`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slm: SLMBackend = Field(
+        default="llama_cpp", description="llama_cpp on CPU; vllm on a GPU (pip install .[gpu])"
     )
+    config: Path | None = Field(
+        default=None, description="the Serve config whose deployment options to apply"
+    )
+
+
+def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
+    """The bound application graph; usable as an app builder too (`graph:build_app`)."""
+    parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
+    config = parsed.config or (GPU_SERVE_CONFIG if parsed.slm == "vllm" else SERVE_CONFIG)
+    options = deployment_options(config)
     stt = STTDeployment.options(**options["stt"]).bind()
-    slm = SLMDeployment.options(**options["slm"]).bind()
+    slm = SLMDeployment.options(**options["slm"]).bind(parsed.slm)
     router = LLMRouterDeployment.options(**options["llm_router"]).bind(slm)
     tts = TTSDeployment.options(**options["tts"]).bind()
     embedder = EmbedderDeployment.options(**options["embedder"]).bind()
@@ -75,7 +91,7 @@ def run_local(
         configure_logging=False,
     )
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app({"config": str(config)} if config else None), name="velox")
+    serve.run(build_app(AppArgs(config=config)), name="velox")
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

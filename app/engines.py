@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from app.calls.session import Engines
 from app.llm.base import LanguageModel, Tier
@@ -14,6 +15,8 @@ from app.speech.base import SpeechToText, TextToSpeech
 
 logger = logging.getLogger(__name__)
 
+SLMBackend = Literal["llama_cpp", "vllm"]
+
 
 def build_stt(settings: Settings) -> SpeechToText:
     """Local Whisper (tiny.en, int8)."""
@@ -22,10 +25,19 @@ def build_stt(settings: Settings) -> SpeechToText:
     return WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
 
 
-def build_slm(settings: Settings) -> LanguageModel:
-    """The local small model on llama.cpp."""
-    from app.llm.llama_cpp_llm import LlamaCppLLM
+def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> LanguageModel:
+    """The local small model: llama.cpp on CPU, or vLLM on a GPU."""
     from app.llm.model_files import qwen_gguf_path
+
+    if backend == "vllm":
+        from app.llm.vllm_llm import VllmLLM
+
+        return VllmLLM(
+            model_path=qwen_gguf_path(settings.velox_data_dir),
+            max_tokens=settings.slm_max_tokens,
+            temperature=settings.slm_temperature,
+        )
+    from app.llm.llama_cpp_llm import LlamaCppLLM
 
     return LlamaCppLLM(
         model_path=qwen_gguf_path(settings.velox_data_dir),

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 
-from app.engines import build_slm, prewarm
+from app.engines import SLMBackend, build_slm, prewarm
 from app.llm.base import LLMEvent, Message, Tier, ToolChoice, ToolSpec
 from app.settings import get_settings
 
@@ -15,9 +15,9 @@ from app.settings import get_settings
 class SLMDeployment:
     """Streams replies from the local model, keeping conversations' KV caches warm."""
 
-    async def __init__(self) -> None:
+    async def __init__(self, backend: SLMBackend = "llama_cpp") -> None:
         settings = get_settings()
-        self.engine = build_slm(settings)
+        self.engine = build_slm(settings, backend)
         await prewarm(self.engine, settings.velox_system_prompt)
 
     async def stream(

@@ -135,8 +135,8 @@ class LlamaCppLLM:
             except RuntimeError:  # the consumer's loop is gone: nobody is listening
                 cancel.set()
 
-        payload = [_chat_message(m) for m in messages]
-        tool_payload = [_tool_schema(t) for t in tools] if tools else None
+        payload = [chat_message(m) for m in messages]
+        tool_payload = [tool_schema(t) for t in tools] if tools else None
         # Results and errors come back through the queue, so the returned future is not kept.
         required = tool_choice == "required" and tool_payload is not None
         loop.run_in_executor(
@@ -256,7 +256,7 @@ class LlamaCppLLM:
                 emit(TextDelta(text))
         send_confidence()
         if call_text is not None and not cancel.is_set():
-            emit(_parse_call(call_text))
+            emit(parse_call(call_text))
         emit(
             _Done(
                 Usage(
@@ -269,32 +269,12 @@ class LlamaCppLLM:
         )
 
     def _grammar(self, tools: list[dict[str, Any]], required: bool) -> Any:
-        """Plain text, or one call of one of `tools` with schema-valid arguments (only the call
-        when `required`); cached per tool set."""
-        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+        """The compiled `tool_grammar`, cached per tool set."""
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         key = json.dumps([tools, required], sort_keys=True)
         if key not in self._grammars:
-            calls = {
-                "anyOf": [
-                    {
-                        "type": "object",
-                        "properties": {
-                            "name": {"const": t["function"]["name"]},
-                            "arguments": t["function"]["parameters"] or {"type": "object"},
-                        },
-                        "required": ["name", "arguments"],
-                    }
-                    for t in tools
-                ]
-            }
-            call_rules = re.sub(
-                r"^root ::=", "call ::=", json_schema_to_gbnf(json.dumps(calls)), flags=re.MULTILINE
-            )
-            # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which
-            # would let an unconstrained call slip through as text).
-            text = "" if required else " | text"
-            grammar = f"root ::= call{text}\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+            grammar = tool_grammar(tools, required=required)
             self._grammars[key] = LlamaGrammar.from_string(grammar, verbose=False)
         return self._grammars[key]
 
@@ -343,7 +323,36 @@ class LlamaCppLLM:
         return best
 
 
-def _chat_message(message: Message) -> dict[str, Any]:
+def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
+    """GBNF for a reply that is plain text, or one call `{"name": ..., "arguments": ...}` of one
+    of `tools` (chat-template form) whose arguments match its JSON schema; only the call when
+    `required`. llama.cpp and vLLM (xgrammar) both take it."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    calls = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": t["function"]["name"]},
+                    "arguments": t["function"]["parameters"] or {"type": "object"},
+                },
+                "required": ["name", "arguments"],
+            }
+            for t in tools
+        ]
+    }
+    call_rules = re.sub(
+        r"^root ::=", "call ::=", json_schema_to_gbnf(json.dumps(calls)), flags=re.MULTILINE
+    )
+    if required:
+        return f"root ::= call\n{call_rules}"
+    # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which would
+    # let an unconstrained call slip through as text).
+    return f"root ::= call | text\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+
+
+def chat_message(message: Message) -> dict[str, Any]:
     """A message as the chat template expects it (OpenAI-style tool calls, as Qwen's uses)."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
@@ -357,7 +366,7 @@ def _chat_message(message: Message) -> dict[str, Any]:
     return out
 
 
-def _tool_schema(tool: ToolSpec) -> dict[str, Any]:
+def tool_schema(tool: ToolSpec) -> dict[str, Any]:
     return {
         "type": "function",
         "function": {
@@ -368,7 +377,7 @@ def _tool_schema(tool: ToolSpec) -> dict[str, Any]:
     }
 
 
-def _parse_call(text: str) -> ToolCall | Exception:
+def parse_call(text: str) -> ToolCall | Exception:
     """The grammar-shaped call JSON as a ToolCall (an error only if generation was cut short)."""
     try:
         data = json.loads(text)

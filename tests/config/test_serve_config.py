@@ -42,3 +42,33 @@ def test_every_deployment_in_the_graph_is_configured_and_fits_two_cores() -> Non
     assert total_cpus <= 2.0, "one replica of each must fit on a 2-core node"
     ingress = next(d for d in deployments if d["name"] == "ingress")
     assert ingress["graceful_shutdown_timeout_s"] >= 600, "scale-down must not cut live calls"
+
+
+GPU_CONFIG = CONFIG.with_name("serve_config.gpu.yaml")
+
+
+def test_gpu_config_differs_only_in_the_slm() -> None:
+    cpu, gpu = load(), yaml.safe_load(GPU_CONFIG.read_text())
+    ServeDeploySchema.model_validate(gpu)
+    (cpu_app,), (gpu_app,) = cpu["applications"], gpu["applications"]
+    assert cpu_app["args"] == {"slm": "llama_cpp"} and gpu_app["args"] == {"slm": "vllm"}
+    cpu_rest = [d for d in cpu_app["deployments"] if d["name"] != "slm"]
+    gpu_rest = [d for d in gpu_app["deployments"] if d["name"] != "slm"]
+    assert cpu_rest == gpu_rest
+    strip = ("args", "deployments")
+    assert {k: v for k, v in cpu_app.items() if k not in strip} == {
+        k: v for k, v in gpu_app.items() if k not in strip
+    }
+    (gpu_slm,) = [d for d in gpu_app["deployments"] if d["name"] == "slm"]
+    assert gpu_slm["ray_actor_options"]["num_gpus"] == 1
+
+
+def test_the_builder_validates_its_arguments() -> None:
+    import pydantic
+    import pytest
+
+    assert graph.AppArgs.model_validate({"slm": "vllm"}).slm == "vllm"
+    with pytest.raises(pydantic.ValidationError):
+        graph.AppArgs.model_validate({"slm": "tensorrt"})
+    with pytest.raises(pydantic.ValidationError):
+        graph.AppArgs.model_validate({"slm": "llama_cpp", "colour": "blue"})

