@@ -105,9 +105,15 @@ class Settings(BaseSettings):
     price_telephony_per_min: float = 0.0085  # Twilio inbound, US local
     price_stt_per_min: float = 0.0
     price_tts_per_1k_chars: float = 0.0
-    price_slm_per_1k_tokens: float = 0.0
-    price_flash_per_1k_tokens: float = 0.0006
-    price_pro_per_1k_tokens: float = 0.0025
+    # Gemini bills prompt and output tokens apart (thinking counts as output). Defaults: 2.5
+    # Flash and 2.5 Pro list prices for prompts under 200k tokens, from
+    # ai.google.dev/gemini-api/docs/pricing; the local SLM costs compute only.
+    price_slm_input_per_1k_tokens: float = 0.0
+    price_slm_output_per_1k_tokens: float = 0.0
+    price_flash_input_per_1k_tokens: float = 0.0003
+    price_flash_output_per_1k_tokens: float = 0.0025
+    price_pro_input_per_1k_tokens: float = 0.00125
+    price_pro_output_per_1k_tokens: float = 0.01
 
     # Tools: each HTTP tool is offered to the model only when its URL is set (an agent's tool
     # settings may override the URL). Keys are sent as bearer tokens.

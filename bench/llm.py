@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.calls.costs import llm_cost  # noqa: E402
 from app.conversation.routing import (  # noqa: E402
     DEFAULT_MIN_CONFIDENCE,
     TierPolicy,
@@ -170,11 +171,6 @@ async def slm_tool_calls(llm: LanguageModel, system: str) -> dict[str, Any]:
 
 async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> dict[str, Any]:
     """Which tier serves each labelled turn, and what that costs against all-Flash."""
-    prices = {
-        Tier.SLM: settings.price_slm_per_1k_tokens,
-        Tier.FLASH: settings.price_flash_per_1k_tokens,
-        Tier.PRO: settings.price_pro_per_1k_tokens,
-    }
     turns = [(t.said, t.before) for t in ROUTING_TURNS] + [
         (t.said, t.before) for t in TOOL_REQUESTS
     ]
@@ -187,13 +183,13 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         sample = await generate(
             llm, [Message("system", system), *history, Message("user", said)], Tier.SLM
         )
-        tokens = sample.prompt_tokens + sample.completion_tokens
         tier = decision.tier
         if tier is Tier.SLM and (sample.confidence or 1.0) < DEFAULT_MIN_CONFIDENCE:
             tier, escalated = Tier.FLASH, escalated + 1
         served[tier.value] += 1
-        routed_cost += tokens / 1000 * prices[tier]
-        flash_cost += tokens / 1000 * prices[Tier.FLASH]
+        spent = (sample.prompt_tokens, sample.completion_tokens)
+        routed_cost += llm_cost(tier.value, *spent, settings)
+        flash_cost += llm_cost(Tier.FLASH.value, *spent, settings)
     shares = {tier: round(count / len(turns), 3) for tier, count in served.items()}
     saving = 1 - routed_cost / flash_cost if flash_cost else 0.0
     print(
@@ -208,7 +204,11 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         "cost_usd_per_1000_turns": round(routed_cost * 1000, 4),
         "all_flash_cost_usd_per_1000_turns": round(flash_cost * 1000, 4),
         "saving_vs_all_flash": round(saving, 3),
-        "prices_per_1k_tokens": {tier.value: price for tier, price in prices.items()},
+        "prices_per_1k_tokens": {
+            f"{tier.value}_{kind}": getattr(settings, f"price_{tier.value}_{kind}_per_1k_tokens")
+            for tier in Tier
+            for kind in ("input", "output")
+        },
     }
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
 from app.api.errors import responses
-from app.calls.costs import CallUsage, cost_breakdown
+from app.calls.costs import CallUsage, add_tokens, cost_breakdown
 from app.calls.directory import profile_of
 from app.calls.hub import CallHub
 from app.conversation.agent import AgentProfile
@@ -302,9 +302,9 @@ async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> C
                 model=result.model,
             )
         )
-        tokens = dict(conversation.cost.get("llm_tokens") or {})
-        for tier, spent in result.tokens_by_tier().items():
-            tokens[tier] = tokens.get(tier, 0) + spent
+        tokens = add_tokens(
+            dict(conversation.cost.get("llm_tokens") or {}), result.tokens_by_tier()
+        )
         settings = request.app.state.settings
         conversation.cost = cost_breakdown(CallUsage(llm_tokens=tokens), 0.0, settings)
         conversation.current_node = result.node

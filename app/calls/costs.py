@@ -6,6 +6,25 @@ from dataclasses import dataclass, field
 
 from app.settings import Settings
 
+# Tokens by tier: {"flash": {"prompt": 812, "completion": 41}, ...}
+TierTokens = dict[str, dict[str, int]]
+
+
+def add_tokens(totals: TierTokens, more: TierTokens) -> TierTokens:
+    """`totals` plus `more`, tier by tier (in place, and returned)."""
+    for tier, counts in more.items():
+        into = totals.setdefault(tier, {"prompt": 0, "completion": 0})
+        for kind in ("prompt", "completion"):
+            into[kind] = into.get(kind, 0) + int(counts.get(kind, 0))
+    return totals
+
+
+def llm_cost(tier: str, prompt: int, completion: int, settings: Settings) -> float:
+    """USD for one tier's tokens at the configured prices."""
+    price_in = getattr(settings, f"price_{tier}_input_per_1k_tokens", 0.0)
+    price_out = getattr(settings, f"price_{tier}_output_per_1k_tokens", 0.0)
+    return float(prompt / 1000 * price_in + completion / 1000 * price_out)
+
 
 @dataclass(slots=True)
 class CallUsage:
@@ -13,7 +32,7 @@ class CallUsage:
 
     stt_seconds: float = 0.0
     tts_chars: int = 0
-    llm_tokens: dict[str, int] = field(default_factory=dict)  # by tier
+    llm_tokens: TierTokens = field(default_factory=dict)
 
 
 def cost_breakdown(usage: CallUsage, duration_s: float, settings: Settings) -> dict[str, object]:
@@ -21,13 +40,11 @@ def cost_breakdown(usage: CallUsage, duration_s: float, settings: Settings) -> d
 
     Telephony bills per started minute, as Twilio does.
     """
-    per_1k = {
-        "slm": settings.price_slm_per_1k_tokens,
-        "flash": settings.price_flash_per_1k_tokens,
-        "pro": settings.price_pro_per_1k_tokens,
-    }
     minutes = -(-duration_s // 60) if duration_s > 0 else 0
-    llm = {tier: tokens / 1000 * per_1k.get(tier, 0.0) for tier, tokens in usage.llm_tokens.items()}
+    llm = {
+        tier: llm_cost(tier, counts.get("prompt", 0), counts.get("completion", 0), settings)
+        for tier, counts in usage.llm_tokens.items()
+    }
     parts = {
         "telephony": minutes * settings.price_telephony_per_min,
         "stt": usage.stt_seconds / 60 * settings.price_stt_per_min,
@@ -40,7 +57,7 @@ def cost_breakdown(usage: CallUsage, duration_s: float, settings: Settings) -> d
         "total": round(total, 6),
         "currency": "USD",
         "billed_minutes": int(minutes),
-        "llm_tokens": dict(usage.llm_tokens),
+        "llm_tokens": {tier: dict(counts) for tier, counts in usage.llm_tokens.items()},
         "tts_chars": usage.tts_chars,
         "stt_seconds": round(usage.stt_seconds, 2),
     }

@@ -54,7 +54,8 @@ class TurnRecord:
     completion_tokens: int = 0
     caller_audio_s: float = 0.0  # what STT listened to
     citations: list[dict[str, Any]] = field(default_factory=list)  # knowledge-base passages used
-    llm_tokens: dict[str, int] = field(default_factory=dict)  # by tier, over every model round
+    # By tier, over every model round: {"flash": {"prompt": n, "completion": n}}.
+    llm_tokens: dict[str, dict[str, int]] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # name, arguments, outcome
     routing: dict[str, Any] = field(default_factory=dict)  # tier chosen and why, what served it
     node: str | None = None  # the flow step after the turn

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from app.calls.costs import CallUsage, cost_breakdown
+from app.calls.costs import CallUsage, add_tokens, cost_breakdown
 from app.calls.recorder import CallStart, CallSummary, TurnRecord
 from app.conversation.sentiment import caller_sentiment
 from app.db.database import Database
@@ -83,11 +83,15 @@ class DatabaseCallRecorder:
             return
         call.usage.stt_seconds += record.caller_audio_s
         call.usage.tts_chars += len(record.agent_intended_text)
-        spent = dict(record.llm_tokens)
+        spent = record.llm_tokens
         if not spent and record.tier:
-            spent[record.tier] = record.prompt_tokens + record.completion_tokens
-        for tier, tokens in spent.items():
-            call.usage.llm_tokens[tier] = call.usage.llm_tokens.get(tier, 0) + tokens
+            spent = {
+                record.tier: {
+                    "prompt": record.prompt_tokens,
+                    "completion": record.completion_tokens,
+                }
+            }
+        add_tokens(call.usage.llm_tokens, spent)
         call.timings.append(asdict(record.timings))
         rows: list[Message] = []
         offset = record.started_at - call.started_at

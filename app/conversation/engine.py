@@ -144,12 +144,13 @@ class TurnResult:
             return self.usage[-1][1].model
         return self.served[-1].engine if self.served else None
 
-    def tokens_by_tier(self) -> dict[str, int]:
-        """Prompt plus completion tokens, by the tier that spent them."""
-        totals: dict[str, int] = {}
+    def tokens_by_tier(self) -> dict[str, dict[str, int]]:
+        """Prompt and completion tokens, by the tier that spent them."""
+        totals: dict[str, dict[str, int]] = {}
         for tier, usage in self.usage:
-            spent = usage.prompt_tokens + usage.completion_tokens
-            totals[tier.value] = totals.get(tier.value, 0) + spent
+            counts = totals.setdefault(tier.value, {"prompt": 0, "completion": 0})
+            counts["prompt"] += usage.prompt_tokens
+            counts["completion"] += usage.completion_tokens
         return totals
 
     def routing_record(self) -> dict[str, Any]:

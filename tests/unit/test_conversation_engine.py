@@ -80,7 +80,7 @@ async def test_a_plain_turn_records_its_tier_and_why() -> None:
     assert spoken(events) == "We open at seven."
     assert result.tier is Tier.SLM and result.model == "fake-llm"
     assert result.routing_record()["reasons"] == ["simple turn"]
-    assert result.tokens_by_tier() == {"slm": 10 + 4}
+    assert result.tokens_by_tier() == {"slm": {"prompt": 10, "completion": 4}}
 
 
 async def test_without_gemini_a_flash_turn_is_served_locally_and_says_so() -> None:
@@ -173,7 +173,7 @@ async def test_an_unsure_slm_escalates_to_flash() -> None:
         (Tier.SLM, "routed"),
         (Tier.FLASH, "slm unsure (0.30 < 0.60)"),
     ]
-    assert result.tokens_by_tier() == {"flash": 10 + 6}
+    assert result.tokens_by_tier() == {"flash": {"prompt": 10, "completion": 6}}
 
 
 async def test_a_sure_slm_keeps_the_turn() -> None:
