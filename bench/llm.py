@@ -51,6 +51,7 @@ from app.llm.base import (  # noqa: E402
 from app.settings import Settings, get_settings  # noqa: E402
 from tests.fixtures.turns import ROUTING_TURNS, TODAY, TOOL_REQUESTS  # noqa: E402
 
+TIERS = list(Tier)
 PROMPTS = [
     "Hi, are you open on Saturdays?",
     "Do you make birthday cakes, and how much notice do you need?",
@@ -175,7 +176,7 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         (t.said, t.before) for t in TOOL_REQUESTS
     ]
     served: dict[str, int] = {tier.value: 0 for tier in Tier}
-    routed_cost = flash_cost = 0.0
+    routed_cost = flash_cost = capped_cost = 0.0
     escalated = 0
     for said, before in turns:
         history = [Message("user", b) for b in before]
@@ -190,12 +191,16 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         spent = (sample.prompt_tokens, sample.completion_tokens)
         routed_cost += llm_cost(tier.value, *spent, settings)
         flash_cost += llm_cost(Tier.FLASH.value, *spent, settings)
+        # An agent with max_tier=flash: Pro's turns go to Flash, the SLM keeps its own.
+        capped_cost += llm_cost(min(tier, Tier.FLASH, key=TIERS.index).value, *spent, settings)
     shares = {tier: round(count / len(turns), 3) for tier, count in served.items()}
     saving = 1 - routed_cost / flash_cost if flash_cost else 0.0
+    capped_saving = 1 - capped_cost / flash_cost if flash_cost else 0.0
     print(
         f"{'tier shares':>14}: {shares} of {len(turns)} turns ({escalated} SLM turns escalated "
         f"as unsure); cost {routed_cost * 1000:.3f} vs {flash_cost * 1000:.3f} USD per 1000 "
-        f"such turns all on Flash ({saving:.0%} saved)"
+        f"such turns all on Flash ({saving:+.0%} saved); with max_tier=flash "
+        f"{capped_cost * 1000:.3f} ({capped_saving:+.0%} saved)"
     )
     return {
         "turns": len(turns),
@@ -204,6 +209,8 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         "cost_usd_per_1000_turns": round(routed_cost * 1000, 4),
         "all_flash_cost_usd_per_1000_turns": round(flash_cost * 1000, 4),
         "saving_vs_all_flash": round(saving, 3),
+        "max_tier_flash_cost_usd_per_1000_turns": round(capped_cost * 1000, 4),
+        "max_tier_flash_saving_vs_all_flash": round(capped_saving, 3),
         "prices_per_1k_tokens": {
             f"{tier.value}_{kind}": getattr(settings, f"price_{tier.value}_{kind}_per_1k_tokens")
             for tier in Tier
