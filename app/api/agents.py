@@ -14,20 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from app.api.deps import TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
-from app.conversation.tools import TOOL_NAMES
+from app.conversation.tools import TOOL_NAMES, ToolName
 from app.db.models import Agent, KnowledgeBase
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
 
-ToolName = Literal[
-    "check_order_status",
-    "check_item_stock",
-    "book_appointment",
-    "get_customer_profile",
-    "transfer_to_agent",
-    "search_knowledge_base",
-    "end_call",
-]
 TierName = Literal["slm", "flash", "pro"]
 HttpToolName = Literal[
     "check_order_status", "check_item_stock", "book_appointment", "get_customer_profile", "handoff"

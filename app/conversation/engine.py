@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from app.conversation.routing import (
     slm_tools,
     turn_features,
 )
-from app.conversation.toolbox import ToolBox
+from app.conversation.toolbox import ToolBox, tool_outcome
 from app.conversation.tools import ToolContext, ToolOutcome
 from app.llm.base import (
     LLMEvent,
@@ -291,14 +291,17 @@ class ConversationEngine:
         self, state: ConversationState, call: ToolCall, result: TurnResult, held: bool
     ) -> AsyncIterator[EngineEvent]:
         if call.name == TRANSITION_TOOL and state.flow is not None:
+            started = time.monotonic()
             from_node = state.flow.current
             try:
                 transition = state.flow.apply(call)
-                outcome = _outcome(call, True, {"now_at_step": state.flow.current})
+                outcome = tool_outcome(
+                    call, started, ok=True, result={"now_at_step": state.flow.current}
+                )
                 if transition is not None:
                     yield StepChanged(from_node, transition.to, transition.via)
             except FlowTransitionError as exc:
-                outcome = _outcome(call, False, {"error": str(exc)})
+                outcome = tool_outcome(call, started, ok=False, result={"error": str(exc)})
         else:
             context = ToolContext(
                 org_id=state.agent.org_id,
@@ -354,19 +357,3 @@ class ConversationEngine:
             if isinstance(event, TextDelta | ToolCall):
                 waiting = False
             yield event
-
-
-def _outcome(call: ToolCall, ok: bool, result: dict[str, Any]) -> ToolOutcome:
-    return ToolOutcome(
-        name=call.name,
-        arguments=dict(call.arguments),
-        ok=ok,
-        result=result,
-        spoken_fallback=None,
-        latency_s=0.0,
-        error=None if ok else str(result.get("error")),
-    )
-
-
-# A tool's knowledge lookup, as the call session already has it (agent, query -> passages).
-KnowledgeLookup = Callable[[AgentProfile, str], Awaitable[list[Source]]]

@@ -86,15 +86,17 @@ class ToolBox:
             if call.name == "transfer_to_agent":
                 return await self._transfer(call, ctx, state, started)
             if call.name == "end_call":
-                return _outcome(call, started, ok=True, result={"ending": True})
+                return tool_outcome(call, started, ok=True, result={"ending": True})
             if call.name == TRANSITION_TOOL:
-                return _outcome(call, started, ok=False, result={"error": "this agent has no flow"})
-            return _outcome(
+                return tool_outcome(
+                    call, started, ok=False, result={"error": "this agent has no flow"}
+                )
+            return tool_outcome(
                 call, started, ok=False, result={"error": f"there is no tool {call.name!r}"}
             )
         except Exception as exc:  # a broken tool must not break the turn
             logger.exception("tool %s failed", call.name)
-            return _outcome(
+            return tool_outcome(
                 call,
                 started,
                 ok=False,
@@ -108,14 +110,14 @@ class ToolBox:
     ) -> ToolOutcome:
         query = str(call.arguments.get("query") or "").strip()
         if self.lookup is None or not query:
-            return _outcome(call, started, ok=False, result={"error": "a query is needed"})
+            return tool_outcome(call, started, ok=False, result={"error": "a query is needed"})
         found = await self.lookup(state.agent, query)
         known = {s.chunk_id for s in result.sources}
         result.sources.extend(s for s in found if s.chunk_id not in known)
         passages = [
             {"document": s.document_name, "heading": s.heading, "text": s.text} for s in found
         ]
-        return _outcome(call, started, ok=True, result={"passages": passages})
+        return tool_outcome(call, started, ok=True, result={"passages": passages})
 
     async def _transfer(
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, started: float
@@ -134,14 +136,14 @@ class ToolBox:
         if not notice.ok:
             logger.warning("handoff notice failed: %s", notice.error)
         if state.channel == "playground" or not ctx.call_sid:
-            return _outcome(
+            return tool_outcome(
                 call,
                 started,
                 ok=True,
                 result={"transferred": False, "simulated": True, "to": number, "summary": summary},
             )
         if self.twilio is None or number is None:
-            return _outcome(
+            return tool_outcome(
                 call,
                 started,
                 ok=False,
@@ -153,7 +155,7 @@ class ToolBox:
                 ctx.call_sid, to_number=number, announcement=TRANSFER_ANNOUNCEMENT
             )
         except TwilioUnavailable as exc:
-            return _outcome(
+            return tool_outcome(
                 call,
                 started,
                 ok=False,
@@ -161,7 +163,7 @@ class ToolBox:
                 spoken="I'm sorry, I couldn't transfer you just now.",
                 error=str(exc),
             )
-        return _outcome(call, started, ok=True, result={"transferred": True, "to": number})
+        return tool_outcome(call, started, ok=True, result={"transferred": True, "to": number})
 
 
 def _summary(transcript: list[dict[str, str]], reason: str) -> str:
@@ -170,7 +172,7 @@ def _summary(transcript: list[dict[str, str]], reason: str) -> str:
     return f"Transfer requested: {reason}. Caller said: " + " / ".join(said) if said else reason
 
 
-def _outcome(
+def tool_outcome(
     call: ToolCall,
     started: float,
     *,
@@ -179,6 +181,7 @@ def _outcome(
     spoken: str | None = None,
     error: str | None = None,
 ) -> ToolOutcome:
+    """The outcome of `call`, begun at `started` (monotonic seconds)."""
     return ToolOutcome(
         name=call.name,
         arguments=dict(call.arguments),

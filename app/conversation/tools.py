@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 import httpx
@@ -37,7 +37,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TOOL_NAMES = (
+ToolName = Literal[
     "check_order_status",
     "check_item_stock",
     "book_appointment",
@@ -45,7 +45,8 @@ TOOL_NAMES = (
     "transfer_to_agent",
     "search_knowledge_base",
     "end_call",
-)
+]
+TOOL_NAMES: tuple[str, ...] = get_args(ToolName)
 
 HTTP_TOOLS: dict[str, str] = {
     "check_order_status": "order",

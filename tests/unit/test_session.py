@@ -423,6 +423,18 @@ async def test_an_unfinished_sentence_is_not_sent_to_the_llm_early() -> None:
     assert [m[-1].content for m in llm.seen] == ["I'd like to book a table."]
 
 
+def press(phone: Phone, digit: str) -> None:
+    """The caller presses a key (Twilio's `dtmf` message)."""
+    phone.put(
+        {
+            "event": "dtmf",
+            "streamSid": STREAM,
+            "sequenceNumber": "50",
+            "dtmf": {"track": "inbound_track", "digit": digit},
+        }
+    )
+
+
 async def test_keypad_digits_reach_the_conversation() -> None:
     phone = Phone()
     llm = FakeLLM(replies=["You chose billing."])
@@ -430,14 +442,7 @@ async def test_keypad_digits_reach_the_conversation() -> None:
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
-    phone.put(
-        {
-            "event": "dtmf",
-            "streamSid": STREAM,
-            "sequenceNumber": "50",
-            "dtmf": {"track": "inbound_track", "digit": "2"},
-        }
-    )
+    press(phone, "2")
     await asyncio.sleep(1.5)
     phone.stop()
     await asyncio.wait_for(task, 5)
@@ -470,14 +475,7 @@ async def test_a_keypad_press_moves_the_flow_before_the_turn_is_answered() -> No
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
-    phone.put(
-        {
-            "event": "dtmf",
-            "streamSid": STREAM,
-            "sequenceNumber": "50",
-            "dtmf": {"track": "inbound_track", "digit": "2"},
-        }
-    )
+    press(phone, "2")
     await asyncio.sleep(1.5)
     phone.stop()
     await asyncio.wait_for(task, 5)
