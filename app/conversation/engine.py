@@ -208,20 +208,19 @@ class ConversationEngine:
             specs = [] if last_round else self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             tier = decision.tier if decision.tier in self._served else Tier.SLM
-            offered = specs if tier is not Tier.SLM else self._slm_specs(specs, features, result)
-            escalate_to = escalation_target(tier, state.agent.policy, self._served)
+            for_slm = self._slm_specs(specs, features, result)
             stream = self._llm.stream(
                 messages,
-                offered or None,
+                specs or None,
                 decision.tier,
-                escalate_to=escalate_to,
+                escalate_to=escalation_target(tier, state.agent.policy, self._served),
                 min_confidence=state.agent.policy.min_confidence,
-                escalation_tools=specs or None,
-                slm_tool_choice=slm_tool_choice(offered),
+                slm_tools=for_slm,
+                slm_tool_choice=slm_tool_choice(for_slm),
             )
             calls: list[ToolCall] = []
             spoken = ""
-            allowed = {t.name for t in [*offered, *(specs if escalate_to else [])]}
+            allowed = {t.name for t in specs}
             try:
                 async for event in self._with_holding(stream, speak=not held_phrase):
                     if isinstance(event, HoldingPhrase):

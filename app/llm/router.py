@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from app.llm.base import (
@@ -21,6 +22,15 @@ from app.llm.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SLMTools:
+    """What the SLM is offered whenever it serves a turn."""
+
+    tools: list[ToolSpec] | None
+    choice: ToolChoice
+
 
 _FALLBACKS = {Tier.PRO: (Tier.PRO, Tier.FLASH, Tier.SLM), Tier.FLASH: (Tier.FLASH, Tier.SLM)}
 
@@ -44,7 +54,7 @@ class RoutingLLM(Protocol):
         *,
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
-        escalation_tools: list[ToolSpec] | None = None,
+        slm_tools: list[ToolSpec] | None = None,
         slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Routed first, then the reply's events."""
@@ -88,16 +98,18 @@ class TieredLLM:
         *,
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
-        escalation_tools: list[ToolSpec] | None = None,
+        slm_tools: list[ToolSpec] | None = None,
         slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Events for the turn, starting with a `Routed`.
 
-        With `escalate_to`, an SLM stream is held back until the model reports its Confidence;
-        below `min_confidence` the turn goes to `escalate_to` (with `escalation_tools`, since a
-        bigger model may see tools the small one was not trusted with). `slm_tool_choice` applies
-        to the SLM only: bigger models choose for themselves.
+        `tools` are what a cloud tier sees; whenever the SLM serves (routed there, fallen back
+        to, or before an escalation) it sees `slm_tools` (None: the same tools; [] none) with
+        `slm_tool_choice`: it is trusted with fewer tools than a bigger model. With
+        `escalate_to`, an SLM stream is held back until the model reports its Confidence; below
+        `min_confidence` the turn goes to `escalate_to`.
         """
+        for_slm = SLMTools(tools if slm_tools is None else slm_tools or None, slm_tool_choice)
         chain = [t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in self._tiers]
         reason = "routed" if chain[0] is tier else f"no {tier.value} engine configured"
         for position, current in enumerate(chain):
@@ -105,17 +117,14 @@ class TieredLLM:
             yield Routed(current, engine.name, reason)
             if current is Tier.SLM and escalate_to is not None and escalate_to in self._tiers:
                 async for event in self._slm_or_escalate(
-                    messages,
-                    tools,
-                    escalate_to,
-                    min_confidence,
-                    escalation_tools,
-                    slm_tool_choice,
+                    messages, tools, for_slm, escalate_to, min_confidence
                 ):
                     yield event
                 return
             if current is Tier.SLM:
-                async for event in self._slm.stream(messages, tools, Tier.SLM, slm_tool_choice):
+                async for event in self._slm.stream(
+                    messages, for_slm.tools, Tier.SLM, for_slm.choice
+                ):
                     yield event
                 return
             produced = False
@@ -155,15 +164,14 @@ class TieredLLM:
         self,
         messages: list[Message],
         tools: list[ToolSpec] | None,
+        for_slm: SLMTools,
         escalate_to: Tier,
         min_confidence: float,
-        escalation_tools: list[ToolSpec] | None,
-        tool_choice: ToolChoice,
     ) -> AsyncIterator[LLMEvent]:
         held: list[LLMEvent] = []
         unsure: Confidence | None = None
         decided = False
-        stream = self._slm.stream(messages, tools, Tier.SLM, tool_choice)
+        stream = self._slm.stream(messages, for_slm.tools, Tier.SLM, for_slm.choice)
         try:
             async for event in stream:
                 if decided:
@@ -187,7 +195,11 @@ class TieredLLM:
             return
         reason = f"slm unsure ({unsure.score:.2f} < {min_confidence:.2f})"
         async for event in self.stream(
-            messages, escalation_tools if escalation_tools is not None else tools, escalate_to
+            messages,
+            tools,
+            escalate_to,
+            slm_tools=for_slm.tools or [],
+            slm_tool_choice=for_slm.choice,
         ):
             if isinstance(event, Routed) and event.reason == "routed":
                 event = Routed(event.tier, event.engine, reason)

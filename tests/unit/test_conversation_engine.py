@@ -288,3 +288,13 @@ async def test_history_is_left_to_the_caller_of_the_engine() -> None:
     state.history.append(Message("user", "Hi"))
     await turn(make_engine(FakeLLM()), state, "Hello?")
     assert state.history == [Message("user", "Hi")]
+
+
+async def test_the_slm_keeps_its_own_tool_limits_when_a_cloud_tier_falls_back_to_it() -> None:
+    slm = FakeLLM(replies=["Local answer."])
+    flash = FakeLLM(fail=ConnectionError("down"))
+    question = "Tell me about your cakes? And do you deliver them on weekends too?"
+    _, result = await turn(make_engine(slm, cloud=flash), ConversationState.start(AGENT), question)
+    assert [t.name for t in flash.offered[0] or []] == ["end_call"]
+    assert slm.offered == [None] and slm.choices == ["auto"]  # no grounds for a tool here
+    assert result.tier is Tier.SLM
