@@ -64,6 +64,7 @@ class ConversationState:
     caller_number: str | None = None
     channel: Literal["phone", "playground"] = "phone"
     today: date = field(default_factory=date.today)  # bookings need it to write dates
+    keypad: bool = False  # the turn being answered is a key press, not words
 
     @classmethod
     def start(cls, agent: AgentProfile, **ids: Any) -> ConversationState:
@@ -76,6 +77,7 @@ class ConversationState:
         words the turn answers (the model hears the key press like speech)."""
         if self.flow is not None and (moved := self.flow.on_dtmf(digit)) is not None:
             logger.info("keypad %s moves the flow to %s", digit, moved.to)
+        self.keypad = True
         return f"(The caller pressed {digit} on the keypad.)"
 
     def system_message(self) -> Message:
@@ -197,9 +199,19 @@ class ConversationEngine:
         started = self._clock()
         result = TurnResult(sources=list(sources or []))
         features = turn_features(state.history, text, state.today)
+        keypad, state.keypad = state.keypad, False
+        moved = state.flow.on_reply() if state.flow is not None and not keypad else None
         specs = self._toolbox.specs(state)
         decision = choose_tier(features, state.agent.policy, tools_offered=bool(specs))
         result.decision = decision
+        if moved is None and state.flow is not None and not keypad:
+            if (decision.tier if decision.tier in self._served else Tier.SLM) is Tier.SLM:
+                # The small model cannot judge a step's condition (it never calls go_to_step
+                # when left to choose, and picks at random when made to): the caller's words
+                # decide, as they decide which tools it may use.
+                moved = state.flow.by_words(text)
+        if moved is not None:
+            yield StepChanged(moved.from_, moved.to, moved.via)
         user = Message("user", grounded_question(text, result.sources))
         held_phrase = False
 

@@ -25,6 +25,7 @@ marked `end: true` must not have transitions. `name` and `position` are for the 
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,14 @@ Condition = Annotated[str, Field(max_length=500), AfterValidator(_not_blank)]
 NodeId = Annotated[str, Field(pattern=ID_PATTERN)]
 # A reference is checked against the node ids, so a bad one reads "no node 'x'", once.
 NodeRef = Annotated[str, Field(min_length=1, max_length=100)]
-Via = Literal["model", "dtmf"]
+Via = Literal["model", "dtmf", "reply", "words"]
+# Words that say nothing about which way a conversation goes ("the caller asks about ...").
+_FILLER = frozenset(
+    "the a an and or of to for in on at is are was be been has have had it its this that "
+    "they them their there caller customer asks ask asked says said say wants want about with "
+    "when what why how who which some any one our your you i me my we us do does did can could "
+    "would should will just now yet".split()
+)
 
 
 class _Spec(BaseModel):
@@ -74,17 +82,20 @@ class Position(_Spec):
 
 
 class TransitionSpec(_Spec):
-    """A way out of a node: taken by the model when `when` holds, or by the caller's key."""
+    """A way out of a node: taken by the model when `when` holds, by the caller's key, or as
+    soon as the caller answers at this node (`on_reply`, for intake steps)."""
 
     to: NodeRef
     when: Condition | None = None
     dtmf: Annotated[str, Field(pattern=DTMF_PATTERN)] | None = None
+    on_reply: bool = False
 
     @model_validator(mode="after")
     def _needs_a_trigger(self) -> TransitionSpec:
-        if self.when is None and self.dtmf is None:
+        if self.when is None and self.dtmf is None and not self.on_reply:
             raise ValueError(
-                "needs a 'when' condition (for the model), a 'dtmf' key (for the keypad), or both"
+                "needs a 'when' condition (for the model), a 'dtmf' key (for the keypad), "
+                "'on_reply': true (whatever the caller answers), or a mix"
             )
         return self
 
@@ -255,6 +266,28 @@ class FlowState:
             )
         return self._move(step, "model")
 
+    def on_reply(self) -> Transition | None:
+        """The caller answered at this node: follow its `on_reply` transition, if it has one."""
+        for transition in self.node.transitions:
+            if transition.on_reply:
+                return self._move(transition.to, "reply")
+        return None
+
+    def by_words(self, said: str) -> Transition | None:
+        """Follow the `when` transition whose condition shares the most words with what the
+        caller said (by their first four letters: "open" matches "opening"), if any does.
+
+        For a model too small to judge conditions (the local SLM): a caller who mentions "my
+        order" at a menu whose branch reads "the caller asks about an order" has given grounds.
+        """
+        heard = _stems(said)
+        best, overlap = None, 0
+        for to, when in self._model_transitions().items():
+            shared = len(heard & _stems(when))
+            if shared > overlap:
+                best, overlap = to, shared
+        return self._move(best, "words") if best is not None else None
+
     def on_dtmf(self, digit: str) -> Transition | None:
         """Follow the transition for a pressed key, if the current node has one."""
         for transition in self.node.transitions:
@@ -282,6 +315,11 @@ class FlowState:
         return moved
 
 
+def _stems(text: str) -> set[str]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return {w[:4] for w in words if w not in _FILLER and len(w) > 2}
+
+
 # Validation internals: problems are kept with their location as a tuple until the end, so they
 # sort by node index (nodes[10] after nodes[9]) and group by node.
 
@@ -299,6 +337,7 @@ class _RawTransition:
     index: int
     to: str | None
     dtmf: str | None
+    on_reply: bool = False
 
 
 @dataclass(slots=True)
@@ -348,6 +387,7 @@ def _read_graph(data: Any) -> _RawFlow:
                         t_index,
                         to if isinstance(to, str) else None,
                         dtmf if isinstance(dtmf, str) else None,
+                        t.get("on_reply") is True,
                     )
                 )
         raw_tools = raw.get("tools")
@@ -440,6 +480,15 @@ def _node_problems(
                 )
             else:
                 digits[t.dtmf] = t
+    on_reply = [t for t in node.transitions if t.on_reply]
+    for extra in on_reply[1:]:
+        problems.append(
+            _Problem(
+                (*where, "transitions", extra.index, "on_reply"),
+                f"{node.label} already moves on any reply to '{on_reply[0].to}' "
+                f"(transitions[{on_reply[0].index}]); only one transition can be on_reply",
+            )
+        )
     only_self = node.transitions and all(t.to == node.id for t in node.transitions)
     if node.id is not None and only_self and not node.marked_end:
         problems.append(

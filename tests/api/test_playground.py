@@ -239,22 +239,24 @@ async def test_linear_intake_flow_walks_to_the_end(org_a: Tenant, services: Serv
     assert stored["current_node"] == "confirm"
 
 
-async def test_branching_flow_takes_the_branch_the_model_picks(
+async def test_branching_flow_takes_the_branch_the_caller_asks_for(
     org_a: Tenant, services: Services
 ) -> None:
     llm = script(
         services,
-        ToolCall("go_to_step", {"step": "orders"}),
+        "Orders or opening hours?",
         ToolCall("check_order_status", {"order_id": "A1042"}),
         "It is on its way.",
     )
     agent = await make_agent(org_a, tools=["check_order_status"], flow=BRANCHING)
-    reply = await chat(org_a, agent, message="Where is my order A1042?")
-    assert [t["name"] for t in reply["tool_calls"]] == ["go_to_step", "check_order_status"]
+    first = await chat(org_a, agent, message="Hi")
+    assert first["node"] == "menu"
+    # The local model's turn: the caller's words ("order") pick the branch, and the orders
+    # step's tool is what it may use.
+    reply = await chat(org_a, agent, first["conversation_id"], message="Where is my order A1042?")
+    assert [t["name"] for t in reply["tool_calls"]] == ["check_order_status"]
     assert reply["node"] == "orders" and reply["reply"] == "It is on its way."
-    # At the menu only go_to_step is offered; at the orders step, the order tool.
-    offered = [[t.name for t in tools or []] for tools in llm.offered]
-    assert offered[0] == [] or offered[0] == ["go_to_step"]
+    assert [t.name for t in llm.offered[1] or []] == ["check_order_status"]
 
 
 async def test_dtmf_menu_moves_on_the_key_pressed(org_a: Tenant, services: Services) -> None:

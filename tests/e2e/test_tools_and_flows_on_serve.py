@@ -35,6 +35,28 @@ DTMF_MENU = {
 }
 
 
+INTAKE_THEN_BRANCH = {
+    "start": "name",
+    "nodes": [
+        {
+            "id": "name",
+            "instructions": "Ask for the caller's name.",
+            "transitions": [{"to": "topic", "on_reply": True}],
+        },
+        {
+            "id": "topic",
+            "instructions": "Ask whether the call is about an order or about opening hours.",
+            "transitions": [
+                {"to": "orders", "when": "the caller asks about an order"},
+                {"to": "hours", "when": "the caller asks about opening hours"},
+            ],
+        },
+        {"id": "orders", "instructions": "Ask for the order number."},
+        {"id": "hours", "instructions": "Say that we open at 7 am and close at 6 pm."},
+    ],
+}
+
+
 async def make_agent(serve_url: str, postgres_url: str, number: str, **fields: Any) -> None:
     settings = Settings(_env_file=None, database_url=postgres_url)  # type: ignore[call-arg]
     _, key = await create_org_with_key(settings, f"Bakery {number}", "e2e")
@@ -104,3 +126,24 @@ async def test_a_keypad_menu_moves_the_flow(serve_url, speech_engines, postgres_
     assert callers[0] == "(The caller pressed 2 on the keypad.)"
     answered = [m.routing.get("node") for m in messages if m.role == "agent" and m.routing]
     assert answered == ["hours", "hours"]
+
+
+async def test_an_intake_step_then_a_branch_on_a_call(
+    serve_url, speech_engines, postgres_url, tmp_path
+):
+    await make_agent(serve_url, postgres_url, "+14155550803", flow=INTAKE_THEN_BRANCH)
+    tts, stt = speech_engines
+    report = await run_scripted_call(
+        serve_url,
+        lines=["Hi, this is Ann Lee.", "I have a question about my order."],
+        to_number="+14155550803",
+        auth_token=TWILIO_TOKEN,
+        save_dir=tmp_path,
+        tts=tts,
+        stt=stt,
+    )
+    assert not report.failed, report.lines()
+    conversation, messages = await saved_call(postgres_url, report.result.call_sid)
+    assert conversation.current_node == "orders"
+    answered = [m.routing.get("node") for m in messages if m.role == "agent" and m.routing]
+    assert answered == ["topic", "orders"]

@@ -247,19 +247,59 @@ FLOW = {
 
 
 async def test_flow_moves_on_when_the_model_calls_go_to_step() -> None:
-    agent = replace(AGENT, flow=validate_flow(FLOW, known_tools=TOOL_NAMES))
-    slm = FakeLLM(
+    flow = validate_flow(FLOW, known_tools=TOOL_NAMES)
+    agent = replace(AGENT, flow=flow, policy=TierPolicy(default_tier=Tier.FLASH))
+    flash = FakeLLM(
         replies=[ToolCall("go_to_step", {"step": "hours"}), "We open at seven, until six."]
     )
     state = ConversationState.start(agent)
     assert "Ask whether the caller wants orders or hours." in state.system_message().content
-    events, result = await turn(make_engine(slm), state, "When do you open?")
+    events, result = await turn(make_engine(FakeLLM(), cloud=flash), state, "When do you open?")
     assert [e for e in events if isinstance(e, StepChanged)] == [
         StepChanged("menu", "hours", "model")
     ]
     assert result.node == "hours" and result.routing_record()["node"] == "hours"
     # The reply after the move is written under the new step's instructions.
-    assert "We open 7 to 6." in slm.seen[1][0].content
+    assert "We open 7 to 6." in flash.seen[1][0].content
+
+
+async def test_on_the_slm_the_callers_words_pick_the_branch() -> None:
+    agent = replace(AGENT, flow=validate_flow(FLOW, known_tools=TOOL_NAMES))
+    slm = FakeLLM(replies=["Hello! Orders or hours?", "We open at seven."])
+    state = ConversationState.start(agent)
+    events, _ = await turn(make_engine(slm), state, "Hello there.")  # no grounds: stays
+    assert not [e for e in events if isinstance(e, StepChanged)]
+    events, result = await turn(make_engine(slm), state, "What are your opening hours?")
+    assert [e for e in events if isinstance(e, StepChanged)] == [
+        StepChanged("menu", "hours", "words")
+    ]
+    assert result.node == "hours" and "We open 7 to 6." in slm.seen[1][0].content
+
+
+async def test_an_intake_step_moves_on_whatever_the_caller_answers() -> None:
+    intake = {
+        "start": "name",
+        "nodes": [
+            {
+                "id": "name",
+                "instructions": "Ask for the caller's name.",
+                "transitions": [{"to": "reason", "on_reply": True}],
+            },
+            {"id": "reason", "instructions": "Ask why they are calling.", "end": True},
+        ],
+    }
+    agent = replace(AGENT, flow=validate_flow(intake, known_tools=TOOL_NAMES))
+    slm = FakeLLM(replies=["Thanks, Bob. Why are you calling?"])
+    state = ConversationState.start(agent)
+    events, result = await turn(make_engine(slm), state, "It's Bob.")
+    assert [e for e in events if isinstance(e, StepChanged)] == [
+        StepChanged("name", "reason", "reply")
+    ]
+    assert "Ask why they are calling." in slm.seen[0][0].content
+    # A key press is not an answer to the step.
+    state = ConversationState.start(agent)
+    events, _ = await turn(make_engine(FakeLLM()), state, state.press("5"))
+    assert state.flow is not None and state.flow.current == "name"
 
 
 async def test_a_bad_step_is_reported_to_the_model_not_raised() -> None:

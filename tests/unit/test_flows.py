@@ -364,3 +364,23 @@ def test_every_problem_is_reported_at_once() -> None:
     ]
     error = FlowError(found)
     assert str(error).startswith("invalid flow (6 problems): flow.nodes[0]")
+
+
+def test_only_one_on_reply_transition_per_node() -> None:
+    flow = {
+        "start": "a",
+        "nodes": [
+            {
+                "id": "a",
+                "instructions": "Ask.",
+                "transitions": [{"to": "b", "on_reply": True}, {"to": "c", "on_reply": True}],
+            },
+            {"id": "b", "instructions": "B."},
+            {"id": "c", "instructions": "C."},
+        ],
+    }
+    with pytest.raises(FlowError) as caught:
+        validate_flow(flow, known_tools=())
+    (problem,) = caught.value.errors
+    assert problem.path == "flow.nodes[0].transitions[1].on_reply"
+    assert "only one transition can be on_reply" in problem.message
