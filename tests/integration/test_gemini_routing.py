@@ -1,0 +1,112 @@
+"""Routing with Gemini switched on: the engine, the router and the real google-genai SDK against
+the local Gemini server. Flash runs a tool and speaks its result; a high-stakes turn goes to Pro;
+a failing or silent Gemini falls back to the local model within the deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.conversation.agent import AgentProfile
+from app.conversation.engine import ConversationEngine, ConversationState, ToolRan, TurnResult
+from app.conversation.toolbox import ToolBox
+from app.conversation.tools import HttpTools
+from app.engines import build_router, served_tiers
+from app.llm.base import TextDelta, Tier
+from app.settings import Settings
+from tests.fakes import FakeLLM
+from tests.fakes.gemini_server import API_KEY, FakeGemini, FakeTurn
+
+pytestmark = pytest.mark.integration
+
+AGENT = AgentProfile(
+    id="a1",
+    name="Desk",
+    system_prompt="You answer the phone for Rosa's Bakery.",
+    greeting="Hi!",
+    org_id="o1",
+    tools=("end_call",),
+)
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
+
+
+def engine_for(gemini: FakeGemini, slm: FakeLLM) -> ConversationEngine:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        gemini_api_key=API_KEY,
+        gemini_base_url=gemini.url,
+        gemini_timeout_s=2.0,
+        llm_tier_first_event_timeout_s=0.5,
+    )
+    return ConversationEngine(
+        llm=build_router(settings, slm),
+        toolbox=ToolBox(http=HttpTools(settings)),
+        served_tiers=served_tiers(settings),
+    )
+
+
+async def run(engine: ConversationEngine, text: str) -> tuple[str, TurnResult, list[ToolRan]]:
+    events = [e async for e in engine.respond(ConversationState.start(AGENT), text)]
+    result = events[-1]
+    assert isinstance(result, TurnResult)
+    spoken = "".join(e.text for e in events if isinstance(e, TextDelta))
+    return spoken, result, [e for e in events if isinstance(e, ToolRan)]
+
+
+async def test_flash_calls_a_tool_and_speaks_after_its_result(gemini: FakeGemini) -> None:
+    gemini.script = [
+        FakeTurn(function_calls=[("end_call", {"reason": "caller is done"})]),
+        FakeTurn(text="Thanks for calling, goodbye!"),
+    ]
+    slm = FakeLLM()
+    spoken, result, ran = await run(
+        engine_for(gemini, slm), "Okay that is everything I needed today, thanks a lot, bye now!"
+    )
+    assert [r.outcome.name for r in ran] == ["end_call"]
+    assert spoken == "Thanks for calling, goodbye!"
+    assert result.tier is Tier.FLASH and result.model == "gemini-2.5-flash"
+    assert result.tokens_by_tier()["flash"]["prompt"] > 0
+    assert slm.seen == []
+    paths = [path for path, _ in gemini.requests]
+    assert all("gemini-2.5-flash:streamGenerateContent" in p for p in paths)
+    follow_up = gemini.requests[-1][1]["contents"]
+    assert "functionResponse" in follow_up[-1]["parts"][0]
+
+
+async def test_a_high_stakes_turn_goes_to_pro(gemini: FakeGemini) -> None:
+    gemini.script = [FakeTurn(text="I'm sorry, let me sort out that refund.")]
+    spoken, result, _ = await run(
+        engine_for(gemini, FakeLLM()), "I was charged twice, I want a refund!"
+    )
+    assert result.tier is Tier.PRO and "gemini-2.5-pro" in gemini.requests[-1][0]
+    assert result.decision is not None and result.decision.reasons[0].startswith("high stakes")
+    assert spoken.startswith("I'm sorry")
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        ([503, 503], "flash failed: ServerError"),
+        ([], "flash failed: no answer in time"),
+    ],
+)
+async def test_gemini_trouble_falls_back_to_the_local_model_in_bounded_time(
+    gemini: FakeGemini, failure: list[int], reason: str
+) -> None:
+    gemini.fail_next = list(failure)
+    if not failure:
+        gemini.script = [FakeTurn(text="too late", delay_s=5.0)]
+    slm = FakeLLM(replies=["Here's what I know."])
+    started = time.monotonic()
+    long_turn = "Tell me about your cakes? And do you deliver them on weekends too?"
+    spoken, result, _ = await run(engine_for(gemini, slm), long_turn)
+    assert spoken == "Here's what I know." and result.tier is Tier.SLM
+    assert result.served[-1].reason == reason
+    assert time.monotonic() - started < 3.0
