@@ -313,3 +313,35 @@ async def test_another_orgs_playground_conversation_is_404(
         json={"agent_id": b_agent, "conversation_id": a_chat["conversation_id"], "message": "hi"},
     )
     assert_error(response, 404, "not_found")
+
+
+async def test_the_search_tool_runs_the_hybrid_search_and_cites_the_document(
+    org_a: Tenant, services: Services
+) -> None:
+    from tests.fixtures.kb_corpus import CORPUS
+
+    kb = (await org_a.client.post("/api/knowledge-bases", json={"name": "Handbook"})).json()
+    await org_a.client.post(
+        "/api/documents/upload",
+        files={"file": ("handbook.md", CORPUS.encode(), "text/markdown")},
+        data={"knowledge_base_id": kb["id"]},
+    )
+    await services.knowledge.ingestor.drain()
+    llm = script(
+        services,
+        ToolCall("search_knowledge_base", {"query": "returns refund days"}),
+        "You have 30 days.",
+    )
+    agent = await make_agent(
+        org_a,
+        tools=["search_knowledge_base"],
+        knowledge_base_id=kb["id"],
+        knowledge={"auto_context": False},  # only the tool looks things up
+    )
+    reply = await chat(org_a, agent, message="How long do I have to send something back?")
+    (run,) = reply["tool_calls"]
+    assert run["ok"] and "30 days" in run["result"]["passages"][0]["text"]
+    assert reply["passages"][0]["document_name"] == "handbook.md"
+    assert "30 days" in llm.seen[-1][-1].content  # the result went back to the model
+    stored = (await org_a.client.get(f"/api/conversations/{reply['conversation_id']}")).json()
+    assert stored["messages"][-1]["citations"][0]["document_name"] == "handbook.md"
