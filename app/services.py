@@ -53,6 +53,7 @@ class Services:
     async def close(self) -> None:
         """Stop ingestion (resumed on the next start), release the pool and connections."""
         await self.knowledge.ingestor.close()
+        await self.hub.toolbox.aclose()
         await self.calls.close()
         await self.db.close()
 

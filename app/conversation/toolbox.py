@@ -57,6 +57,12 @@ class ToolBox:
             specs.append(step)
         return specs
 
+    async def aclose(self) -> None:
+        """Close the HTTP and Twilio clients."""
+        await self.http.aclose()
+        if self.twilio is not None:
+            await self.twilio.aclose()
+
     def configured(self) -> set[str]:
         """The tools this deployment can run for an agent without settings of its own."""
         http = {name for name in HTTP_TOOLS if self.http.base_url(name) is not None}
