@@ -92,9 +92,6 @@ class VllmLLM:
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import GuidedDecodingParams
-
         tool_payload = [tool_schema(t) for t in tools] if tools else None
         prompt = str(
             self._tokenizer.apply_chat_template(
@@ -104,15 +101,13 @@ class VllmLLM:
                 tokenize=False,
             )
         )
-        guided = None
-        if tool_payload:
-            grammar = tool_grammar(tool_payload, required=tool_choice == "required")
-            guided = GuidedDecodingParams(grammar=grammar)
-        params = SamplingParams(
+        grammar = (
+            tool_grammar(tool_payload, required=tool_choice == "required") if tool_payload else None
+        )
+        params = _sampling_params(
             max_tokens=self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0),
             temperature=self.temperature,
-            logprobs=1,
-            guided_decoding=guided,
+            grammar=grammar,
         )
         request_id = uuid.uuid4().hex
         sent = ""
@@ -164,6 +159,27 @@ class VllmLLM:
         messages = [Message("system", system_prompt or "You are helpful."), Message("user", "Hi")]
         async for _ in self.stream(messages):
             pass
+
+
+def _sampling_params(*, max_tokens: int, temperature: float, grammar: str | None) -> Any:
+    """SamplingParams with the grammar, in either of vLLM's structured-output APIs.
+
+    vLLM 0.12 removed `guided_decoding=GuidedDecodingParams(...)` for
+    `structured_outputs=StructuredOutputsParams(...)`. Source: docs.vllm.ai, Structured Outputs.
+    """
+    from vllm import SamplingParams
+
+    options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "logprobs": 1}
+    if grammar is not None:
+        try:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            options["structured_outputs"] = StructuredOutputsParams(grammar=grammar)
+        except ImportError:
+            from vllm.sampling_params import GuidedDecodingParams
+
+            options["guided_decoding"] = GuidedDecodingParams(grammar=grammar)
+    return SamplingParams(**options)
 
 
 def _confidence(logprobs: Any, token_ids: Any) -> Confidence | None:
