@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
@@ -198,7 +199,11 @@ async def _sse(turn: _PlaygroundTurn, request: Request, org_id: uuid.UUID) -> As
             yield _event("tool", event.outcome.record())
         elif isinstance(event, StepChanged):
             yield _event("step", {"from": event.from_node, "to": event.to_node, "via": event.via})
-    reply = await _save(request, org_id, turn)
+    try:
+        reply = await _save(request, org_id, turn)
+    except HTTPException as exc:  # the status line is sent: report it in the stream
+        yield _event("error", {"code": "conflict", "message": str(exc.detail)})
+        return
     yield _event("done", reply.model_dump(mode="json"))
 
 
@@ -312,5 +317,10 @@ async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> C
             conversation.status = "completed"
             conversation.end_reason = "the agent ended the conversation"
             conversation.ended_at = func.now()
-        await session.commit()
+        try:
+            await session.commit()
+        except IntegrityError as exc:  # another message took these places in the transcript
+            raise HTTPException(
+                409, f"conversation {conversation.id} answered another message meanwhile; retry"
+            ) from exc
     return reply
