@@ -80,22 +80,48 @@ async def make_agent(serve_url: str, postgres_url: str, number: str, **fields: A
         assert assigned.status_code == 201, assigned.text
 
 
-async def test_the_slm_looks_an_order_up_during_a_call(
-    serve_url, speech_engines, postgres_url, tmp_path
-):
-    await make_agent(serve_url, postgres_url, "+14155550801", tools=["check_order_status"])
+async def call_new_agent(
+    serve_url: str,
+    speech_engines: Any,
+    postgres_url: str,
+    tmp_path: Any,
+    *,
+    number: str,
+    lines: list[str],
+    dtmf: str | None = None,
+    **agent: Any,
+) -> tuple[Any, Any, list[Any]]:
+    """Create an agent with `agent` fields on `number`, call it saying `lines`; return the
+    report, and the conversation and messages the server saved."""
+    await make_agent(serve_url, postgres_url, number, **agent)
     tts, stt = speech_engines
     report = await run_scripted_call(
         serve_url,
-        lines=["Hi, where is my order A1042?"],
-        to_number="+14155550801",
+        lines=lines,
+        dtmf=dtmf,
+        to_number=number,
         auth_token=TWILIO_TOKEN,
         save_dir=tmp_path,
         tts=tts,
         stt=stt,
     )
     assert not report.failed, report.lines()
-    _, messages = await saved_call(postgres_url, report.result.call_sid)
+    conversation, messages = await saved_call(postgres_url, report.result.call_sid)
+    return report, conversation, messages
+
+
+async def test_the_slm_looks_an_order_up_during_a_call(
+    serve_url, speech_engines, postgres_url, tmp_path
+):
+    report, _, messages = await call_new_agent(
+        serve_url,
+        speech_engines,
+        postgres_url,
+        tmp_path,
+        number="+14155550801",
+        lines=["Hi, where is my order A1042?"],
+        tools=["check_order_status"],
+    )
     agent_message = messages[-1]
     seen = [(m.role, m.text, m.tool_calls, m.routing) for m in messages]
     assert len(agent_message.tool_calls) == 1, seen
@@ -107,20 +133,16 @@ async def test_the_slm_looks_an_order_up_during_a_call(
 
 
 async def test_a_keypad_menu_moves_the_flow(serve_url, speech_engines, postgres_url, tmp_path):
-    await make_agent(serve_url, postgres_url, "+14155550802", flow=DTMF_MENU)
-    tts, stt = speech_engines
-    report = await run_scripted_call(
+    _, conversation, messages = await call_new_agent(
         serve_url,
+        speech_engines,
+        postgres_url,
+        tmp_path,
+        number="+14155550802",
         lines=["And on Saturday?"],
         dtmf="2",
-        to_number="+14155550802",
-        auth_token=TWILIO_TOKEN,
-        save_dir=tmp_path,
-        tts=tts,
-        stt=stt,
+        flow=DTMF_MENU,
     )
-    assert not report.failed, report.lines()
-    conversation, messages = await saved_call(postgres_url, report.result.call_sid)
     assert conversation.current_node == "hours"
     callers = [m.text for m in messages if m.role == "caller"]
     assert callers[0] == "(The caller pressed 2 on the keypad.)"
@@ -131,19 +153,15 @@ async def test_a_keypad_menu_moves_the_flow(serve_url, speech_engines, postgres_
 async def test_an_intake_step_then_a_branch_on_a_call(
     serve_url, speech_engines, postgres_url, tmp_path
 ):
-    await make_agent(serve_url, postgres_url, "+14155550803", flow=INTAKE_THEN_BRANCH)
-    tts, stt = speech_engines
-    report = await run_scripted_call(
+    _, conversation, messages = await call_new_agent(
         serve_url,
+        speech_engines,
+        postgres_url,
+        tmp_path,
+        number="+14155550803",
         lines=["Hi, this is Ann Lee.", "I have a question about my order."],
-        to_number="+14155550803",
-        auth_token=TWILIO_TOKEN,
-        save_dir=tmp_path,
-        tts=tts,
-        stt=stt,
+        flow=INTAKE_THEN_BRANCH,
     )
-    assert not report.failed, report.lines()
-    conversation, messages = await saved_call(postgres_url, report.result.call_sid)
     assert conversation.current_node == "orders"
     answered = [m.routing.get("node") for m in messages if m.role == "agent" and m.routing]
     assert answered == ["topic", "orders"]
