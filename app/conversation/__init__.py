@@ -1,1 +1,3 @@
-"""What the agent says: the agent's configuration, prompt building, history and sentence pacing."""
+"""What the agent says and does: the conversation engine (one turn, on calls and in the
+playground), the routing policy, the tools and their registry, flows, the agent's profile,
+grounding, sentence pacing and caller sentiment."""

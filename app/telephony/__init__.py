@@ -1,1 +1,2 @@
-"""Twilio's wire format: webhook signatures, TwiML, Media Streams messages, mu-law audio."""
+"""Twilio's wire format and REST API: webhook signatures, TwiML, Media Streams messages, mu-law
+audio, and live-call updates (transfer, hang-up)."""
