@@ -32,7 +32,7 @@ from app.conversation.engine import (
     ToolRan,
     TurnResult,
 )
-from app.conversation.grounding import Source
+from app.conversation.grounding import KnowledgeLookup, Source
 from app.conversation.sentences import SentenceSplitter
 from app.conversation.tools import ToolOutcome
 from app.llm.base import LanguageModel, Message, TextDelta
@@ -92,10 +92,6 @@ class Engines:
     stt: SpeechToText
     llm: LanguageModel | RoutingLLM  # a bare model is wrapped in a router by the hub
     tts: TextToSpeech
-
-
-# Finds the passages of the agent's knowledge base that bear on what the caller said.
-KnowledgeLookup = Callable[[AgentProfile, str], Awaitable[list[Source]]]
 
 
 @dataclass(slots=True)

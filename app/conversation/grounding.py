@@ -3,8 +3,12 @@ front of the question so the model answers from them, and kept as the turn's cit
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.conversation.agent import AgentProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,10 @@ class Source:
         data = asdict(self)
         data.pop("text")
         return data
+
+
+# Finds the passages of the agent's knowledge base that bear on what the caller said.
+KnowledgeLookup = Callable[["AgentProfile", str], Awaitable[list[Source]]]
 
 
 def grounded_question(question: str, sources: list[Source]) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import TRANSITION_TOOL
-from app.conversation.grounding import Source
+from app.conversation.grounding import KnowledgeLookup
 from app.conversation.tools import HTTP_TOOLS, TOOL_SPECS, HttpTools, ToolContext, ToolOutcome
 from app.llm.base import ToolCall, ToolSpec
 from app.telephony.calls_api import TwilioCalls, TwilioUnavailable
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KnowledgeLookup = Callable[[AgentProfile, str], Awaitable[list[Source]]]
 TRANSFER_ANNOUNCEMENT = "Please hold while I connect you."
 
 
