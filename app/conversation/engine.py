@@ -216,23 +216,26 @@ class ConversationEngine:
         held_phrase = False
 
         for round_no in range(MAX_TOOL_ROUNDS + 1):
+            # The last round must speak: tools stay declared (the history holds calls) but
+            # cannot be called.
             last_round = round_no == MAX_TOOL_ROUNDS
-            specs = [] if last_round else self._toolbox.specs(state)
+            specs = self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             tier = decision.tier if decision.tier in self._served else Tier.SLM
-            for_slm = self._slm_specs(specs, features, result)
+            for_slm = [] if last_round else self._slm_specs(specs, features, result)
             stream = self._llm.stream(
                 messages,
                 specs or None,
                 decision.tier,
                 escalate_to=escalation_target(tier, state.agent.policy, self._served),
                 min_confidence=state.agent.policy.min_confidence,
+                tool_choice="none" if last_round else "auto",
                 slm_tools=for_slm,
                 slm_tool_choice=slm_tool_choice(for_slm),
             )
             calls: list[ToolCall] = []
             spoken = ""
-            allowed = {t.name for t in specs}
+            allowed = set() if last_round else {t.name for t in specs}
             try:
                 async for event in self._with_holding(stream, speak=not held_phrase):
                     if isinstance(event, HoldingPhrase):

@@ -8,8 +8,9 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
-# "required": the reply must be a call of one of the tools given (no text).
-ToolChoice = Literal["auto", "required"]
+# "required": the reply must be a call of one of the tools given (no text); "none": words only,
+# though the tools stay declared (a history with calls in it stays valid for Gemini).
+ToolChoice = Literal["auto", "required", "none"]
 
 
 class Tier(StrEnum):

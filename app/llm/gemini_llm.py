@@ -26,6 +26,13 @@ from app.llm.base import (
     Usage,
 )
 
+_MODES = {
+    "required": types.FunctionCallingConfigMode.ANY,
+    # The model answers in words, as if there were no tools, while the declarations keep a
+    # history with function calls in it consistent.
+    "none": types.FunctionCallingConfigMode.NONE,
+}
+
 logger = logging.getLogger(__name__)
 
 # Pro cannot think less than 128 tokens; a small cap keeps a phone turn's latency bounded.
@@ -231,11 +238,9 @@ class GeminiLLM:
             tools=[types.Tool(function_declarations=declarations)] if declarations else None,
             tool_config=(
                 types.ToolConfig(
-                    function_calling_config=types.FunctionCallingConfig(
-                        mode=types.FunctionCallingConfigMode.ANY
-                    )
+                    function_calling_config=types.FunctionCallingConfig(mode=_MODES[tool_choice])
                 )
-                if declarations and tool_choice == "required"
+                if declarations and tool_choice != "auto"
                 else None
             ),
             # The router runs the tools; the SDK must hand function calls back, not run them.

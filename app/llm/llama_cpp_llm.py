@@ -136,7 +136,7 @@ class LlamaCppLLM:
                 cancel.set()
 
         payload = [chat_message(m) for m in messages]
-        tool_payload = [tool_schema(t) for t in tools] if tools else None
+        tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
         # Results and errors come back through the queue, so the returned future is not kept.
         required = tool_choice == "required" and tool_payload is not None
         loop.run_in_executor(

@@ -54,6 +54,7 @@ class RoutingLLM(Protocol):
         *,
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
+        tool_choice: ToolChoice = "auto",
         slm_tools: list[ToolSpec] | None = None,
         slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
@@ -98,16 +99,17 @@ class TieredLLM:
         *,
         escalate_to: Tier | None = None,
         min_confidence: float = 0.0,
+        tool_choice: ToolChoice = "auto",
         slm_tools: list[ToolSpec] | None = None,
         slm_tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """Events for the turn, starting with a `Routed`.
 
-        `tools` are what a cloud tier sees; whenever the SLM serves (routed there, fallen back
-        to, or before an escalation) it sees `slm_tools` (None: the same tools; [] none) with
-        `slm_tool_choice`: it is trusted with fewer tools than a bigger model. With
-        `escalate_to`, an SLM stream is held back until the model reports its Confidence; below
-        `min_confidence` the turn goes to `escalate_to`.
+        `tools` (with `tool_choice`) are what a cloud tier sees. Whenever the SLM serves (routed
+        there, fallen back to, or before an escalation) it sees `slm_tools` (None: the same
+        tools; [] none) with `slm_tool_choice`: it is trusted with fewer tools than a bigger
+        model. With `escalate_to`, an SLM stream is held back until the model reports its
+        Confidence; below `min_confidence` the turn goes to `escalate_to`.
         """
         for_slm = SLMTools(tools if slm_tools is None else slm_tools or None, slm_tool_choice)
         chain = [t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in self._tiers]
@@ -117,7 +119,7 @@ class TieredLLM:
             yield Routed(current, engine.name, reason)
             if current is Tier.SLM and escalate_to is not None and escalate_to in self._tiers:
                 async for event in self._slm_or_escalate(
-                    messages, tools, for_slm, escalate_to, min_confidence
+                    messages, tools, tool_choice, for_slm, escalate_to, min_confidence
                 ):
                     yield event
                 return
@@ -129,7 +131,7 @@ class TieredLLM:
                 return
             produced = False
             try:
-                async for event in self._guarded(engine, messages, tools, current):
+                async for event in self._guarded(engine, messages, tools, current, tool_choice):
                     produced = True
                     yield event
                 return
@@ -145,8 +147,9 @@ class TieredLLM:
         messages: list[Message],
         tools: list[ToolSpec] | None,
         tier: Tier,
+        tool_choice: ToolChoice,
     ) -> AsyncIterator[LLMEvent]:
-        stream = engine.stream(messages, tools, tier)
+        stream = engine.stream(messages, tools, tier, tool_choice)
         iterator = aiter(stream)
         try:
             try:
@@ -164,6 +167,7 @@ class TieredLLM:
         self,
         messages: list[Message],
         tools: list[ToolSpec] | None,
+        tool_choice: ToolChoice,
         for_slm: SLMTools,
         escalate_to: Tier,
         min_confidence: float,
@@ -198,6 +202,7 @@ class TieredLLM:
             messages,
             tools,
             escalate_to,
+            tool_choice=tool_choice,
             slm_tools=for_slm.tools or [],
             slm_tool_choice=for_slm.choice,
         ):

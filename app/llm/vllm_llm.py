@@ -92,7 +92,7 @@ class VllmLLM:
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
-        tool_payload = [tool_schema(t) for t in tools] if tools else None
+        tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
         prompt = str(
             self._tokenizer.apply_chat_template(
                 [chat_message(m) for m in messages],

@@ -163,6 +163,24 @@ async def test_tools_are_sent_as_function_declarations(llm: GeminiLLM, gemini: F
     assert "parameters" not in book  # not converted to the OpenAPI subset
 
 
+@pytest.mark.parametrize(
+    ("choice", "mode"), [("auto", None), ("required", "ANY"), ("none", "NONE")]
+)
+async def test_tool_choice_becomes_the_function_calling_mode(
+    llm: GeminiLLM, gemini: FakeGemini, choice: str, mode: str | None
+) -> None:
+    messages = [Message("user", "book me in")]
+    [event async for event in llm.stream(messages, [BOOK], Tier.FLASH, choice)]  # type: ignore[arg-type]
+    _, body = sent(gemini)
+    config = body.get("toolConfig", body.get("tool_config"))
+    if mode is None:
+        assert config is None
+    else:
+        calling = config.get("functionCallingConfig", config.get("function_calling_config"))
+        assert calling["mode"] == mode
+        assert body["tools"]  # declared either way
+
+
 async def test_function_calls_come_back_as_tool_calls(llm: GeminiLLM, gemini: FakeGemini) -> None:
     gemini.script = [
         FakeTurn(
