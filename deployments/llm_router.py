@@ -18,8 +18,9 @@ from deployments.handles import HandleLLM
 class LLMRouterDeployment:
     """The SLM deployment for the local tier; Gemini Flash and Pro with GEMINI_API_KEY."""
 
-    def __init__(self, slm: DeploymentHandle) -> None:
+    async def __init__(self, slm: DeploymentHandle) -> None:
         self.router = build_router(get_settings(), HandleLLM(slm, name="slm"))
+        await self.router.prewarm()
 
     async def stream(
         self,

@@ -87,6 +87,13 @@ class TieredLLM:
         """The tiers with an engine of their own (the SLM always)."""
         return frozenset({Tier.SLM, *self._tiers})
 
+    async def prewarm(self) -> None:
+        """Open the cloud engines' clients before the first turn needs them."""
+        for engine in {id(e): e for e in self._tiers.values()}.values():
+            warm = getattr(engine, "prewarm", None)
+            if warm is not None:
+                await warm()
+
     def engine_for(self, tier: Tier) -> LanguageModel:
         """The engine that serves `tier`."""
         return self._tiers.get(tier, self._slm)

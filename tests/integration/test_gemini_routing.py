@@ -110,3 +110,4 @@ async def test_gemini_trouble_falls_back_to_the_local_model_in_bounded_time(
     assert spoken == "Here's what I know." and result.tier is Tier.SLM
     assert result.served[-1].reason == reason
     assert time.monotonic() - started < 3.0
+
