@@ -87,8 +87,12 @@ class TieredLLM:
         """The tiers with an engine of their own (the SLM always)."""
         return frozenset({Tier.SLM, *self._tiers})
 
-    async def prewarm(self) -> None:
-        """Open the cloud engines' clients before the first turn needs them."""
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Warm what the first turn would wait for: the local SLM's prompt cache (when it runs
+        in this process) and the cloud engines' clients."""
+        warm_slm = getattr(self._slm, "prewarm", None)
+        if warm_slm is not None:
+            await warm_slm(system_prompt)
         for engine in {id(e): e for e in self._tiers.values()}.values():
             warm = getattr(engine, "prewarm", None)
             if warm is not None:
