@@ -36,7 +36,7 @@ from app.conversation.engine import (
     ToolRan,
     TurnResult,
 )
-from app.conversation.flows import FlowSpec, FlowState
+from app.conversation.flows import FlowState
 from app.db.models import Agent, Conversation
 from app.db.models import Message as MessageRow
 from app.llm.base import Message, TextDelta, ToolCall
@@ -261,8 +261,10 @@ async def _state(
             history.append(Message("assistant", row.text))
     flow = None
     if agent.flow is not None:
-        node = conversation.current_node
-        flow = FlowState(agent.flow, node if node and _has_node(agent.flow, node) else None)
+        try:
+            flow = FlowState(agent.flow, conversation.current_node)
+        except ValueError:  # the flow was edited and lost that node: start it again
+            flow = FlowState(agent.flow)
     return ConversationState(
         agent=agent,
         history=history,
@@ -270,10 +272,6 @@ async def _state(
         conversation_id=str(conversation.id),
         channel="playground",
     )
-
-
-def _has_node(flow: FlowSpec, node: str) -> bool:
-    return any(n.id == node for n in flow.nodes)
 
 
 async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> ChatReply:

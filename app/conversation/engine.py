@@ -204,8 +204,9 @@ class ConversationEngine:
         specs = self._toolbox.specs(state)
         decision = choose_tier(features, state.agent.policy, tools_offered=bool(specs))
         result.decision = decision
+        tier = decision.tier if decision.tier in self._served else Tier.SLM  # what serves it
         if moved is None and state.flow is not None and not keypad:
-            if (decision.tier if decision.tier in self._served else Tier.SLM) is Tier.SLM:
+            if tier is Tier.SLM:
                 # The small model cannot judge a step's condition (it never calls go_to_step
                 # when left to choose, and picks at random when made to): the caller's words
                 # decide, as they decide which tools it may use.
@@ -221,7 +222,6 @@ class ConversationEngine:
             last_round = round_no == MAX_TOOL_ROUNDS
             specs = self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
-            tier = decision.tier if decision.tier in self._served else Tier.SLM
             for_slm = [] if last_round else self._slm_specs(specs, features, result)
             stream = self._llm.stream(
                 messages,

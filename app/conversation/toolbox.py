@@ -63,7 +63,7 @@ class ToolBox:
 
     def configured(self) -> set[str]:
         """The tools this deployment can run for an agent without settings of its own."""
-        http = {name for name in HTTP_TOOLS if self.http.base_url(name) is not None}
+        http = set(self.http.available(HTTP_TOOLS))
         transfer = {"transfer_to_agent"} if self.transfer_number and self.twilio else set()
         search = {"search_knowledge_base"} if self.lookup is not None else set()
         return http | transfer | search | {"end_call"}

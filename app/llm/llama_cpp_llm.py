@@ -281,12 +281,12 @@ class LlamaCppLLM:
     def _fit_context(
         self,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None,
+        room: int,
     ) -> list[int]:
-        """Tokenize the chat prompt, dropping the oldest turns if it would overflow the context."""
+        """Tokenize the chat prompt, dropping the oldest turns if it would leave fewer than
+        `room` tokens of the context for the reply."""
         messages = list(messages)
-        room = self.max_tokens if max_tokens is None else max_tokens
         while True:
             formatted = self._formatter(messages=cast(Any, messages), tools=cast(Any, tools))
             tokens = self._llm.tokenize(
