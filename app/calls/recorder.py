@@ -49,9 +49,6 @@ class TurnRecord:
     ended_at: float
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
-    tier: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     caller_audio_s: float = 0.0  # what STT listened to
     citations: list[dict[str, Any]] = field(default_factory=list)  # knowledge-base passages used
     # By tier, over every model round: {"flash": {"prompt": n, "completion": n}}.

@@ -801,13 +801,9 @@ class CallSession:
                 ended_at=time.time(),
                 timings=turn.timings,
                 model=result.model if result else None,
-                tier=result.tier.value if result and result.tier else None,
-                prompt_tokens=sum(u.prompt_tokens for _, u in result.usage) if result else 0,
-                completion_tokens=(
-                    sum(u.completion_tokens for _, u in result.usage) if result else 0
-                ),
                 caller_audio_s=len(turn.audio) / (2 * 8000),
-                citations=[source.citation() for source in (result.sources if result else [])],
+                # A reply cut short before its result still drew on the passages it was given.
+                citations=[s.citation() for s in (result.sources if result else turn.sources)],
                 llm_tokens=result.tokens_by_tier() if result else {},
                 tool_calls=[run.record() for run in turn.tool_runs],
                 routing=result.routing_record() if result else {},

@@ -83,15 +83,7 @@ class DatabaseCallRecorder:
             return
         call.usage.stt_seconds += record.caller_audio_s
         call.usage.tts_chars += len(record.agent_intended_text)
-        spent = record.llm_tokens
-        if not spent and record.tier:
-            spent = {
-                record.tier: {
-                    "prompt": record.prompt_tokens,
-                    "completion": record.completion_tokens,
-                }
-            }
-        add_tokens(call.usage.llm_tokens, spent)
+        add_tokens(call.usage.llm_tokens, record.llm_tokens)
         call.timings.append(asdict(record.timings))
         rows: list[Message] = []
         offset = record.started_at - call.started_at

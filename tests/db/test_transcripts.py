@@ -50,9 +50,7 @@ def turn(call_sid: str, n: int, t0: float, caller: str, agent: str, **kw: object
         started_at=t0 + n * 5,
         ended_at=t0 + n * 5 + 3,
         timings=TurnTimings(stt_s=0.2, llm_ttft_s=0.3, tts_ttfb_s=0.1, voice_to_voice_s=0.9),
-        tier="slm" if caller else None,
-        prompt_tokens=100 if caller else 0,
-        completion_tokens=20 if caller else 0,
+        llm_tokens={"slm": {"prompt": 100, "completion": 20}} if caller else {},
         caller_audio_s=2.0 if caller else 0.0,
     )
 
