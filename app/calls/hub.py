@@ -47,7 +47,6 @@ class CallHub:
         self.knowledge = knowledge
         self.sessions: dict[str, CallSession] = {}
         self.load = ReplicaLoad()
-        router = as_router(engines.llm)
         self.toolbox = ToolBox(
             http=HttpTools(settings),
             twilio=TwilioCalls.from_settings(settings),
@@ -55,9 +54,8 @@ class CallHub:
             transfer_number=settings.transfer_number,
         )
         self.conversation = ConversationEngine(
-            llm=router,
+            llm=as_router(engines.llm),
             toolbox=self.toolbox,
-            served_tiers=router.served_tiers,
             holding_after_s=settings.holding_phrase_after_s,
         )
         if settings.twilio_auth_token is None:

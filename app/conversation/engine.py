@@ -178,13 +178,12 @@ class ConversationEngine:
         *,
         llm: RoutingLLM,
         toolbox: ToolBox,
-        served_tiers: frozenset[Tier],
         holding_after_s: float = 1.2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._llm = llm
         self._toolbox = toolbox
-        self._served = served_tiers
+        self._served = llm.served_tiers
         self._holding_after_s = holding_after_s
         self._clock = clock
 

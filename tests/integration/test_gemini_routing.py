@@ -13,7 +13,7 @@ from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan, TurnResult
 from app.conversation.toolbox import ToolBox
 from app.conversation.tools import HttpTools
-from app.engines import build_router, served_tiers
+from app.engines import build_router
 from app.llm.base import TextDelta, Tier
 from app.settings import Settings
 from tests.fakes import FakeLLM
@@ -50,7 +50,6 @@ def engine_for(
     return ConversationEngine(
         llm=build_router(settings, slm),
         toolbox=ToolBox(http=HttpTools(settings)),
-        served_tiers=served_tiers(settings),
     )
 
 

@@ -18,7 +18,7 @@ from app.conversation.toolbox import ToolBox
 from app.conversation.tools import HttpTools
 from app.demo_backend import create_demo_backend
 from app.engines import build_slm
-from app.llm.base import Message, Tier
+from app.llm.base import Message
 from app.llm.router import TieredLLM
 from app.settings import Settings, get_settings
 from tests.fakes.serving import serving
@@ -64,7 +64,6 @@ def engine(backend: str) -> ConversationEngine:
     return ConversationEngine(
         llm=TieredLLM(slm=slm),
         toolbox=ToolBox(http=HttpTools(settings)),
-        served_tiers=frozenset({Tier.SLM}),
     )
 
 

@@ -16,7 +16,7 @@ from app.conversation.engine import ConversationEngine, ConversationState, ToolR
 from app.conversation.toolbox import ToolBox
 from app.conversation.tools import HttpTools
 from app.demo_backend import create_demo_backend
-from app.llm.base import Message, TextDelta, Tier, ToolCall
+from app.llm.base import Message, TextDelta, ToolCall
 from app.llm.router import TieredLLM
 from app.settings import Settings
 from app.telephony.calls_api import TwilioCalls
@@ -58,7 +58,6 @@ async def transfer(backend: str, twilio: FakeTwilio, call_sid: str) -> list[Any]
     engine = ConversationEngine(
         llm=TieredLLM(slm=slm),
         toolbox=ToolBox(http=HttpTools(settings), twilio=calls),
-        served_tiers=frozenset({Tier.SLM}),
     )
     state = ConversationState.start(AGENT, call_sid=call_sid, caller_number="+15550199")
     state.history += [

@@ -56,7 +56,6 @@ def make_engine(
     return ConversationEngine(
         llm=router,
         toolbox=ToolBox(http=HttpTools(settings), lookup=lookup),
-        served_tiers=router.served_tiers,
         holding_after_s=holding_after_s,
     )
 

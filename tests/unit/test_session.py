@@ -24,7 +24,7 @@ from app.conversation.flows import validate_flow
 from app.conversation.grounding import Source
 from app.conversation.toolbox import ToolBox
 from app.conversation.tools import TOOL_NAMES, HttpTools
-from app.llm.base import Tier, ToolCall
+from app.llm.base import ToolCall
 from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.settings import Settings
@@ -195,7 +195,6 @@ def make_session(
         conversation=ConversationEngine(
             llm=as_router(engines.llm),
             toolbox=ToolBox(http=HttpTools(settings)),
-            served_tiers=frozenset({Tier.SLM}),
         ),
         lookup=lookup,
         load=load,
