@@ -118,7 +118,7 @@ async def chat(
     hub: CallHub = request.app.state.hub
     row = await get_or_404(session, Agent, body.agent_id, "agent")
     agent = profile_of(row)
-    conversation = await _conversation(session, body, principal.org_id)
+    conversation = await _conversation(session, body)
     state = await _state(session, conversation, agent)
     await session.commit()  # the conversation exists before the (slow) turn runs
     text = body.message if body.message is not None else state.press(body.dtmf or "")
@@ -211,9 +211,7 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _conversation(
-    session: AsyncSession, body: ChatRequest, org_id: uuid.UUID
-) -> Conversation:
+async def _conversation(session: AsyncSession, body: ChatRequest) -> Conversation:
     if body.conversation_id is None:
         conversation = Conversation(
             agent_id=body.agent_id, channel="playground", status="in_progress"
