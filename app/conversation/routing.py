@@ -58,7 +58,7 @@ TOOL_INTENTS: dict[str, str] = {
 }
 # An order number as callers say it: letters and digits with at least one digit ("A1042",
 # "B-7781", "order 55123"). Speech-to-text often splits a spoken "A 1042" in two, so a single
-# letter just before the digits also makes a candidate ("A1042" and "1042" are both offered).
+# letter just before the digits joins them into one candidate ("a 1042" offers "A1042").
 _CODE = re.compile(r"\b(?=[A-Za-z-]*\d)[A-Za-z]{0,4}-?\d{3,10}\b")
 _SPLIT_CODE = re.compile(r"\b([A-Za-z])[ .-]+(\d{3,10})\b")
 # A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "noon".
@@ -240,8 +240,11 @@ def spoken_times(text: str) -> tuple[str, ...]:
 
 
 def _codes(text: str) -> tuple[str, ...]:
-    split = [f"{letter}{digits}" for letter, digits in _SPLIT_CODE.findall(text)]
-    whole = [code.replace("-", "") for code in _CODE.findall(text)]
+    pairs = _SPLIT_CODE.findall(text)
+    split = [f"{letter}{digits}" for letter, digits in pairs]
+    # "a 1042" is one code heard in two pieces: its digits alone are not another candidate.
+    pieces = {digits for _, digits in pairs}
+    whole = [code.replace("-", "") for code in _CODE.findall(text) if code not in pieces]
     return tuple(dict.fromkeys(code.upper() for code in [*split, *whole]))
 
 

@@ -73,5 +73,7 @@ def test_the_slm_sees_a_tool_only_with_grounds_for_it() -> None:
 def test_grounded_arguments_are_limited_to_what_the_caller_said() -> None:
     order = offered("The number is A1001.", before=("Where's my order A1042?",))
     assert order["check_order_status"]["properties"]["order_id"]["enum"] == ["A1042", "A1001"]
+    heard_in_two = offered("Where is my order a 1042?")  # speech-to-text split "A1042"
+    assert heard_in_two["check_order_status"]["properties"]["order_id"]["enum"] == ["A1042"]
     booking = offered("Book Anna Lee for December 3rd at 2 pm.")
     assert booking["book_appointment"]["properties"]["name"]["enum"] == ["Anna Lee"]
