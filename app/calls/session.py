@@ -626,7 +626,8 @@ class CallSession:
         assert self.state is not None
         splitter = SentenceSplitter()
         started = self._clock()
-        events = self._conversation.respond(self.state, text, turn.sources)
+        turn.result = TurnResult()
+        events = self._conversation.respond(self.state, text, turn.sources, turn.result)
         try:
             async with asyncio.timeout(self._settings.llm_total_timeout_s):
                 iterator = aiter(events)
@@ -782,8 +783,8 @@ class CallSession:
             history = self.state.history
             if turn.caller_text:
                 history.append(Message("user", turn.caller_text))
-            if result is not None:
-                history.extend(result.tool_messages)
+            if result is not None and result.total_s:  # only a finished turn's calls and
+                history.extend(result.tool_messages)  # results: never a call left unanswered
             if heard:
                 history.append(Message("assistant", heard))
         if self._end_after is turn and not interrupted:

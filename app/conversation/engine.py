@@ -188,7 +188,11 @@ class ConversationEngine:
         self._clock = clock
 
     async def respond(
-        self, state: ConversationState, text: str, sources: list[Source] | None = None
+        self,
+        state: ConversationState,
+        text: str,
+        sources: list[Source] | None = None,
+        result: TurnResult | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """The agent's answer to `text`: its events, ending with one TurnResult.
 
@@ -196,7 +200,9 @@ class ConversationEngine:
         what was heard; the tool calls and results of the turn come back in the TurnResult.
         """
         started = self._clock()
-        result = TurnResult(sources=list(sources or []))
+        # Filled in as the turn goes, so a caller that hangs up mid-turn still has its routing.
+        result = result if result is not None else TurnResult()
+        result.sources = list(sources or [])
         features = turn_features(state.history, text, state.today)
         keypad, state.keypad = state.keypad, False
         moved = state.flow.on_reply() if state.flow is not None and not keypad else None
