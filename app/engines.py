@@ -98,7 +98,9 @@ def build_embedder(settings: Settings) -> Embedder:
             dimension=settings.gemini_embedding_dimension,
             base_url=settings.gemini_base_url,
         )
-    return MiniLMEmbedder(threads=settings.embedder_threads)
+    return MiniLMEmbedder(
+        threads=settings.embedder_threads, models_dir=settings.velox_data_dir / "models"
+    )
 
 
 def build_local_engines(settings: Settings) -> Engines:
