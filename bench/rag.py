@@ -326,7 +326,7 @@ async def insert_chunks(
             )
         )
         await session.flush()
-        await session.execute(insert(Chunk), rows)
+        await session.execute(insert(Chunk).returning(Chunk.id), rows)
         await session.commit()
     return document_id
 
@@ -492,6 +492,7 @@ async def fill_to(bench: Bench, book: Book, size: int) -> dict[str, Any]:
     built = time.perf_counter()
     await bench.bulk.execute("VACUUM ANALYZE chunks")
     await bench.bulk.execute("VACUUM ANALYZE documents")
+    await bench.bulk.execute("VACUUM ANALYZE knowledge_terms")
     counts = await chunk_counts(bench)
     return {
         "kb_chunks": counts[bench.places["book"].kb_id],
@@ -514,20 +515,21 @@ async def search(
     *,
     k: int = K,
     exact: bool = False,
+    place: str = "book",
 ) -> list[SearchHit]:
     """The top `k` in the measured knowledge base, as a call's turn searches it. `exact` plans
     without index scans: exact nearest neighbours, to tell what the HNSW index loses."""
-    place = bench.places["book"]
+    where = bench.places[place]
     searcher = bench.exact if exact else bench.searcher
     return await searcher.search(
-        place.org_id, place.kb_id, query, k=k, mode=mode, query_vector=vector
+        where.org_id, where.kb_id, query, k=k, mode=mode, query_vector=vector
     )
 
 
-def answer_rank(book: Book, question: Question, hits: list[SearchHit]) -> int | None:
+def answer_rank(document_id: uuid.UUID, question: Question, hits: list[SearchHit]) -> int | None:
     """1-based rank of the first chunk of the book holding the answer phrase."""
     for rank, hit in enumerate(hits, 1):
-        if hit.document_id == book.document_id and question.answer in normalise(hit.text):
+        if hit.document_id == document_id and question.answer in normalise(hit.text):
             return rank
     return None
 
@@ -540,11 +542,13 @@ async def measure_recall(
     mode: Mode,
     *,
     exact: bool = False,
+    place: str = "book",
+    document_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     ranked: list[tuple[Question, int | None]] = []
     for question, vector in zip(questions, vectors, strict=True):
-        hits = await search(bench, question.text, vector, mode, exact=exact)
-        ranked.append((question, answer_rank(book, question, hits)))
+        hits = await search(bench, question.text, vector, mode, exact=exact, place=place)
+        ranked.append((question, answer_rank(document_id or book.document_id, question, hits)))
     ranks = [rank for _, rank in ranked]
     by_kind = {
         kind: round(statistics.fmean(r is not None for q, r in ranked if q.kind == kind), 3)
@@ -586,6 +590,28 @@ async def measure_recall_modes(
         for label, mode, exact in runs
     ]
     rows[MODES.index("vector")]["ann_recall_at_40"] = await ann_recall(bench, questions, vectors)
+    return rows
+
+
+async def measure_recall_small_chunks(
+    bench: Bench,
+    book: Book,
+    ingestion: list[dict[str, Any]],
+    questions: list[Question],
+    vectors: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The same questions on the book cut into the smaller chunks (no filler): what the faster
+    ingestion of short chunks costs in recall."""
+    small = next(row for row in ingestion if row["max_tokens"] != ChunkingPolicy().max_tokens)
+    label = f"{small['max_tokens']}/{small['overlap_tokens']}"
+    document_id = uuid.UUID(small["end_to_end"]["document_id"])
+    rows = []
+    for mode in MODES:
+        measured = await measure_recall(
+            bench, book, questions, vectors, mode, place="book-100", document_id=document_id
+        )
+        rows.append({"kb_chunks": small["end_to_end"]["chunks"], "mode": f"{mode} {label}"})
+        rows[-1] |= measured
     return rows
 
 
@@ -900,6 +926,7 @@ async def run_phases(
     embedding = percentiles(embed_seconds)
 
     recall = await measure_recall_modes(bench, book, questions, question_vectors, len(book.chunks))
+    recall += await measure_recall_small_chunks(bench, book, ingestion, questions, question_vectors)
     latency: list[dict[str, Any]] = []
     for size in args.sizes:
         loaded, again = await measure_size(

@@ -27,6 +27,10 @@ class EmbedderDeployment:
     async def _embed_query(self, texts: list[str]) -> list[np.ndarray]:
         return list(await self.engine.embed(texts, purpose="query"))
 
+    def model(self) -> tuple[str, int]:
+        """The engine's name and dimension: knowledge bases record them, never to mix models."""
+        return self.engine.name, self.engine.dimension
+
     async def embed(self, texts: list[str], purpose: Purpose = "document") -> np.ndarray:
         """Rows of unit vectors, in the order of `texts`."""
         if not texts:

@@ -14,7 +14,6 @@ from app.engines import served_tiers
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory
-from app.rag.embedder import MiniLMEmbedder
 from app.services import build_services
 from app.settings import get_settings
 from deployments.handles import HandleEmbedder, HandleRouter, HandleSTT, HandleTTS
@@ -41,9 +40,9 @@ class Ingress:
             llm=HandleRouter(llm, served_tiers=served_tiers(settings)),
             tts=HandleTTS(tts),
         )
-        remote_embedder = HandleEmbedder(
-            embedder, name=MiniLMEmbedder.name, dimension=MiniLMEmbedder.dimension
-        )
+        # Asked, not assumed: with GEMINI_API_KEY the replica embeds with Gemini at 768.
+        name, dimension = await embedder.model.remote()
+        remote_embedder = HandleEmbedder(embedder, name=name, dimension=dimension)
         self.services = await build_services(
             settings, engines, Metrics(RayMetricFactory()), remote_embedder
         )

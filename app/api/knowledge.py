@@ -78,7 +78,9 @@ class SearchHitOut(BaseModel):
     text: str
     score: float = Field(description="reciprocal-rank fusion of both sides")
     text_rank: int | None
-    text_score: float | None = Field(description="Postgres ts_rank_cd")
+    text_score: float | None = Field(
+        description="full-text side: BM25 score, the IDF of the question's words it holds"
+    )
     vector_rank: int | None
     vector_distance: float | None = Field(description="cosine distance")
 

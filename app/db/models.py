@@ -263,6 +263,23 @@ class Document(TenantOwned):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
+class KnowledgeTerm(TenantOwned):
+    """How many chunks of a knowledge base hold a word (a stemmed lexeme of their `tsv`).
+
+    Full-text search reads it to tell rare words, which find a passage, from words most
+    passages share (BM25's document frequency). Triggers on `chunks` keep it (migration 0004),
+    so every way chunks come and go counts, cascades included.
+    """
+
+    __tablename__ = "knowledge_terms"
+
+    knowledge_base_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True
+    )
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunks: Mapped[int] = mapped_column(Integer)
+
+
 class Chunk(TenantOwned):
     """A searchable piece of a document: full-text vector and embedding."""
 

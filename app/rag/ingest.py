@@ -173,7 +173,10 @@ class Ingestor:
             await session.execute(
                 delete(Chunk).where(Chunk.org_id == org_id, Chunk.document_id == document_id)
             )
-            await session.execute(insert(Chunk), rows)
+            # RETURNING makes SQLAlchemy send multi-row INSERTs (1,000 rows each) instead of one
+            # statement per row, so the statement-level trigger that counts the words of the
+            # new chunks (knowledge_terms) runs once per thousand, not once per chunk.
+            await session.execute(insert(Chunk).returning(Chunk.id), rows)
             done = await session.execute(
                 update(Document)
                 .where(Document.org_id == org_id, Document.id == document_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Text, cast, func, select, text
+from sqlalchemy import any_, case, cast, func, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.database import Database
-from app.db.models import Chunk, Document
+from app.db.models import Chunk, Document, KnowledgeTerm
 from app.rag.embedder import Embedder
 
 Mode = Literal["hybrid", "text", "vector"]
@@ -35,7 +36,8 @@ RRF_K = 10
 TEXT_WEIGHT_CODES = 1.0
 TEXT_WEIGHT_PROSE = 0.25
 MIN_TEXT_CANDIDATES = 5  # fewer matches than this: ask for one word fewer, then any word
-MAX_QUERY_LEXEMES = 8  # at most C(8, 4) = 70 groups in a minimum-should-match query
+MAX_QUERY_LEXEMES = 8  # the rarest 8; at most C(8, 4) = 70 groups in a minimum-should-match query
+MAX_RANKED_ROWS = 1500  # passages the full-text side ranks when the question has rare words
 INDEXED_DIMENSIONS = (384, 768)  # dimensions with an HNSW partial index (see app.db.models)
 
 
@@ -52,7 +54,7 @@ class SearchHit:
     token_count: int
     score: float  # fused reciprocal-rank score
     text_rank: int | None  # 1-based place in the full-text list, None when not there
-    text_score: float | None  # ts_rank_cd
+    text_score: float | None  # the full-text side's BM25 score (IDF of the words matched)
     vector_rank: int | None
     vector_distance: float | None  # cosine distance
 
@@ -114,48 +116,63 @@ class HybridSearch:
             return await self._hits(text_session, ranked, by_text, by_vector)
 
     async def _text(self, session: AsyncSession, kb_id: uuid.UUID, query: str) -> list[_Candidate]:
-        # Any word may match (OR): a spoken question has words no passage contains, and AND
-        # would drop the passage for them. The ranking rewards covering more of the words.
-        any_word = func.to_tsquery(
-            "english", func.replace(func.plainto_tsquery("english", query).cast(Text), "&", "|")
-        )
+        terms = await _terms(session, kb_id, query)
+        if not terms:
+            return []  # no word of the question is in this knowledge base
         codes = identifiers(query)
         if codes:
             # A product or order code in the question must be in the passage: near-twin codes
             # (VX-4417, VX-4471) look alike to an embedding and to an OR query.
             must = func.plainto_tsquery("english", " ".join(codes))
-            found = await self._rank(session, kb_id, must, any_word)
+            found = await self._rank(session, kb_id, must, terms)
             if found:
                 return found
-        lexemes = sorted(
-            set(
-                await session.scalar(
-                    select(func.tsvector_to_array(func.to_tsvector("english", query)))
-                )
-                or []
-            )
-        )[:MAX_QUERY_LEXEMES]
-        # "Minimum should match": half of the question's words (two at least). An OR of
-        # everyday words matches most of a large knowledge base, and ranking every match is
-        # what makes full-text search slow; passages with one common word seldom rank high.
-        # Relax one word at a time: jumping straight to two of eight words ranks thousands of
-        # rows (bench/rag.py: p95 208 ms against 107 ms at 100k chunks).
-        half = (len(lexemes) + 1) // 2
-        for required in range(half, 1, -1) if len(lexemes) >= 3 else ():
-            found = await self._rank(session, kb_id, _at_least(lexemes, required), any_word)
+        # Any of the question's words may match (a spoken question has words no passage
+        # contains, and AND would drop the passage for them), but only passages holding one of
+        # its rarer words are ranked: an everyday word matches most of a large knowledge base,
+        # and ranking every match is what makes full-text search slow. The rarest words whose
+        # counts fit the budget choose the passages; every word still counts in the ranking.
+        chosen: list[_Term] = []
+        rows = 0
+        for term in terms:
+            if chosen and rows + term.chunks > MAX_RANKED_ROWS:
+                break
+            chosen.append(term)
+            rows += term.chunks
+        if rows <= MAX_RANKED_ROWS:
+            return await self._rank(session, kb_id, _any_of(chosen), terms)
+        # Every word is an everyday one: ask for half of them at least (two, one word fewer at a
+        # time), so few passages are ranked.
+        lexemes = [t.lexeme for t in terms]
+        for required in range((len(lexemes) + 1) // 2, 1, -1) if len(lexemes) >= 3 else ():
+            found = await self._rank(session, kb_id, _at_least(lexemes, required), terms)
             if len(found) >= MIN_TEXT_CANDIDATES:
                 return found
-        return await self._rank(session, kb_id, any_word, any_word)
+        return await self._rank(session, kb_id, _any_of(terms), terms)
 
     async def _rank(
-        self, session: AsyncSession, kb_id: uuid.UUID, match: Any, rank_by: Any
+        self, session: AsyncSession, kb_id: uuid.UUID, match: Any, terms: list[_Term]
     ) -> list[_Candidate]:
-        # Normalisation 1: divide by 1 + log(length), so long chunks do not win by size alone.
-        rank = func.ts_rank_cd(Chunk.tsv, rank_by, 1)
-        rows = await session.execute(
-            select(Chunk.id, rank)
+        # At most MAX_RANKED_ROWS matches are ranked, whatever the question: a phone turn needs
+        # its passages in bounded time. Only a question made of everyday words alone reaches
+        # the cap, and for those the embedding side decides anyway.
+        matched = (
+            select(Chunk.id, Chunk.tsv)
             .where(Chunk.knowledge_base_id == kb_id, Chunk.tsv.bool_op("@@")(match))
-            .order_by(rank.desc(), Chunk.id)
+            .limit(MAX_RANKED_ROWS)
+            .subquery()
+        )
+        # BM25 with each word counted once per passage (passages are short and of like size):
+        # the sum of the inverse document frequencies of the question's words it holds. Cover
+        # density (how close together they are, normalised by length) breaks ties.
+        score = sum(
+            (case((matched.c.tsv.bool_op("@@")(_any_of([t])), t.idf), else_=0.0) for t in terms),
+            start=literal(0.0),
+        )
+        closeness = func.ts_rank_cd(matched.c.tsv, _any_of(terms), 1)
+        rows = await session.execute(
+            select(matched.c.id, score)
+            .order_by(score.desc(), closeness.desc(), matched.c.id)
             .limit(self.candidates)
         )
         return [_Candidate(cid, i + 1, float(r)) for i, (cid, r) in enumerate(rows)]
@@ -224,9 +241,48 @@ class HybridSearch:
         return hits
 
 
+@dataclass(frozen=True, slots=True)
+class _Term:
+    lexeme: str
+    chunks: int  # passages of the knowledge base that hold it
+    idf: float
+
+
+async def _terms(session: AsyncSession, kb_id: uuid.UUID, query: str) -> list[_Term]:
+    """The question's words that this knowledge base holds, rarest first, with BM25's IDF."""
+    words = func.tsvector_to_array(func.to_tsvector("english", query))
+    passages = (
+        select(func.coalesce(func.sum(Document.chunk_count), 0))
+        .where(Document.knowledge_base_id == kb_id, Document.status == "ready")
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(KnowledgeTerm.lexeme, KnowledgeTerm.chunks, passages)
+        .where(
+            KnowledgeTerm.knowledge_base_id == kb_id,
+            KnowledgeTerm.lexeme == any_(words),
+            KnowledgeTerm.chunks > 0,
+        )
+        .order_by(KnowledgeTerm.chunks, KnowledgeTerm.lexeme)
+        .limit(MAX_QUERY_LEXEMES)
+    )
+    return [
+        _Term(lexeme, df, math.log(1 + (max(n, df) - df + 0.5) / (df + 0.5)))
+        for lexeme, df, n in rows
+    ]
+
+
+def _any_of(terms: list[_Term]) -> Any:
+    return func.to_tsquery("simple", " | ".join(_quoted(t.lexeme) for t in terms))
+
+
+def _quoted(lexeme: str) -> str:
+    return "'" + lexeme.replace("'", "''") + "'"
+
+
 def _at_least(lexemes: list[str], required: int) -> Any:
     """A tsquery matching passages with `required` of the (already stemmed) lexemes."""
-    quoted = ["'" + w.replace("'", "''") + "'" for w in lexemes]
+    quoted = [_quoted(w) for w in lexemes]
     groups = itertools.combinations(quoted, min(required, len(quoted)))
     query = " | ".join("(" + " & ".join(group) + ")" for group in groups)
     return func.to_tsquery("simple", query)  # 'simple': the lexemes are stemmed already

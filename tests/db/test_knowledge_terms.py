@@ -1,0 +1,110 @@
+"""Word counts per knowledge base (BM25's document frequency), kept by triggers on `chunks`:
+every way chunks come and go counts, and each organization sees only its own."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from app.db.database import Database
+from app.db.models import Chunk, Document, KnowledgeBase, KnowledgeTerm
+from tests.db.conftest import new_org
+
+pytestmark = pytest.mark.integration
+
+
+async def new_kb(db: Database, org: uuid.UUID, name: str = "Help") -> uuid.UUID:
+    async with db.tenant(org) as session:
+        kb = KnowledgeBase(name=name, embedding_model="test", dimension=3)
+        session.add(kb)
+        await session.commit()
+        return kb.id
+
+
+async def add_document(db: Database, org: uuid.UUID, kb: uuid.UUID, *texts: str) -> uuid.UUID:
+    async with db.tenant(org) as session:
+        doc = Document(
+            knowledge_base_id=kb,
+            filename="faq.txt",
+            content_type="text/plain",
+            size_bytes=1,
+            sha256=uuid.uuid4().hex,
+            status="ready",
+            chunk_count=len(texts),
+        )
+        session.add(doc)
+        await session.flush()
+        session.add_all(
+            Chunk(
+                document_id=doc.id,
+                knowledge_base_id=kb,
+                position=i,
+                text=t,
+                token_count=len(t.split()),
+                dimension=3,
+                embedding=[1.0, 0.0, 0.0],
+            )
+            for i, t in enumerate(texts)
+        )
+        await session.commit()
+        return doc.id
+
+
+async def counts(db: Database, org: uuid.UUID, kb: uuid.UUID) -> dict[str, int]:
+    async with db.tenant(org) as session:
+        rows = await session.execute(
+            select(KnowledgeTerm.lexeme, KnowledgeTerm.chunks).where(
+                KnowledgeTerm.knowledge_base_id == kb, KnowledgeTerm.chunks > 0
+            )
+        )
+        return {lexeme: n for lexeme, n in rows}
+
+
+async def test_words_are_counted_as_chunks_come_and_go(db: Database) -> None:
+    org = await new_org(db)
+    kb = await new_kb(db, org)
+    first = await add_document(db, org, kb, "Refunds take five days.", "Refunds need a receipt.")
+    await add_document(db, org, kb, "Deliveries take five days.")
+    # Stemmed lexemes, one count per chunk that holds the word.
+    assert await counts(db, org, kb) == {
+        "refund": 2, "take": 2, "five": 2, "day": 2, "need": 1, "receipt": 1, "deliveri": 1
+    }  # fmt: skip
+
+    async with db.tenant(org) as session:
+        await session.execute(
+            update(Chunk).where(Chunk.document_id == first, Chunk.position == 1).values(
+                text="Exchanges need a receipt."
+            )
+        )
+        await session.commit()
+    assert (await counts(db, org, kb))["refund"] == 1
+    assert (await counts(db, org, kb))["exchang"] == 1
+
+    # Deleting the document cascades to its chunks, and their words are uncounted.
+    async with db.tenant(org) as session:
+        await session.execute(delete(Document).where(Document.id == first))
+        await session.commit()
+    assert await counts(db, org, kb) == {"deliveri": 1, "take": 1, "five": 1, "day": 1}
+
+    async with db.tenant(org) as session:
+        await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == kb))
+        await session.commit()
+    async with db.system() as session:
+        left = await session.scalars(
+            select(KnowledgeTerm.lexeme).where(KnowledgeTerm.knowledge_base_id == kb)
+        )
+        assert left.all() == []
+
+
+async def test_each_knowledge_base_and_org_counts_its_own(db: Database) -> None:
+    a, b = await new_org(db, "A"), await new_org(db, "B")
+    kb_a, kb_a2, kb_b = await new_kb(db, a), await new_kb(db, a, "Other"), await new_kb(db, b)
+    await add_document(db, a, kb_a, "Warranty covers parts.")
+    await add_document(db, a, kb_a2, "Warranty covers labour.")
+    await add_document(db, b, kb_b, "Warranty covers parts.", "Warranty is two years.")
+    assert (await counts(db, a, kb_a))["warranti"] == 1
+    assert (await counts(db, b, kb_b))["warranti"] == 2
+    # Org B asking about org A's knowledge base sees nothing of it.
+    assert await counts(db, b, kb_a) == {}
