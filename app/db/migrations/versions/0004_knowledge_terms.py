@@ -19,6 +19,14 @@ depends_on = None
 # upserted in key order, so two ingestions into one knowledge base lock them in the same
 # order. A word whose count falls to 0 keeps its row (search skips it): deleting it would race
 # an ingestion adding the same word.
+ADD_WORDS = """
+INSERT INTO knowledge_terms AS k (knowledge_base_id, lexeme, org_id, chunks)
+SELECT c.knowledge_base_id, w.lexeme, c.org_id, count(*)
+FROM {chunks} AS c, unnest(tsvector_to_array(c.tsv)) AS w(lexeme)
+GROUP BY 1, 2, 3
+ORDER BY 1, 2
+ON CONFLICT (knowledge_base_id, lexeme) DO UPDATE SET chunks = k.chunks + excluded.chunks
+"""
 COUNT_TERMS = """
 CREATE FUNCTION knowledge_terms_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -32,12 +40,7 @@ BEGIN
         WHERE k.knowledge_base_id = gone.knowledge_base_id AND k.lexeme = gone.lexeme;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO knowledge_terms AS k (knowledge_base_id, lexeme, org_id, chunks)
-        SELECT c.knowledge_base_id, w.lexeme, c.org_id, count(*)
-        FROM new_chunks AS c, unnest(tsvector_to_array(c.tsv)) AS w(lexeme)
-        GROUP BY 1, 2, 3
-        ORDER BY 1, 2
-        ON CONFLICT (knowledge_base_id, lexeme) DO UPDATE SET chunks = k.chunks + excluded.chunks;
+        {add_new_chunks};
     END IF;
     RETURN NULL;
 END
@@ -62,20 +65,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("knowledge_base_id", "lexeme"),
     )
     op.create_index("ix_knowledge_terms_org_id", "knowledge_terms", ["org_id"])
-    op.execute(COUNT_TERMS)
+    op.execute(COUNT_TERMS.replace("{add_new_chunks}", ADD_WORDS.format(chunks="new_chunks")))
     for operation, referencing in TRIGGERS.items():
         op.execute(
             f"CREATE TRIGGER chunks_count_terms_{operation.lower()} AFTER {operation} ON chunks "
             f"{referencing} FOR EACH STATEMENT EXECUTE FUNCTION knowledge_terms_count()"
         )
-    op.execute(
-        """
-        INSERT INTO knowledge_terms (knowledge_base_id, lexeme, org_id, chunks)
-        SELECT c.knowledge_base_id, w.lexeme, c.org_id, count(*)
-        FROM chunks AS c, unnest(tsvector_to_array(c.tsv)) AS w(lexeme)
-        GROUP BY 1, 2, 3
-        """
-    )
+    op.execute(ADD_WORDS.format(chunks="chunks"))  # the chunks already there
 
 
 def downgrade() -> None:
