@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = 20
     rag_chunk_tokens: int = 200
     rag_chunk_overlap_tokens: int = 40
-    embedder_threads: int = 1  # batches embedded at once, one core each
+    embedder_threads: int = 1  # texts embedded at once, one core each
     rag_timeout_s: float = 1.0  # a turn waits this long for its passages, then answers without
 
     # Local engines

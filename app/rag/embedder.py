@@ -15,7 +15,7 @@ import numpy as np
 
 from app.rag.minilm_model import int8_model, weights_dir
 
-MAX_TOKENS = 256  # what the model was trained with (sentence_bert_config.json)
+MAX_TOKENS = 256  # its max_seq_length (sentence_bert_config.json); it was trained on 128
 
 # Some models embed a question and the passage that answers it differently.
 Purpose = Literal["query", "document"]
@@ -40,9 +40,9 @@ def tokenizer_path() -> Path:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions): mean pooling over tokens, then normalisation.
 
-    `threads` batches run at once, each on one core: onnxruntime's `run` is thread-safe and
-    releases the GIL, and one single-threaded run per core embedded 194 chunks/s on two cores
-    where one run over two threads managed 107.
+    `threads` texts are embedded at once, each on one core: onnxruntime's `run` is thread-safe
+    and releases the GIL, and one single-threaded run per core embedded 194 texts/s on two
+    cores where one run over two threads managed 107.
     """
 
     name = "all-minilm-l6-v2-int8"
