@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,6 +16,19 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.db.tenancy import ORG_KEY, SYSTEM_KEY, ScopedSession
+
+# Postgres rolled the whole transaction back (deadlock detected, serialization failure): running
+# it again from the start is safe and usually succeeds.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether `exc` is a transaction Postgres aborted only to break a conflict."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    # SQLAlchemy's asyncpg adapter carries the driver's error as the cause.
+    errors = (exc.orig, getattr(exc.orig, "__cause__", None))
+    return any(getattr(e, "sqlstate", None) in RETRYABLE_SQLSTATES for e in errors)
 
 
 def async_url(url: str) -> str:

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, insert, or_, select, update
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from app.db.database import Database
+from app.db.database import Database, is_retryable
 from app.db.models import Chunk, Document, KnowledgeBase
 from app.rag.chunking import chunk_document
 from app.rag.embedder import Embedder
@@ -168,6 +169,30 @@ class Ingestor:
             }
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]
+        # Another ingestion or deletion in the same knowledge base can deadlock with this one
+        # on the shared word counts (knowledge_terms); Postgres then aborts one of them, which
+        # is run again rather than failing the document.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        ):
+            with attempt:
+                stored = await self._store(org_id, document_id, rows, parsed.title)
+        if not stored:
+            return  # deleted while we worked: nothing kept
+        logger.info("document %s: %d chunks indexed", document_id, len(rows))
+
+    async def _store(
+        self,
+        org_id: uuid.UUID,
+        document_id: uuid.UUID,
+        rows: list[dict[str, Any]],
+        title: str | None,
+    ) -> bool:
+        """Replace the document's chunks and mark it ready, in one transaction; False when the
+        document was deleted meanwhile (and nothing is kept)."""
         # A system session: the bulk insert names org_id on every row itself.
         async with self.db.system() as session:
             await session.execute(
@@ -180,14 +205,14 @@ class Ingestor:
             done = await session.execute(
                 update(Document)
                 .where(Document.org_id == org_id, Document.id == document_id)
-                .values(status="ready", chunk_count=len(rows), title=parsed.title)
+                .values(status="ready", chunk_count=len(rows), title=title)
                 .returning(Document.id)
             )
             if done.first() is None:
-                await session.rollback()  # deleted while we worked: keep nothing
-                return
+                await session.rollback()
+                return False
             await session.commit()
-        logger.info("document %s: %d chunks indexed", document_id, len(rows))
+            return True
 
     async def _embed(self, texts: list[str]) -> list[np.ndarray]:
         out: list[np.ndarray] = []

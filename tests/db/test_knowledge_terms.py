@@ -3,13 +3,16 @@ every way chunks come and go counts, and each organization sees only its own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.database import Database
-from app.db.models import Chunk, Document, KnowledgeBase, KnowledgeTerm
+from app.db.database import Database, is_retryable
+from app.db.models import Chunk, Document, KnowledgeBase, KnowledgeTerm, Organization
 from tests.db.conftest import new_org
 
 pytestmark = pytest.mark.integration
@@ -74,9 +77,9 @@ async def test_words_are_counted_as_chunks_come_and_go(db: Database) -> None:
 
     async with db.tenant(org) as session:
         await session.execute(
-            update(Chunk).where(Chunk.document_id == first, Chunk.position == 1).values(
-                text="Exchanges need a receipt."
-            )
+            update(Chunk)
+            .where(Chunk.document_id == first, Chunk.position == 1)
+            .values(text="Exchanges need a receipt.")
         )
         await session.commit()
     assert (await counts(db, org, kb))["refund"] == 1
@@ -108,3 +111,30 @@ async def test_each_knowledge_base_and_org_counts_its_own(db: Database) -> None:
     assert (await counts(db, b, kb_b))["warranti"] == 2
     # Org B asking about org A's knowledge base sees nothing of it.
     assert await counts(db, b, kb_a) == {}
+
+
+async def test_a_deadlock_is_told_apart_from_other_errors(db: Database) -> None:
+    # Ingestion runs its write again when Postgres aborts it to break a deadlock (two
+    # ingestions, or an ingestion and a deletion, counting the same words); a real deadlock
+    # here, made with two organizations' rows locked in opposite orders.
+    a, b = await new_org(db, "A"), await new_org(db, "B")
+    async with db.system() as first, db.system() as second:
+
+        async def rename(session: AsyncSession, org: uuid.UUID) -> None:
+            await session.execute(
+                update(Organization).where(Organization.id == org).values(name="x")
+            )
+
+        await rename(first, a)
+        await rename(second, b)
+        outcomes = await asyncio.gather(rename(first, b), rename(second, a), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(errors) == 1 and is_retryable(errors[0]), outcomes
+        await first.rollback()
+        await second.rollback()
+
+    async with db.system() as session:
+        session.add(Organization(id=a, name="again"))
+        with pytest.raises(IntegrityError) as duplicate:
+            await session.flush()
+    assert not is_retryable(duplicate.value)
