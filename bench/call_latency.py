@@ -68,21 +68,32 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def server_stages(call_sids: list[str]) -> dict[str, list[float]]:
-    """Per-stage timings the server recorded for these calls' answered turns."""
+async def server_stages(call_sids: list[str]) -> dict[str, list[float]]:
+    """Per-stage timings the server recorded for these calls' answered turns (the agent's
+    messages in Postgres, as the dashboard shows them)."""
+    from sqlalchemy import select
+
+    from app.db.database import Database
+    from app.db.models import Conversation, Message
+    from app.db.setup import database_url
+
+    db = Database(database_url(get_settings()), pool_size=1)
+    try:
+        async with db.system() as session:
+            rows = await session.scalars(
+                select(Message.latency)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Conversation.call_sid.in_(call_sids), Message.role == "agent")
+            )
+            timings = list(rows)
+    finally:
+        await db.close()
     stages: dict[str, list[float]] = {}
-    folder = get_settings().velox_data_dir / "calls"
-    for sid in call_sids:
-        path = folder / f"{sid}.jsonl"
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if event.get("event") != "turn" or not event.get("caller_text"):
-                continue
-            for stage, value in event["timings"].items():
-                if value is not None:
-                    stages.setdefault(stage, []).append(value)
+    for latency in timings:
+        if "stt_s" not in latency:
+            continue  # the greeting, or an apology: no caller turn behind it
+        for stage, value in latency.items():
+            stages.setdefault(stage, []).append(value)
     return stages
 
 
@@ -108,7 +119,7 @@ async def run(
     token: str | None,
     rounds: int,
     stagger_s: float,
-) -> dict:
+) -> dict[str, Any]:
     from app.speech.piper_tts import PiperTTS
 
     tts = PiperTTS()
@@ -140,7 +151,7 @@ async def run(
         v2v = [t.voice_to_voice_s for c in group for t in c.turns if t.voice_to_voice_s]
         missing = sum(1 for c in group for t in c.turns if not t.voice_to_voice_s)
         greeting = [c.greeting_latency_s for c in group if c.greeting_latency_s is not None]
-        stages = server_stages([c.call_sid for c in group])
+        stages = await server_stages([c.call_sid for c in group])
         results[name] = {
             "calls": len(group),
             "voice_to_voice_s": summary(v2v),

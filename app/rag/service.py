@@ -49,6 +49,9 @@ class KnowledgeService:
         self.store = store
         self.ingestor = ingestor
         self.searcher = search
+        # A knowledge base's embedding model is fixed when it is created, so a call's turns ask
+        # for it once, not once a turn (keyed by org too: an id alone proves no ownership).
+        self._models: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
 
     async def default_knowledge_base(self, session: AsyncSession) -> KnowledgeBase:
         """The organization's default knowledge base, created on first use."""
@@ -134,12 +137,14 @@ class KnowledgeService:
         mode: Mode = "hybrid",
     ) -> list[SearchHit]:
         """Hybrid search in `kb`, one of `org_id`'s (its embedder must be this server's)."""
-        if kb.embedding_model != self.embedder.name:
-            raise ValueError(
-                f"knowledge base {kb.name!r} is embedded with {kb.embedding_model}, "
-                f"not {self.embedder.name}"
-            )
+        self._check_model(kb.embedding_model, kb.name)
         return await self.searcher.search(org_id, kb.id, query, k=k, mode=mode)
+
+    def _check_model(self, model: str, kb_name: str) -> None:
+        if model != self.embedder.name:
+            raise ValueError(
+                f"knowledge base {kb_name!r} is embedded with {model}, not {self.embedder.name}"
+            )
 
     async def context(
         self,
@@ -149,11 +154,15 @@ class KnowledgeService:
         settings: KnowledgeSettings,
     ) -> list[SearchHit]:
         """The best chunks for a caller's words, within the agent's chunk count and budget."""
-        async with self.db.tenant(org_id) as session:
-            kb = await session.scalar(select(KnowledgeBase).where(KnowledgeBase.id == kb_id))
-        if kb is None:
-            return []
-        hits = await self.search(org_id, kb, query, k=settings.top_k)
+        model = self._models.get((org_id, kb_id))
+        if model is None:
+            async with self.db.tenant(org_id) as session:
+                kb = await session.scalar(select(KnowledgeBase).where(KnowledgeBase.id == kb_id))
+            if kb is None:
+                return []  # another org's, or deleted
+            model = self._models[(org_id, kb_id)] = kb.embedding_model
+        self._check_model(model, str(kb_id))
+        hits = await self.searcher.search(org_id, kb_id, query, k=settings.top_k)
         chosen: list[SearchHit] = []
         used = 0
         for hit in hits:

@@ -3,6 +3,8 @@ within the agent's passage count and token budget."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from app.services import Services
@@ -50,3 +52,17 @@ async def test_agent_knowledge_settings_are_validated(org_a: Tenant) -> None:
     assert response.status_code == 422
     fields = [f["field"] for f in response.json()["error"]["fields"]]
     assert fields == ["body.knowledge.top_k"]
+
+
+async def test_context_is_the_orgs_own_even_when_remembered(
+    org_a: Tenant, org_b: Tenant, services: Services
+) -> None:
+    profile = await agent_answering(org_a, services, "+14155550304")
+    assert profile.org_id is not None and profile.knowledge_base_id is not None
+    org, kb = uuid.UUID(profile.org_id), uuid.UUID(profile.knowledge_base_id)
+    settings = profile.knowledge
+    # The first turn looks the knowledge base up and remembers its model; later turns do not.
+    assert await services.knowledge.context(org, kb, QUESTION, settings)
+    assert await services.knowledge.context(org, kb, QUESTION, settings)
+    # Another organization naming the same knowledge base gets nothing, before or after.
+    assert await services.knowledge.context(org_b.org_id, kb, QUESTION, settings) == []
