@@ -14,8 +14,8 @@ from app.llm.llama_cpp_llm import LlamaCppLLM
 from app.settings import get_settings
 from app.speech.base import AudioChunk
 from app.speech.piper_tts import PiperTTS
-from app.speech.whisper_stt import WhisperSTT
-from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw, resample_pcm16
+from app.speech.whisper_stt import SHORT_MAX_AUDIO_S, WHISPER_SAMPLE_RATE, WhisperSTT
+from app.telephony.audio import mulaw_to_pcm16, pcm16_to_float32, pcm16_to_mulaw, resample_pcm16
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +56,44 @@ async def test_stt_hears_a_phone_quality_question(tts: PiperTTS, stt: WhisperSTT
     text = transcript.text.lower()
     assert "open" in text and "tomorrow" in text, transcript
     assert 0.0 < transcript.confidence <= 1.0
+
+
+PHONE_TURNS = [
+    "Where is my order A1042?",
+    "I'd like to book an appointment for next Friday at three in the afternoon.",
+    "Can I talk to a real person please?",
+    "Do you have sesame bagels today?",
+    "Okay, goodbye.",
+]
+
+
+def phone_line(pcm: bytes, rate: int) -> np.ndarray:
+    """8 kHz G.711 mu-law and back, then Whisper's 16 kHz float: what STT gets on a call."""
+    phone = mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, rate, 8000)))
+    return pcm16_to_float32(resample_pcm16(phone, 8000, WHISPER_SAMPLE_RATE))
+
+
+def words(text: str) -> list[str]:
+    return "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split()
+
+
+async def test_short_turns_skip_the_padded_30_second_window(tts: PiperTTS, stt: WhisperSTT) -> None:
+    # A turn that fits 10 s is encoded in a 10 s window; it must read as the 30 s window reads
+    # it, and never fall into the repetition the shorter context invites.
+    for line in PHONE_TURNS:
+        audio = phone_line(await speak(tts, line), tts.sample_rate)
+        short, full = stt._transcribe_sync(audio).text, stt._transcribe_full(audio).text
+        read, heard = words(full), words(short)
+        shared = len(set(heard) & set(read)) / max(1, len(set(read)))
+        assert shared >= 0.6 and len(heard) <= len(read) + 2, (line, short, full)
+
+
+async def test_a_long_turn_is_heard_to_its_end(tts: PiperTTS, stt: WhisperSTT) -> None:
+    lines = PHONE_TURNS[:4] + ["Please call me back tomorrow morning."]
+    audio = phone_line(await speak(tts, " ".join(lines)), tts.sample_rate)
+    assert len(audio) > SHORT_MAX_AUDIO_S * WHISPER_SAMPLE_RATE  # the full window's case
+    heard = stt._transcribe_sync(audio).text.lower()
+    assert "tomorrow" in heard and "morning" in heard, heard
 
 
 async def test_stt_silence_is_empty(stt: WhisperSTT) -> None:
