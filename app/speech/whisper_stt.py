@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WHISPER_SAMPLE_RATE = 16_000
-# Below ~0.1 s there is no word to hear; skip the model (a decode costs ~0.3 s regardless).
+# Below ~0.1 s there is no word to hear; skip the model (a decode costs ~0.1 s regardless).
 MIN_AUDIO_SECONDS = 0.1
 # Whisper tiny invents "you" / "Thank you." on silence and line noise (it learned them from
 # subtitle credits). Its own signal for that is a high no-speech probability together with a
