@@ -28,13 +28,15 @@ MIN_AUDIO_SECONDS = 0.1
 NO_SPEECH_PROB_MAX = 0.6
 AVG_LOGPROB_MIN = -1.0
 # Whisper's encoder is trained on 30 s windows, and faster-whisper pads every utterance to one:
-# for a 2 s turn, 0.22 s of the 0.29 s STT goes to encoding padding. Utterances that fit a 10 s
-# window are encoded in one (0.03 s) and decoded with CTranslate2 directly: on 60 labelled caller
-# turns through a phone line, WER 0.137 against 0.140 for the 30 s window, at 87 ms against 294
-# ms (p50, 2 cores). The shorter context makes tiny.en prone to repeating its sentence, so
-# repeated 4-grams are blocked and the output is capped by the audio's length; an audio-tight
-# window (utterance + 3 s) still repeated itself (WER 0.19).
-SHORT_WINDOW_S = 10
+# for a 2 s turn, 0.22 s of the 0.29 s STT goes to encoding padding. Utterances under 9 s are
+# encoded in a 20 s window and decoded with CTranslate2 directly: on 60 labelled caller turns
+# through a phone line, WER 0.133 as with the 30 s window, at 142 ms against 249 ms (p50, two
+# cores). Shorter windows make tiny.en less sure of itself: a 10 s window (87 ms) kept that WER
+# but misheard "Saturday" in 2 of 3 end-to-end calls, and windows tight around the audio made
+# it repeat its sentence. Repeated 4-grams are blocked and the output is capped by the audio's
+# length as a guard. Known slip, at any window under 30 s: "do you bake" heard as "make" in a
+# quarter of the reads.
+SHORT_WINDOW_S = 20
 SHORT_MAX_AUDIO_S = 9.0  # longer turns take the full 30 s window
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
 TOKENS_PER_SECOND = 8  # ample for speech and its timestamp tokens (~3 words a second)
@@ -126,6 +128,11 @@ class WhisperSTT:
             return_no_speech_prob=True,
         )
         tokens = result.sequences_ids[0]
+        if not tokens or tokens[-1] < self._tokenizer.timestamp_begin:
+            # The decoder stopped inside a segment, before its closing timestamp: in the short
+            # window tiny.en sometimes ends a turn after its first words ("do you make" for "do
+            # you bake croissants?"). The full window hears it out.
+            return self._transcribe_full(audio)
         # faster-whisper's definition, so the thresholds mean the same on both paths.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > NO_SPEECH_PROB_MAX and avg_logprob < AVG_LOGPROB_MIN:

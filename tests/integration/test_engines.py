@@ -78,7 +78,7 @@ def words(text: str) -> list[str]:
 
 
 async def test_short_turns_skip_the_padded_30_second_window(tts: PiperTTS, stt: WhisperSTT) -> None:
-    # A turn that fits 10 s is encoded in a 10 s window; it must read as the 30 s window reads
+    # A turn under 9 s is encoded in a 20 s window; it must read as the 30 s window reads
     # it, and never fall into the repetition the shorter context invites.
     for line in PHONE_TURNS:
         audio = phone_line(await speak(tts, line), tts.sample_rate)
