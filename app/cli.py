@@ -30,11 +30,11 @@ def serve(
     settings = get_settings()
     port = port or settings.velox_port
     settings.velox_data_dir.mkdir(parents=True, exist_ok=True)
-    from app.llm.model_files import qwen_gguf_path
+    from app.llm.model_files import slm_model_path
     from app.rag.minilm_model import int8_model
 
     # Assemble the SLM and build the embedder's model once, before replicas race for them.
-    qwen_gguf_path(settings.velox_data_dir)
+    slm_model_path(settings.slm_model_path, settings.velox_data_dir)
     int8_model(settings.velox_data_dir / "models")
     # SIGTERM unwinds like Ctrl-C, so the cleanup below runs (set again once Ray, which installs
     # its own handler in ray.init, is up).

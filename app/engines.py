@@ -27,20 +27,21 @@ def build_stt(settings: Settings) -> SpeechToText:
 
 def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> LanguageModel:
     """The local small model: llama.cpp on CPU, or vLLM on a GPU."""
-    from app.llm.model_files import qwen_gguf_path
+    from app.llm.model_files import slm_model_path
 
+    model_path = slm_model_path(settings.slm_model_path, settings.velox_data_dir)
     if backend == "vllm":
         from app.llm.vllm_llm import VllmLLM
 
         return VllmLLM(
-            model_path=qwen_gguf_path(settings.velox_data_dir),
+            model_path=model_path,
             max_tokens=settings.slm_max_tokens,
             temperature=settings.slm_temperature,
         )
     from app.llm.llama_cpp_llm import LlamaCppLLM
 
     return LlamaCppLLM(
-        model_path=qwen_gguf_path(settings.velox_data_dir),
+        model_path=model_path,
         threads=settings.slm_threads,
         context=settings.slm_context,
         max_tokens=settings.slm_max_tokens,

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Local engines
     stt_threads: int = 2
     stt_beam_size: int = 1
+    # A GGUF to serve instead of the shipped Qwen2.5-Coder-0.5B (a larger instruct model on a GPU,
+    # say); it must carry its chat template, since tool calls are rendered through it.
+    slm_model_path: Path | None = None
     slm_threads: int = 1  # measured: 1 thread beats 2 once STT and TTS share the 2 cores
     slm_context: int = 2048
     slm_max_tokens: int = 80

@@ -41,6 +41,18 @@ def qwen_part_paths() -> list[Path]:
     return paths
 
 
+def slm_model_path(override: Path | None, data_dir: Path) -> Path:
+    """The SLM's GGUF: `override` (settings.slm_model_path) when set, else the shipped Qwen."""
+    if override is None:
+        return qwen_gguf_path(data_dir)
+    if not override.is_file():
+        raise ModelFileError(f"SLM_MODEL_PATH {override} is not a file")
+    with override.open("rb") as model:
+        if model.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ModelFileError(f"SLM_MODEL_PATH {override} is not a GGUF file")
+    return override
+
+
 def qwen_gguf_path(data_dir: Path) -> Path:
     """Return `<data_dir>/models/<QWEN_GGUF_NAME>`, concatenating the parts on first use."""
     parts = qwen_part_paths()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The vLLM check on a GPU machine that has PyTorch and CUDA but no network and no vLLM.
+#
+# Here:   tests/gpu/pack.sh            wheels for vLLM 0.23 (the last with GGUF, pinned to the
+#                                      machine's torch 2.11) and the app's imports, plus a tiny
+#                                      GGUF (tests/gpu/tiny_gguf.py), as 60 MB parts in .gpu/
+# There:  each part is copied to /tmp/velox-gpu/parts (one part per call, the machine kept warm),
+#         then `bash tests/gpu/check.sh` unpacks them and runs tests/integration/test_vllm_slm.py
+#         through the same build_slm the Serve graph uses, with SLM_MODEL_PATH at the tiny GGUF.
+set -uo pipefail
+WORK=/tmp/velox-gpu
+OUT=${OUT:-$WORK/out}
+mkdir -p "$OUT"
+if [ ! -d "$WORK/site/vllm" ]; then
+  cat "$WORK"/parts/part-* | xz -d -T0 | tar -x -C "$WORK" || exit 3
+fi
+export PYTHONPATH="$WORK/site:$PWD" HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+export SLM_MODEL_PATH="$WORK/model/tiny-qwen2.gguf" VELOX_DATA_DIR="$WORK/data" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, vllm, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'transformers', transformers.__version__)" || exit 4
+python3 -m pytest --noconftest -p no:cacheprovider -v -s -x tests/integration/test_vllm_slm.py 2>&1 | tee "$OUT/pytest.log"
