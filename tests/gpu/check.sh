@@ -7,6 +7,9 @@
 # There:  each part is copied to /tmp/velox-gpu/parts (one part per call, the machine kept warm),
 #         then `bash tests/gpu/check.sh` unpacks them and runs tests/integration/test_vllm_slm.py
 #         through the same build_slm the Serve graph uses, with SLM_MODEL_PATH at the tiny GGUF.
+# Time it: on an H200 (2026-11-26) the unpack took ~10 s, imports and the tokenizer conversion
+# ~40 s, the engine process's spawn 25 s, the GGUF load 27 s and torch.compile 20 s, and CUDA
+# graph capture had not ended at 200 s: give the last call 400 s.
 set -uo pipefail
 WORK=/tmp/velox-gpu
 OUT=${OUT:-$WORK/out}

@@ -15,9 +15,11 @@ done
 "$PY" -m pip install -q --no-deps --no-compile --only-binary=:all: --python-version 3.12 \
   "${platforms[@]}" --target "$STAGE/site" .gpu/wheels/*.whl
 # Kernels the check does not load (FlashAttention 2: Hopper runs FA3; MoE; the Rust frontend),
-# dropped to fit fewer parts. vLLM imports each of them optionally.
+# dropped to fit fewer parts; vLLM imports each of them optionally. Also xgrammar's static library
+# and Mistral's tokenizer tables, which nothing here loads.
 rm -rf "$STAGE/site/vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so" "$STAGE/site/vllm/_moe_C.abi3.so" \
-  "$STAGE/site/vllm/vllm-rs" "$STAGE/site/bin"
+  "$STAGE/site/vllm/vllm-rs" "$STAGE/site/bin" \
+  "$STAGE/site/xgrammar/lib/libxgrammar.a" "$STAGE"/site/mistral_common/data/tekken_*.json
 # llama-cpp-python is built from source here (no wheel to fetch): its ctypes library and the
 # GBNF converter that the tool grammar uses travel as they are.
 cp -r "$("$PY" -c 'import llama_cpp, os; print(os.path.dirname(llama_cpp.__file__))')" "$STAGE/site/"
