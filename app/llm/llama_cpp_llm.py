@@ -196,7 +196,9 @@ class LlamaCppLLM:
 
         llm = self._llm
         max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
-        prompt = self._fit_context(messages, tools, max_tokens)
+        prompt = fit_context(
+            messages, lambda turns: self.prompt_tokens(turns, tools), self.context, max_tokens
+        )
         cached = self._cached_prefix(prompt)
         n_prompt = len(prompt)
         n_completion = 0
@@ -278,34 +280,16 @@ class LlamaCppLLM:
             self._grammars[key] = LlamaGrammar.from_string(grammar, verbose=False)
         return self._grammars[key]
 
-    def _fit_context(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        room: int,
+    def prompt_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
     ) -> list[int]:
-        """Tokenize the chat prompt, dropping the oldest turns if it would leave fewer than
-        `room` tokens of the context for the reply."""
-        messages = list(messages)
-        while True:
-            formatted = self._formatter(messages=cast(Any, messages), tools=cast(Any, tools))
-            tokens = self._llm.tokenize(
+        """The chat prompt's tokens: the GGUF's own template, then llama.cpp's tokenizer."""
+        formatted = self._formatter(messages=cast(Any, messages), tools=cast(Any, tools))
+        return list(
+            self._llm.tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
             )
-            if len(tokens) + room <= self.context:
-                return tokens
-            first = 1 if messages and messages[0]["role"] == "system" else 0
-            if len(messages) - first <= 1:
-                raise ValueError(
-                    f"prompt of {len(tokens)} tokens plus max_tokens={room} does not "
-                    f"fit the {self.context}-token context; shorten the system prompt or raise "
-                    "SLM_CONTEXT"
-                )
-            # Trimming breaks the cached prefix, but a reply beats a context-overflow error.
-            logger.warning(
-                "prompt of %d tokens overflows the context; dropping a turn", len(tokens)
-            )
-            del messages[first]
+        )
 
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many leading prompt tokens already have KV state, live or in the RAM cache."""
@@ -350,6 +334,31 @@ def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
     # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which would
     # let an unconstrained call slip through as text).
     return f"root ::= call | text\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+
+
+def fit_context(
+    messages: list[dict[str, Any]],
+    render: Callable[[list[dict[str, Any]]], list[int]],
+    context: int,
+    room: int,
+) -> list[int]:
+    """The prompt's tokens (`render`), dropping the oldest turns after the system prompt until
+    `room` tokens of the `context` are left for the reply. Both local engines fit this way."""
+    messages = list(messages)
+    while True:
+        tokens = render(messages)
+        if len(tokens) + room <= context:
+            return tokens
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        if len(messages) - first <= 1:
+            raise ValueError(
+                f"prompt of {len(tokens)} tokens plus max_tokens={room} does not "
+                f"fit the {context}-token context; shorten the system prompt or raise "
+                "SLM_CONTEXT"
+            )
+        # Trimming breaks the cached prefix, but a reply beats a context-overflow error.
+        logger.warning("prompt of %d tokens overflows the context; dropping a turn", len(tokens))
+        del messages[first]
 
 
 def chat_message(message: Message) -> dict[str, Any]:

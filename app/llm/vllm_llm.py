@@ -13,6 +13,7 @@ and the events (TextDelta, ToolCall, Confidence from the first tokens' log-proba
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -35,6 +36,7 @@ from app.llm.llama_cpp_llm import (
     CONFIDENCE_TOKENS,
     TOOL_CALL_EXTRA_TOKENS,
     chat_message,
+    fit_context,
     parse_call,
     tool_grammar,
     tool_schema,
@@ -54,6 +56,29 @@ def gguf_tokenizer_dir(gguf: Path) -> Path:
     return target
 
 
+class ChatTemplatePrompt:
+    """Prompt tokens as vLLM is given them: the GGUF's own chat template rendered by
+    transformers, tokenized by the tokenizer converted from the GGUF (no vLLM needed, so the
+    CPU tests compare it token for token with llama.cpp's prompt)."""
+
+    def __init__(self, gguf: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer_dir = gguf_tokenizer_dir(gguf)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer_dir))
+
+    def tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> list[int]:
+        text = str(
+            self._tokenizer.apply_chat_template(
+                messages, tools=cast(Any, tools), add_generation_prompt=True, tokenize=False
+            )
+        )
+        # The template writes any special tokens itself, so none are added around it.
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+
 class VllmLLM:
     """Streams chat replies from vLLM's async engine; prefix caching keeps system prompts warm."""
 
@@ -71,23 +96,21 @@ class VllmLLM:
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
-        tokenizer = gguf_tokenizer_dir(model_path)
+        self._prompt = ChatTemplatePrompt(model_path)
         self.model = model_path.stem
         self.name = f"vllm:{self.model}"
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.context = context
         self._engine = AsyncLLMEngine.from_engine_args(
             AsyncEngineArgs(
                 model=str(model_path),
-                tokenizer=str(tokenizer),
+                tokenizer=str(self._prompt.tokenizer_dir),
                 max_model_len=context,
                 gpu_memory_utilization=gpu_memory_utilization,
                 enable_prefix_caching=True,
             )
         )
-        from transformers import AutoTokenizer
-
-        self._tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
 
     async def stream(
         self,
@@ -98,21 +121,21 @@ class VllmLLM:
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
         tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
-        prompt = str(
-            self._tokenizer.apply_chat_template(
-                [chat_message(m) for m in messages],
-                tools=cast(Any, tool_payload),
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-        )
         grammar = (
             tool_grammar(tool_payload, required=tool_choice == "required") if tool_payload else None
         )
+        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
+        # Token ids, fitted as llama.cpp fits them: vLLM would refuse a prompt longer than its
+        # context, where dropping the oldest turns still gives the caller a reply.
+        prompt = await asyncio.to_thread(
+            fit_context,
+            [chat_message(m) for m in messages],
+            lambda turns: self._prompt.tokens(turns, tool_payload),
+            self.context,
+            max_tokens,
+        )
         params = _sampling_params(
-            max_tokens=self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0),
-            temperature=self.temperature,
-            grammar=grammar,
+            max_tokens=max_tokens, temperature=self.temperature, grammar=grammar
         )
         request_id = uuid.uuid4().hex
         sent = ""
@@ -120,7 +143,9 @@ class VllmLLM:
         confident: Confidence | None = None
         final: Any = None
         try:
-            async for output in self._engine.generate(prompt, params, request_id):
+            async for output in self._engine.generate(
+                {"prompt_token_ids": prompt}, params, request_id
+            ):
                 final = output
                 completion = output.outputs[0]
                 if confident is None and (
@@ -154,7 +179,7 @@ class VllmLLM:
         if final is not None:
             yield Usage(
                 model=self.model,
-                prompt_tokens=len(final.prompt_token_ids or []),
+                prompt_tokens=len(prompt),
                 completion_tokens=len(final.outputs[0].token_ids),
                 cached_tokens=int(getattr(final, "num_cached_tokens", 0) or 0),
             )

@@ -21,4 +21,4 @@ export PYTHONPATH="$WORK/site:$PWD" HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NO
 export SLM_MODEL_PATH="$WORK/model/tiny-qwen2.gguf" VELOX_DATA_DIR="$WORK/data" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, vllm, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'transformers', transformers.__version__)" || exit 4
-python3 -m pytest --noconftest -p no:cacheprovider -v -s -x tests/integration/test_vllm_slm.py 2>&1 | tee "$OUT/pytest.log"
+python3 -m pytest --noconftest -p no:cacheprovider -v -s -x -m gpu tests/integration/test_vllm_slm.py 2>&1 | tee "$OUT/pytest.log"

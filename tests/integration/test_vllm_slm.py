@@ -1,12 +1,18 @@
-"""The SLM on vLLM (GPU machines only): streams, and calls tools under the shared grammar."""
+"""The SLM on vLLM: on CPU, that vLLM is handed the very prompt llama.cpp evaluates; on a GPU
+machine (tests/gpu/check.sh), that it streams and calls tools under the shared grammar."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from app.llm.base import Message, TextDelta, ToolCall, ToolSpec, Usage
+from app.llm.llama_cpp_llm import LlamaCppLLM, chat_message, tool_schema
+from app.llm.model_files import qwen_gguf_path
+from app.settings import get_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.gpu]
+pytestmark = pytest.mark.integration
 
 ORDER_TOOL = ToolSpec(
     "check_order_status",
@@ -17,6 +23,77 @@ ORDER_TOOL = ToolSpec(
         "required": ["order_id"],
     },
 )
+BOOKING_TOOL = ToolSpec(
+    "book_appointment",
+    "Book a pickup slot.",
+    {
+        "type": "object",
+        "properties": {"day": {"type": "string"}, "time": {"type": "string"}},
+        "required": ["day", "time"],
+    },
+)
+CONVERSATION = [
+    Message("system", "You answer the phone for Rosa's Bakery. Be brief."),
+    Message("user", "Where is my order A1042?"),
+    Message(
+        "assistant",
+        "",
+        tool_calls=(ToolCall("check_order_status", {"order_id": "A1042"}, id="call_1"),),
+    ),
+    Message(
+        "tool",
+        '{"status": "ready", "pickup": "after 3 pm"}',
+        name="check_order_status",
+        tool_call_id="call_1",
+    ),
+    Message("assistant", "It's ready for pickup after 3 pm."),
+    Message("user", "Great. Can I book Saturday at 10, and do you bake croissants? ¿Sí?"),
+]
+
+
+@pytest.fixture(scope="module")
+def shipped_gguf() -> Path:
+    return qwen_gguf_path(get_settings().velox_data_dir)
+
+
+async def test_vllm_is_handed_the_tokens_llama_cpp_evaluates(shipped_gguf: Path) -> None:
+    pytest.importorskip("gguf")  # transformers reads the GGUF's tokenizer through it
+    from app.llm.vllm_llm import ChatTemplatePrompt
+
+    vllm_prompt = ChatTemplatePrompt(shipped_gguf)
+    llama = LlamaCppLLM(model_path=shipped_gguf, threads=1, context=2048)
+    tools = [tool_schema(ORDER_TOOL), tool_schema(BOOKING_TOOL)]
+    for turns, offered in [
+        (CONVERSATION[:2], None),
+        (CONVERSATION[:2], tools),
+        (CONVERSATION, tools),
+        (CONVERSATION, None),
+    ]:
+        payload = [chat_message(m) for m in turns]
+        expected = llama.prompt_tokens(payload, offered)
+        assert vllm_prompt.tokens(payload, offered) == expected
+    await llama.aclose()
+
+
+async def test_the_gpu_checks_tiny_model_still_calls_tools_under_the_grammar(
+    shipped_gguf: Path, tmp_path: Path
+) -> None:
+    """tests/gpu/check.sh runs the GPU test below on random weights (the real model cannot
+    travel there): the grammar alone must still yield the exact call, and the model text."""
+    pytest.importorskip("gguf")
+    from tests.gpu.tiny_gguf import build
+
+    tiny = tmp_path / "tiny-qwen2.gguf"
+    build(shipped_gguf, tiny)
+    slm = LlamaCppLLM(model_path=tiny, threads=1, context=1024)
+    system = Message("system", "You answer the phone for Rosa's Bakery. Be brief.")
+    ask = Message("user", "Where is my order A1042?")
+    events = [e async for e in slm.stream([system, ask], [ORDER_TOOL], tool_choice="required")]
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert call.arguments == {"order_id": "A1042"}
+    events = [e async for e in slm.stream([system, Message("user", "Hi, are you open?")])]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+    await slm.aclose()
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +103,11 @@ def vllm_slm():  # type: ignore[no-untyped-def]
         pytest.skip("no GPU")
     pytest.importorskip("vllm")
     from app.engines import build_slm
-    from app.settings import get_settings
 
     return build_slm(get_settings(), "vllm")
 
 
+@pytest.mark.gpu
 async def test_vllm_streams_a_reply_and_a_required_tool_call(vllm_slm) -> None:  # type: ignore[no-untyped-def]
     system = Message("system", "You answer the phone for Rosa's Bakery. Be brief.")
     events = [e async for e in vllm_slm.stream([system, Message("user", "Hi, are you open?")])]
