@@ -73,6 +73,8 @@ QUESTIONS = ROOT / "bench" / "data" / "sherlock-holmes-questions.json"
 MODES: tuple[Mode, ...] = ("text", "vector", "hybrid")
 K = 5
 POLICIES = (ChunkingPolicy(), ChunkingPolicy(max_tokens=100, overlap_tokens=20))
+# The first upload of a run also pays one-time costs; the median of these is reported.
+E2E_RUNS = 3
 TARGET_P50_MS = 30.0
 TARGET_CHUNKS_PER_S = 200.0
 HNSW_INDEX = "ix_chunks_embedding_384"
@@ -257,6 +259,31 @@ async def ingest_end_to_end(
     }
 
 
+async def ingest_repeatedly(
+    bench: Bench, place: Place, policy: ChunkingPolicy, data: bytes, files: Path
+) -> dict[str, Any]:
+    """End to end E2E_RUNS times, the first into `place` and the others into knowledge bases
+    deleted afterwards; the median speed is the result, since the first run also pays one-time
+    costs (onnxruntime and Postgres meeting full-size chunks for the first time)."""
+    first = await ingest_end_to_end(bench, place, policy, data, files)
+    speeds = [first["chunks_per_s"]]
+    for n in range(1, E2E_RUNS):
+        scratch = await add_knowledge_base(
+            bench.db, place.org_id, f"repeat-{policy.max_tokens}-{n}", bench.embedder
+        )
+        again = await ingest_end_to_end(bench, scratch, policy, data, files)
+        speeds.append(again["chunks_per_s"])
+        async with bench.db.system() as session:  # its chunks would count in every later table
+            await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == scratch.kb_id))
+            await session.commit()
+    median = statistics.median(speeds)
+    return first | {
+        "seconds": round(first["chunks"] / median, 2),
+        "chunks_per_s": median,
+        "runs_chunks_per_s": speeds,
+    }
+
+
 async def ingest_in_stages(
     bench: Bench, place: Place, policy: ChunkingPolicy, data: bytes
 ) -> tuple[dict[str, Any], list[TextChunk], np.ndarray]:
@@ -341,7 +368,7 @@ async def measure_ingestion(bench: Bench, files: Path) -> tuple[list[dict[str, A
     for policy in POLICIES:
         default = policy == ChunkingPolicy()
         place = bench.places["book" if default else "book-100"]
-        end_to_end = await ingest_end_to_end(bench, place, policy, data, files)
+        end_to_end = await ingest_repeatedly(bench, place, policy, data, files)
         stages, chunks, vectors = await ingest_in_stages(
             bench, bench.places["stages"], policy, data
         )
@@ -724,7 +751,14 @@ def print_ingestion(rows: list[dict[str, Any]], threads: int) -> None:
             f"{st['parse_chunk_s']:>11} s{st['embed_s']:>7} s{st['insert_s']:>7} s"
             f"{st['embed_chunks_per_s']:>10} ch/s"
         )
-    print("end-to-end: upload to ready via KnowledgeService; then the same steps called directly")
+    runs = "; ".join(
+        f"{r['max_tokens']}/{r['overlap_tokens']}: {r['end_to_end']['runs_chunks_per_s']}"
+        for r in rows
+    )
+    print(
+        f"end-to-end: upload to ready via KnowledgeService, median of {E2E_RUNS} uploads "
+        f"(ch/s in order: {runs});\nthen the same steps called directly"
+    )
 
 
 def print_recall(rows: list[dict[str, Any]], questions: int) -> None:
