@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.database import Database, is_retryable
@@ -138,3 +139,60 @@ async def test_a_deadlock_is_told_apart_from_other_errors(db: Database) -> None:
         with pytest.raises(IntegrityError) as duplicate:
             await session.flush()
     assert not is_retryable(duplicate.value)
+
+
+async def test_a_deletion_locks_the_counts_in_key_order(postgres_url: str) -> None:
+    # An ingestion upserts the counts in (knowledge_base_id, lexeme) order; a deletion must lock
+    # them in that order too, or the two deadlock on shared words (migration 0005). Seen from
+    # outside: a deletion that waits for one word's row holds every row before it, none after.
+    db = Database(postgres_url, pool_size=3)
+    try:
+        org = await new_org(db)
+        kb = await new_kb(db, org)
+        words = sorted(f"{a}{b}{c}zz" for a in "bdfhk" for b in "aeiou" for c in "lmnprst")
+        # The later half is counted first, so the table's rows are not stored in key order:
+        # a statement that locks them as it scans them takes the later words first.
+        half = len(words) // 2
+        docs = [await add_document(db, org, kb, " ".join(w)) for w in (words[half:], words[:half])]
+        lexemes = sorted(await counts(db, org, kb))
+        held = lexemes[len(lexemes) // 2]
+
+        def term(lexeme: str) -> Any:
+            return select(KnowledgeTerm.chunks).where(
+                KnowledgeTerm.knowledge_base_id == kb, KnowledgeTerm.lexeme == lexeme
+            )
+
+        async with db.system() as holder, db.system() as deleter, db.system() as prober:
+            await holder.execute(term(held).with_for_update())
+            pid = (await deleter.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await deleter.execute(text("SET LOCAL lock_timeout = '20s'"))  # fail, never hang
+            deletion = asyncio.create_task(
+                deleter.execute(delete(Chunk).where(Chunk.document_id.in_(docs)))
+            )
+            locked = set()
+            try:
+                waiting = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+                for _ in range(200):
+                    if (await prober.execute(waiting, {"pid": pid})).scalar_one() == "Lock":
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("the deletion never waited for the held word")
+                for lexeme in lexemes:
+                    if lexeme == held:
+                        continue
+                    try:
+                        async with prober.begin_nested():
+                            await prober.execute(term(lexeme).with_for_update(nowait=True))
+                    except DBAPIError as exc:
+                        assert getattr(exc.orig, "sqlstate", None) == "55P03", exc
+                        locked.add(lexeme)
+            finally:  # let the deletion finish whatever happened
+                await prober.rollback()
+                await holder.rollback()
+                await deletion
+            assert locked == {lexeme for lexeme in lexemes if lexeme < held}
+            await deleter.commit()
+        assert await counts(db, org, kb) == {}
+    finally:
+        await db.close()
