@@ -4,9 +4,11 @@
 # Here:   tests/gpu/pack.sh            wheels for vLLM 0.23 (the last with GGUF, pinned to the
 #                                      machine's torch 2.11) and the app's imports, plus a tiny
 #                                      GGUF (tests/gpu/tiny_gguf.py), as 60 MB parts in .gpu/
-# There:  each part is copied to /tmp/velox-gpu/parts (one part per call, the machine kept warm),
-#         then `bash tests/gpu/check.sh` unpacks them and runs tests/integration/test_vllm_slm.py
-#         through the same build_slm the Serve graph uses, with SLM_MODEL_PATH at the tiny GGUF.
+# There:  one call per part, back to back (the machine goes back 30 s after a call), carrying
+#         .gpu/cNN: `mkdir -p /tmp/velox-gpu/parts && cp .gpu/cNN/* /tmp/velox-gpu/parts/`;
+#         the last one then runs `bash tests/gpu/check.sh`, which unpacks the parts and runs the
+#         GPU test of tests/integration/test_vllm_slm.py through the same build_slm the Serve
+#         graph uses, with SLM_MODEL_PATH at the tiny GGUF.
 # Time it: on an H200 (2026-11-26) the unpack took ~10 s, imports and the tokenizer conversion
 # ~40 s, the engine process's spawn 25 s, the GGUF load 27 s and torch.compile 20 s, and CUDA
 # graph capture had not ended at 200 s: give the last call 400 s.

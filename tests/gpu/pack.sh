@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build what tests/gpu/check.sh needs on a GPU machine without network: .gpu/part-* (60 MB each).
+# Build what tests/gpu/check.sh needs on a GPU machine without network: .gpu/cNN/part-NN, 60 MB
+# each, one folder per call (the device tool carries at most 64 MB a call).
 # Run from the repository root with the project's venv; .gpu/ is ignored by git.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -29,4 +30,7 @@ mkdir -p .gpu/gguf && cp -r "$STAGE/site/gguf" .gpu/gguf/
 PYTHONPATH=".gpu/gguf:." "$PY" tests/gpu/tiny_gguf.py "$STAGE/model/tiny-qwen2.gguf"
 tar -C "$STAGE" -cf - site model | xz -T0 -6 | split -b 60M -d - .gpu/part-
 rm -rf "$STAGE" .gpu/wheels .gpu/gguf
-ls -l .gpu
+for part in .gpu/part-*; do
+  mkdir -p ".gpu/c${part##*-}" && mv "$part" ".gpu/c${part##*-}/"
+done
+ls -lR .gpu
