@@ -1,4 +1,4 @@
-"""SLM deployment: the local small model on llama.cpp (vLLM on GPU comes with the routing issue)."""
+"""SLM deployment: the local small model, on llama.cpp (CPU) or vLLM (serve_config.gpu.yaml)."""
 
 from __future__ import annotations
 
