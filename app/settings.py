@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
     holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
 
-    # Cloud engines switch on with their keys (later issues add them).
+    # Cloud engines switch on with their keys: Gemini now; Deepgram and ElevenLabs are read but
+    # not used yet (their engines come with a later issue).
     gemini_api_key: SecretStr | None = None
     gemini_base_url: str | None = Field(
         default=None, description="Another Gemini API endpoint (a proxy, or the tests' fake)"
