@@ -100,6 +100,20 @@ async def test_stt_silence_is_empty(stt: WhisperSTT) -> None:
     assert (await stt.transcribe(bytes(16000), 8000)).text == ""
 
 
+def test_noise_that_cuts_the_decoder_short_is_not_decoded_twice(stt: WhisperSTT) -> None:
+    # Sparse clicks stop the short window's decoder before its closing timestamp, which would
+    # send the turn to the full 30 s window; the no-speech guard answers "" first.
+    full_windows: list[np.ndarray] = []
+    full_window = stt._transcribe_full
+    stt._transcribe_full = lambda audio: full_windows.append(audio) or full_window(audio)  # type: ignore[method-assign]
+    try:
+        line = np.random.default_rng(0).random(int(1.5 * WHISPER_SAMPLE_RATE))
+        assert stt._transcribe_sync(np.where(line < 0.003, 0.5, 0.0).astype(np.float32)).text == ""
+    finally:
+        del stt._transcribe_full  # the method again
+    assert full_windows == []
+
+
 async def test_stt_too_short_audio_is_empty(stt: WhisperSTT) -> None:
     assert (await stt.transcribe(bytes(40), 8000)).text == ""
 
