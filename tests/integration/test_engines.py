@@ -45,10 +45,14 @@ async def speak(tts: PiperTTS, text: str) -> bytes:
     return b"".join([chunk.pcm16 async for chunk in tts.stream(text)])
 
 
+def phone_pcm(pcm: bytes, rate: int) -> bytes:
+    """What a call carries: 8 kHz, through G.711 mu-law and back."""
+    return mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, rate, 8000)))
+
+
 async def test_stt_hears_a_phone_quality_question(tts: PiperTTS, stt: WhisperSTT) -> None:
     pcm = await speak(tts, "What time do you open tomorrow?")
-    # What the model gets on a call: 8 kHz, through G.711 mu-law and back.
-    phone = mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, tts.sample_rate, 8000)))
+    phone = phone_pcm(pcm, tts.sample_rate)
     await stt.prewarm()
     started = time.perf_counter()
     transcript = await stt.transcribe(phone, 8000)
@@ -68,9 +72,8 @@ PHONE_TURNS = [
 
 
 def phone_line(pcm: bytes, rate: int) -> np.ndarray:
-    """8 kHz G.711 mu-law and back, then Whisper's 16 kHz float: what STT gets on a call."""
-    phone = mulaw_to_pcm16(pcm16_to_mulaw(resample_pcm16(pcm, rate, 8000)))
-    return pcm16_to_float32(resample_pcm16(phone, 8000, WHISPER_SAMPLE_RATE))
+    """The call's audio as Whisper's 16 kHz float: what STT gets on a call."""
+    return pcm16_to_float32(resample_pcm16(phone_pcm(pcm, rate), 8000, WHISPER_SAMPLE_RATE))
 
 
 def words(text: str) -> list[str]:
