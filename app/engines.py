@@ -37,6 +37,9 @@ def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> Language
             model_path=model_path,
             max_tokens=settings.slm_max_tokens,
             temperature=settings.slm_temperature,
+            max_num_seqs=settings.slm_gpu_max_seqs,
+            gpu_memory_utilization=settings.slm_gpu_memory_utilization,
+            enforce_eager=settings.slm_gpu_enforce_eager,
         )
     from app.llm.llama_cpp_llm import LlamaCppLLM
 

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     slm_context: int = 2048
     slm_max_tokens: int = 80
     slm_temperature: float = 0.3
+    # vLLM only (serve_config.gpu.yaml). The turns one replica batches: the slm deployment's
+    # max_ongoing_requests, which also bounds the CUDA graphs captured at start (up to twice it).
+    slm_gpu_max_seqs: int = 64
+    slm_gpu_memory_utilization: float = 0.3  # the GPU's share for weights and KV cache
+    # No CUDA graphs or torch.compile: a cold start a minute or more shorter, slower decoding.
+    slm_gpu_enforce_eager: bool = False
     tts_threads: int = 1
 
     # Turn-taking (milliseconds)

@@ -1,8 +1,11 @@
 """The LLM tiers on this machine: time to first token and tokens/s per engine, tool calls under
 the grammar, and which tier the router gives each labelled turn, with the cost that implies
-against sending every turn to Gemini Flash. Prints it and writes bench/results/llm.json.
+against sending every turn to Gemini Flash. Prints it and writes bench/results/llm.json
+(llm_vllm.json for vLLM).
 
-Run: .venv/bin/python bench/llm.py [--repeats 3]
+Run: .venv/bin/python bench/llm.py [--repeats 3] [--slm vllm]
+
+--slm vllm measures the SLM on vLLM (a GPU, `pip install .[gpu]`; tests/gpu/check.sh runs it).
 
 The local SLM always runs. Gemini Flash and Pro run when GEMINI_API_KEY is set (the real API;
 the tests' fake says nothing about latency). The tier shares use the routing policy plus the
@@ -36,7 +39,7 @@ from app.conversation.routing import (  # noqa: E402
     turn_features,
 )
 from app.conversation.tools import TOOL_SPECS  # noqa: E402
-from app.engines import build_cloud_tiers, build_slm  # noqa: E402
+from app.engines import SLMBackend, build_cloud_tiers, build_slm  # noqa: E402
 from app.llm.base import (  # noqa: E402
     Confidence,
     LanguageModel,
@@ -219,12 +222,15 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
     }
 
 
-async def main(repeats: int) -> dict[str, Any]:
+async def main(repeats: int, backend: SLMBackend) -> dict[str, Any]:
     settings = get_settings()
     system = f"{settings.velox_system_prompt}\n\nToday is {TODAY}."
-    slm = build_slm(settings)
+    started = time.perf_counter()
+    slm = build_slm(settings, backend)
+    print(f"{'slm':>14}: {slm.name} ready in {time.perf_counter() - started:.1f} s")
     results: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "slm_engine": slm.name,
         "engines": {},
     }
     results["engines"]["slm"] = await engine_latency("slm", slm, Tier.SLM, system, repeats)
@@ -242,9 +248,10 @@ async def main(repeats: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--slm", choices=["llama_cpp", "vllm"], default="llama_cpp")
     args = parser.parse_args()
-    output = asyncio.run(main(args.repeats))
-    path = ROOT / "bench" / "results" / "llm.json"
+    output = asyncio.run(main(args.repeats, args.slm))
+    path = ROOT / "bench" / "results" / ("llm.json" if args.slm == "llama_cpp" else "llm_vllm.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(output, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
