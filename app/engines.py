@@ -39,7 +39,6 @@ def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> Language
             temperature=settings.slm_temperature,
             max_num_seqs=settings.slm_gpu_max_seqs,
             gpu_memory_utilization=settings.slm_gpu_memory_utilization,
-            enforce_eager=settings.slm_gpu_enforce_eager,
         )
     from app.llm.llama_cpp_llm import LlamaCppLLM
 

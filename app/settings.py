@@ -87,8 +87,6 @@ class Settings(BaseSettings):
     # max_ongoing_requests, which also bounds the CUDA graphs captured at start (up to twice it).
     slm_gpu_max_seqs: int = 64
     slm_gpu_memory_utilization: float = 0.3  # the GPU's share for weights and KV cache
-    # No CUDA graphs or torch.compile: a cold start a minute or more shorter, slower decoding.
-    slm_gpu_enforce_eager: bool = False
     tts_threads: int = 1
 
     # Turn-taking (milliseconds)

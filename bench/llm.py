@@ -73,6 +73,7 @@ class Sample:
     cached_tokens: int
     confidence: float | None
     called: str | None
+    cut_short: bool = False  # a tool call that ran out of tokens (the engine raises)
 
 
 async def generate(
@@ -87,15 +88,19 @@ async def generate(
     usage: Usage | None = None
     confidence: float | None = None
     called: str | None = None
-    async for event in llm.stream(messages, tools, tier, tool_choice):
-        if isinstance(event, TextDelta | ToolCall) and first is None:
-            first = time.perf_counter() - started
-        if isinstance(event, ToolCall):
-            called = event.name
-        elif isinstance(event, Usage):
-            usage = event
-        elif isinstance(event, Confidence):
-            confidence = event.score
+    cut_short = False
+    try:
+        async for event in llm.stream(messages, tools, tier, tool_choice):
+            if isinstance(event, TextDelta | ToolCall) and first is None:
+                first = time.perf_counter() - started
+            if isinstance(event, ToolCall):
+                called = event.name
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Confidence):
+                confidence = event.score
+    except ValueError:
+        cut_short = True
     total = time.perf_counter() - started
     return Sample(
         first,
@@ -105,6 +110,7 @@ async def generate(
         usage.cached_tokens if usage else 0,
         confidence,
         called,
+        cut_short,
     )
 
 
@@ -166,8 +172,10 @@ async def slm_tool_calls(llm: LanguageModel, system: str) -> dict[str, Any]:
     result["ready_p50_ms"] = result.pop("ttft_p50_ms")
     result["ready_max_ms"] = result.pop("ttft_max_ms")
     result["right_tool"] = f"{right}/{len(TOOL_REQUESTS)}"
+    result["cut_short"] = sum(s.cut_short for s in samples)
     print(
-        f"{'slm tools':>14}: right tool {result['right_tool']}; call (or first words) ready "
+        f"{'slm tools':>14}: right tool {result['right_tool']} ({result['cut_short']} cut short); "
+        f"call (or first words) ready "
         f"p50 {result['ready_p50_ms']} ms, max {result['ready_max_ms']} ms"
     )
     return result

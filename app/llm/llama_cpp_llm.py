@@ -329,6 +329,10 @@ def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
     call_rules = re.sub(
         r"^root ::=", "call ::=", json_schema_to_gbnf(json.dumps(calls)), flags=re.MULTILINE
     )
+    # llama-cpp-python's converter lets a string hold raw control characters, which JSON forbids:
+    # a call whose reason had a raw newline could be written and would then fail to parse
+    # (random weights on vLLM did). llama.cpp's own converter excludes them.
+    call_rules = call_rules.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F]')
     if required:
         return f"root ::= call\n{call_rules}"
     # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which would

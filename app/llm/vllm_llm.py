@@ -91,7 +91,6 @@ class VllmLLM:
         context: int = 4096,
         gpu_memory_utilization: float = 0.3,
         max_num_seqs: int = 64,
-        enforce_eager: bool = False,
     ) -> None:
         # The engine core runs in a child process. Forked, it cannot use CUDA once this process
         # has touched it (a Serve replica or a test asking torch for the GPU), so it is spawned.
@@ -111,7 +110,6 @@ class VllmLLM:
                 max_model_len=context,
                 gpu_memory_utilization=gpu_memory_utilization,
                 max_num_seqs=max_num_seqs,
-                enforce_eager=enforce_eager,
                 enable_prefix_caching=True,
             )
         )

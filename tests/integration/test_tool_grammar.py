@@ -1,0 +1,89 @@
+"""The tool-call grammar, walked by llama.cpp's own grammar engine over the shipped model's
+vocabulary: whatever it lets a model write inside a call must parse as that call. (vLLM's
+xgrammar takes the same GBNF; tests/gpu/check.sh found the fault below with random weights.)"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+from collections.abc import Iterator
+
+import pytest
+from llama_cpp import Llama, llama_cpp
+
+from app.conversation.tools import TOOL_SPECS
+from app.llm.llama_cpp_llm import parse_call, tool_grammar, tool_schema
+from app.llm.model_files import qwen_gguf_path
+from app.settings import get_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[Llama]:
+    llama = Llama(
+        model_path=str(qwen_gguf_path(get_settings().velox_data_dir)),
+        vocab_only=True,
+        verbose=False,
+    )
+    yield llama
+    llama.close()
+
+
+class GrammarWalk:
+    """Feeds text token by token through a grammar sampler, as decoding would."""
+
+    def __init__(self, llama: Llama, grammar: str) -> None:
+        self._llama = llama
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        assert self._sampler, "llama.cpp refused the grammar"
+
+    def tokens(self, text: str) -> list[int]:
+        return list(self._llama.tokenize(text.encode(), add_bos=False, special=False))
+
+    def allows(self, token: int) -> bool:
+        data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+        candidates = llama_cpp.llama_token_data_array(data, 1, -1, False)
+        llama_cpp.llama_sampler_apply(self._sampler, ctypes.byref(candidates))
+        return math.isfinite(data[0].logit)
+
+    def write(self, text: str) -> None:
+        for token in self.tokens(text):
+            assert self.allows(token), f"the grammar refuses {self._llama.detokenize([token])!r}"
+            llama_cpp.llama_sampler_accept(self._sampler, token)
+
+    def close(self) -> None:
+        llama_cpp.llama_sampler_free(self._sampler)
+
+
+@pytest.mark.parametrize("control", ["\n", "\t", "\r", "\x1b"])
+def test_a_string_argument_cannot_hold_a_raw_control_character(vocab: Llama, control: str) -> None:
+    """JSON forbids them unescaped: a call with a raw newline in its reason would not parse."""
+    walk = GrammarWalk(
+        vocab, tool_grammar([tool_schema(TOOL_SPECS["transfer_to_agent"])], required=True)
+    )
+    walk.write('{"name": "transfer_to_agent", "arguments": {"reason": "Caller wants a person')
+    (raw,) = walk.tokens(control)
+    assert not walk.allows(raw)
+    assert isinstance(
+        parse_call('{"name": "x", "arguments": {"reason": "a' + control + 'b"}}'), Exception
+    )
+    # Escaped, it is JSON, and it parses.
+    walk.write('\\n and a refund"}}')
+    walk.close()
+    call = parse_call('{"name": "transfer_to_agent", "arguments": {"reason": "a\\nb"}}')
+    assert not isinstance(call, Exception) and call.arguments == {"reason": "a\nb"}
+
+
+def test_every_tools_call_can_be_written_whole(vocab: Llama) -> None:
+    """The walk itself is sound: each tool's example call is accepted token by token."""
+    examples = {
+        "check_order_status": {"order_id": "A1042"},
+        "end_call": {},
+    }
+    for name, arguments in examples.items():
+        walk = GrammarWalk(vocab, tool_grammar([tool_schema(TOOL_SPECS[name])], required=True))
+        walk.write(json.dumps({"name": name, "arguments": arguments}))
+        walk.close()
