@@ -39,6 +39,9 @@ AVG_LOGPROB_MIN = -1.0
 SHORT_WINDOW_S = 20
 SHORT_MAX_AUDIO_S = 9.0  # longer turns take the full 30 s window
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
+TIMESTAMP_S = 0.02  # Whisper's timestamp tokens count time in 20 ms steps
+# A segment may close a little after the audio (its last word's tail); further, it is invented.
+TIMESTAMP_SLACK_S = 0.5
 TOKENS_PER_SECOND = 8  # ample for speech and its timestamp tokens (~3 words a second)
 
 
@@ -140,8 +143,23 @@ class WhisperSTT:
             # window tiny.en sometimes ends a turn after its first words ("do you make" for "do
             # you bake croissants?"). The full window hears it out.
             return self._transcribe_full(audio)
+        if self._ran_into_the_padding(tokens, len(audio) / WHISPER_SAMPLE_RATE):
+            return self._transcribe_full(audio)
         text = self._tokenizer.decode([t for t in tokens if t < self._tokenizer.eot]).strip()
         return _transcript(text, [avg_logprob], [])
+
+    def _ran_into_the_padding(self, tokens: list[int], seconds: float) -> bool:
+        """Whether a segment after the first closed past the audio's end, in the window's padding:
+        the decoder lost its place there, and that segment's words are invented or cut short
+        ("Where is my order?" then "1," closed at 23.04 s of a 2.7 s turn: 7 of 40 renderings
+        of "Where is my order A1042?"). A lone segment closing late is common and harmless
+        ("Okay, goodbye." in 19 of 20)."""
+        first_stamp = self._tokenizer.timestamp_begin
+        if (tokens[-1] - first_stamp) * TIMESTAMP_S <= seconds + TIMESTAMP_SLACK_S:
+            return False
+        # The last segment's opening timestamp, and whether words follow it.
+        opened = max((i for i, t in enumerate(tokens[:-1]) if t >= first_stamp), default=0)
+        return opened > 0 and any(t < first_stamp for t in tokens[opened + 1 : -1])
 
     def _transcribe_full(self, audio: np.ndarray) -> Transcript:
         segments, _info = self._model.transcribe(
