@@ -119,10 +119,10 @@ async def chat(
     row = await get_or_404(session, Agent, body.agent_id, "agent")
     agent = profile_of(row)
     conversation = await _conversation(session, body)
-    state = await _state(session, conversation, agent)
+    state, answers_after = await _state(session, conversation, agent)
     await session.commit()  # the conversation exists before the (slow) turn runs
     text = body.message if body.message is not None else state.press(body.dtmf or "")
-    turn = _PlaygroundTurn(hub, state, text, conversation.id)
+    turn = _PlaygroundTurn(hub, state, text, conversation.id, answers_after)
     if body.stream:
         return StreamingResponse(
             _sse(turn, request, principal.org_id),
@@ -138,12 +138,18 @@ class _PlaygroundTurn:
     """Runs the engine for one message and keeps what the reply needs."""
 
     def __init__(
-        self, hub: CallHub, state: ConversationState, text: str, conversation_id: uuid.UUID
+        self,
+        hub: CallHub,
+        state: ConversationState,
+        text: str,
+        conversation_id: uuid.UUID,
+        answers_after: int,
     ) -> None:
         self.hub = hub
         self.state = state
         self.text = text
         self.conversation_id = conversation_id
+        self.answers_after = answers_after  # the transcript's last place when the turn began
         self.result = TurnResult()
         self.holding: list[str] = []
         self.ended = False
@@ -231,15 +237,18 @@ async def _conversation(session: AsyncSession, body: ChatRequest) -> Conversatio
 
 async def _state(
     session: AsyncSession, conversation: Conversation, agent: AgentProfile
-) -> ConversationState:
-    """The conversation as the engine left it: history (with tool calls) and flow step."""
+) -> tuple[ConversationState, int]:
+    """The conversation as the engine left it (history with tool calls, and flow step), and the
+    place of the last message read."""
     rows = await session.scalars(
         select(MessageRow)
         .where(MessageRow.conversation_id == conversation.id)
         .order_by(MessageRow.seq)
     )
     history: list[Message] = []
+    last_seq = 0
     for row in rows:
+        last_seq = row.seq
         if row.role == "caller":
             history.append(Message("user", row.text))
             continue
@@ -263,13 +272,14 @@ async def _state(
             flow = FlowState(agent.flow, conversation.current_node)
         except ValueError:  # the flow was edited and lost that node: start it again
             flow = FlowState(agent.flow)
-    return ConversationState(
+    state = ConversationState(
         agent=agent,
         history=history,
         flow=flow,
         conversation_id=str(conversation.id),
         channel="playground",
     )
+    return state, last_seq
 
 
 async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> ChatReply:
@@ -278,14 +288,11 @@ async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> C
     result = turn.result
     async with db_of(request).tenant(org_id) as session:
         conversation = await get_or_404(session, Conversation, turn.conversation_id, "conversation")
-        seq = (
-            await session.scalar(
-                select(func.coalesce(func.max(MessageRow.seq), 0)).where(
-                    MessageRow.conversation_id == conversation.id
-                )
-            )
-            or 0
-        )
+        # The reply answers the transcript as it was read: if another message was stored since,
+        # this one is refused, not stored after an exchange it never saw.
+        if await _last_seq(session, conversation.id) != turn.answers_after:
+            raise _answered_meanwhile(conversation.id)
+        seq = turn.answers_after
         session.add(
             MessageRow(conversation_id=conversation.id, seq=seq + 1, role="caller", text=turn.text)
         )
@@ -315,8 +322,20 @@ async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> C
             conversation.ended_at = func.now()
         try:
             await session.commit()
-        except IntegrityError as exc:  # another message took these places in the transcript
-            raise HTTPException(
-                409, f"conversation {conversation.id} answered another message meanwhile; retry"
-            ) from exc
+        except IntegrityError as exc:  # another message took these places at the same moment
+            raise _answered_meanwhile(conversation.id) from exc
     return reply
+
+
+async def _last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int:
+    """The place of the transcript's last message (0 while it is empty)."""
+    last = await session.scalar(
+        select(func.max(MessageRow.seq)).where(MessageRow.conversation_id == conversation_id)
+    )
+    return last or 0
+
+
+def _answered_meanwhile(conversation_id: uuid.UUID) -> HTTPException:
+    return HTTPException(
+        409, f"conversation {conversation_id} answered another message meanwhile; retry"
+    )

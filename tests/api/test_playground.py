@@ -4,13 +4,14 @@ tools run for real against the demo business API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from app.llm.base import ToolCall
+from app.llm.base import LLMEvent, ToolCall
 from app.services import Services
 from app.settings import Settings
 from tests.api.conftest import Tenant, agent_body, assert_error
@@ -300,6 +301,45 @@ async def test_a_phone_conversation_cannot_be_continued_here(
         json={"agent_id": agent, "conversation_id": str(call.id), "message": "hi"},
     )
     assert_error(response, 409, "conflict")
+
+
+async def test_two_messages_racing_on_one_chat_store_one_exchange_and_a_409(
+    org_a: Tenant, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both read the same transcript before either is answered; the second to be stored would
+    take the same places in it, and is refused rather than interleaved or a 500."""
+    llm = script(services, "We open at seven.")
+    agent = await make_agent(org_a)
+    first = await chat(org_a, agent, message="Hi there!")
+    entered = 0
+    both_in = asyncio.Event()
+    stream = llm.stream
+
+    async def gated(*args: Any, **kwargs: Any) -> AsyncIterator[LLMEvent]:
+        nonlocal entered
+        entered += 1
+        if entered == 2:
+            both_in.set()
+        await both_in.wait()
+        async for event in stream(*args, **kwargs):
+            yield event
+
+    monkeypatch.setattr(llm, "stream", gated)
+    llm.replies = ["Until six.", "Yes, on Sundays too."]
+    body = {"agent_id": agent, "conversation_id": first["conversation_id"]}
+    responses = await asyncio.gather(
+        org_a.client.post("/api/playground/chat", json={**body, "message": "When do you close?"}),
+        org_a.client.post("/api/playground/chat", json={**body, "message": "Open on Sundays?"}),
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    assert_error(next(r for r in responses if r.status_code == 409), 409, "conflict")
+    stored = (await org_a.client.get(f"/api/conversations/{first['conversation_id']}")).json()
+    won = next(r for r in responses if r.status_code == 200).json()["reply"]
+    assert [m["text"] for m in stored["messages"]][2:] in (
+        ["When do you close?", won],
+        ["Open on Sundays?", won],
+    )
+    assert len(stored["messages"]) == 4
 
 
 async def test_another_orgs_playground_conversation_is_404(
