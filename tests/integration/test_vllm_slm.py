@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.llm.base import Confidence, Message, TextDelta, ToolCall, ToolSpec, Usage
-from app.llm.llama_cpp_llm import LlamaCppLLM, chat_message, tool_schema
+from app.llm.llama_cpp_llm import LlamaCppLLM, chat_message, tool_grammar, tool_schema
 from app.llm.model_files import qwen_gguf_path
 from app.settings import get_settings
 
@@ -97,6 +97,29 @@ async def test_the_gpu_checks_tiny_model_still_calls_tools_under_the_grammar(
     events = [e async for e in slm.stream([system, Message("user", "Hi, are you open?")])]
     assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
     await slm.aclose()
+
+
+def test_vllms_grammar_engine_holds_a_call_to_json(shipped_gguf: Path) -> None:
+    """xgrammar (vLLM's structured-output engine; installed with the gpu extra, not in CI) takes
+    the GBNF llama.cpp takes: a call with a raw newline in a string is refused, escaped it is
+    accepted, and text is accepted only when a call is not required."""
+    xgr = pytest.importorskip("xgrammar")
+    from app.llm.vllm_llm import ChatTemplatePrompt
+
+    tokenizer = ChatTemplatePrompt(shipped_gguf)._tokenizer
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer))
+    call = '{"name": "book_appointment", "arguments": {"day": "Saturday%s", "time": "10 am"}}'
+    for required in (True, False):
+        grammar = compiler.compile_grammar(
+            tool_grammar([tool_schema(ORDER_TOOL), tool_schema(BOOKING_TOOL)], required=required)
+        )
+        for text, allowed in [
+            (call % "", True),
+            (call % "\\n", True),
+            (call % "\n", False),
+            ("Yes, we open at seven.", not required),
+        ]:
+            assert xgr.GrammarMatcher(grammar).accept_string(text) is allowed, (required, text)
 
 
 @pytest.fixture(scope="module")
