@@ -13,9 +13,10 @@ from app.llm.llama_cpp_llm import LlamaCppLLM, chat_message, tool_grammar, tool_
 from app.llm.model_files import qwen_gguf_path
 from app.settings import get_settings
 
-# One loop for the module: vLLM's async engine binds its output handler to the loop of its first
-# request, and the GPU tests share one engine.
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.integration
+# One loop for the GPU tests: vLLM's async engine binds its output handler to the loop of its
+# first request, and they share one engine.
+ENGINE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 ORDER_TOOL = ToolSpec(
     "check_order_status",
@@ -134,6 +135,7 @@ def vllm_slm():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.gpu
+@ENGINE_LOOP
 async def test_vllm_streams_a_reply_and_a_required_tool_call(vllm_slm) -> None:  # type: ignore[no-untyped-def]
     system = Message("system", "You answer the phone for Rosa's Bakery. Be brief.")
     events = [e async for e in vllm_slm.stream([system, Message("user", "Hi, are you open?")])]
@@ -149,6 +151,7 @@ async def test_vllm_streams_a_reply_and_a_required_tool_call(vllm_slm) -> None: 
 
 
 @pytest.mark.gpu
+@ENGINE_LOOP
 async def test_vllm_serves_concurrent_turns_each_its_own_reply(vllm_slm) -> None:  # type: ignore[no-untyped-def]
     """Calls share a replica: prompts are rendered in worker threads with one tokenizer and
     batched by the engine; each stream must end with its own usage, and the shared system prompt
