@@ -105,9 +105,11 @@ def test_vllms_grammar_engine_holds_a_call_to_json(shipped_gguf: Path) -> None:
     the GBNF llama.cpp takes: a call with a raw newline in a string is refused, escaped it is
     accepted, and text is accepted only when a call is not required."""
     xgr = pytest.importorskip("xgrammar")
-    from app.llm.vllm_llm import ChatTemplatePrompt
+    from transformers import AutoTokenizer
 
-    tokenizer = ChatTemplatePrompt(shipped_gguf)._tokenizer
+    from app.llm.vllm_llm import gguf_tokenizer_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_tokenizer_dir(shipped_gguf)))
     compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer))
     call = '{"name": "book_appointment", "arguments": {"day": "Saturday%s", "time": "10 am"}}'
     for required in (True, False):
@@ -154,8 +156,8 @@ async def test_vllm_streams_a_reply_and_a_required_tool_call(vllm_slm) -> None: 
 @ENGINE_LOOP
 async def test_vllm_serves_concurrent_turns_each_its_own_reply(vllm_slm) -> None:  # type: ignore[no-untyped-def]
     """Calls share a replica: prompts are rendered in worker threads with one tokenizer and
-    batched by the engine; each stream must end with its own usage, and the shared system prompt
-    is served from the prefix cache once warm."""
+    batched by the engine; each stream must end with its own usage (how much of each prompt the
+    prefix cache served is printed)."""
     system = Message("system", "You answer the phone for Rosa's Bakery. Be brief.")
 
     async def turn(said: str, tools: list[ToolSpec] | None) -> list[object]:
