@@ -39,7 +39,6 @@ AVG_LOGPROB_MIN = -1.0
 SHORT_WINDOW_S = 20
 SHORT_MAX_AUDIO_S = 9.0  # longer turns take the full 30 s window
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
-TIMESTAMP_S = 0.02  # Whisper's timestamp tokens count time in 20 ms steps
 # A segment may close a little after the audio (its last word's tail); further, it is invented.
 TIMESTAMP_SLACK_S = 0.5
 TOKENS_PER_SECOND = 8  # ample for speech and its timestamp tokens (~3 words a second)
@@ -155,7 +154,8 @@ class WhisperSTT:
         of "Where is my order A1042?"). A lone segment closing late is common and harmless
         ("Okay, goodbye." in 19 of 20)."""
         first_stamp = self._tokenizer.timestamp_begin
-        if (tokens[-1] - first_stamp) * TIMESTAMP_S <= seconds + TIMESTAMP_SLACK_S:
+        closed_at = (tokens[-1] - first_stamp) * self._model.time_precision
+        if closed_at <= seconds + TIMESTAMP_SLACK_S:
             return False
         # The last segment's opening timestamp, and whether words follow it.
         opened = max((i for i, t in enumerate(tokens[:-1]) if t >= first_stamp), default=0)
