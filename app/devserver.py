@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.app import create_app
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.engines import build_embedder, build_local_engines, prewarm
 from app.observability.metrics import Metrics
 from app.rag.embedder import Embedder

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Literal
 
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.llm.base import LanguageModel, Tier
 from app.llm.router import TieredLLM
 from app.rag.embedder import Embedder, MiniLMEmbedder

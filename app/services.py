@@ -16,7 +16,7 @@ from app.calls.directory import AgentDirectory
 from app.calls.hub import CallHub
 from app.calls.live import LiveCallRecorder
 from app.calls.recorder import FanoutRecorder
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.calls.state import CallStateStore, make_call_state
 from app.calls.transcripts import DatabaseCallRecorder
 from app.db.database import Database

@@ -9,7 +9,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.api.app import create_app
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.engines import served_tiers
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics

@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.api.health import hub_of
-from app.calls.session import SocketClosed
+from app.calls.reader import SocketClosed
 from app.telephony import twiml
 from app.telephony.messages import ProtocolError
 from app.telephony.signature import SignatureVerifier, public_request_url

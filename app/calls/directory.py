@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy import select
 
@@ -50,6 +51,14 @@ class AgentDirectory:
             return profile_of(agent) if agent is not None else None
         return await self.demo_agent() if self.demo_enabled else None
 
+    async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
+        """The agent our TwiML named in the stream's parameters (`orgId`, `agentId`)."""
+        try:
+            org_id, agent_id = uuid.UUID(parameters["orgId"]), uuid.UUID(parameters["agentId"])
+        except (KeyError, ValueError):
+            return None
+        return await self.by_id(org_id, agent_id)
+
     async def by_id(self, org_id: uuid.UUID, agent_id: uuid.UUID) -> AgentProfile | None:
         """An enabled agent of `org_id`."""
         async with self.db.tenant(org_id) as session:
@@ -69,6 +78,22 @@ class AgentDirectory:
                 .limit(1)
             )
         return profile_of(agent) if agent is not None else None
+
+
+class SingleAgent:
+    """One agent answers every number and every stream (`velox dev` without a database, and
+    tests)."""
+
+    def __init__(self, agent: AgentProfile) -> None:
+        self.agent = agent
+
+    async def for_number(self, number: str) -> AgentProfile | None:
+        """The one agent, whatever the number."""
+        return self.agent
+
+    async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
+        """The one agent, whatever the parameters."""
+        return self.agent
 
 
 def profile_of(agent: Agent) -> AgentProfile:

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import logging
-import uuid
+from dataclasses import dataclass
 
-from app.calls.directory import AgentDirectory
+from app.calls.config import CallConfig
+from app.calls.directory import AgentDirectory, SingleAgent
 from app.calls.phrases import PhraseCache
+from app.calls.reader import MediaSocket
 from app.calls.recorder import CallRecorder, CallSummary
-from app.calls.session import APOLOGY, CallSession, Engines, MediaSocket, ReplicaLoad
+from app.calls.responder import APOLOGY
+from app.calls.session import CallServices, CallSession
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import MODEL_HOLDING_PHRASE, TOOL_HOLDING_PHRASE, ConversationEngine
-from app.conversation.grounding import Source
+from app.conversation.grounding import AgentKnowledge, Source
 from app.conversation.toolbox import ToolBox
 from app.conversation.tools import HttpTools
-from app.llm.router import as_router
+from app.llm.base import LanguageModel
+from app.llm.router import RoutingLLM, as_router
 from app.observability.metrics import Metrics
 from app.rag.service import KnowledgeService
 from app.settings import Settings
+from app.speech.base import SpeechToText, TextToSpeech
 from app.telephony.calls_api import TwilioCalls
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Engines:
+    """The three model roles a call uses."""
+
+    stt: SpeechToText
+    llm: LanguageModel | RoutingLLM  # a bare model is wrapped in a router by the hub
+    tts: TextToSpeech
 
 
 class CallHub:
@@ -39,24 +53,33 @@ class CallHub:
         self.engines = engines
         self.settings = settings
         self.metrics = metrics
-        self.recorder = recorder
         self.phrases = PhraseCache(engines.tts)
         self.default_agent = AgentProfile.default(settings)
         # Without a directory (database-less tests) the settings' agent answers every call.
-        self.directory = directory
-        self.knowledge = knowledge
+        self.agents = directory or SingleAgent(self.default_agent)
+        self.knowledge = AgentKnowledge(knowledge) if knowledge is not None else None
         self.sessions: dict[str, CallSession] = {}
-        self.load = ReplicaLoad()
         self.toolbox = ToolBox(
             http=HttpTools(settings),
             twilio=TwilioCalls.from_settings(settings),
-            lookup=self.search if knowledge is not None else None,
+            lookup=self.knowledge.search if self.knowledge is not None else None,
             transfer_number=settings.transfer_number,
         )
         self.conversation = ConversationEngine(
             llm=as_router(engines.llm),
             toolbox=self.toolbox,
             holding_after_s=settings.holding_phrase_after_s,
+        )
+        self.call_config = CallConfig.from_settings(settings)
+        self.call_services = CallServices(
+            stt=engines.stt,
+            tts=engines.tts,
+            conversation=self.conversation,
+            agents=self.agents,
+            recorder=recorder,
+            phrases=self.phrases,
+            metrics=metrics,
+            lookup=self.knowledge.context if self.knowledge is not None else None,
         )
         if settings.twilio_auth_token is None:
             logger.warning(
@@ -76,66 +99,21 @@ class CallHub:
 
     async def agent_for_number(self, number: str) -> AgentProfile | None:
         """The agent that answers calls to `number` (None: nobody does)."""
-        if self.directory is None:
-            return self.default_agent
-        agent = await self.directory.for_number(number)
+        agent = await self.agents.for_number(number)
         if agent is not None:
             # Synthesize the greeting while Twilio opens the stream, so it plays at once.
             self.phrases.warm(agent.greeting, agent.voice)
         return agent
 
-    async def agent_for_stream(self, parameters: dict[str, str]) -> AgentProfile | None:
-        """The agent named by the stream's parameters (set by our own signed TwiML)."""
-        if self.directory is None:
-            return self.default_agent
-        try:
-            org_id, agent_id = uuid.UUID(parameters["orgId"]), uuid.UUID(parameters["agentId"])
-        except (KeyError, ValueError):
-            return None
-        return await self.directory.by_id(org_id, agent_id)
-
     async def lookup(self, agent: AgentProfile, question: str) -> list[Source]:
         """Passages of the agent's knowledge base for the caller's words (automatic context)."""
-        if not agent.knowledge.auto_context:
-            return []
-        return await self.search(agent, question)
-
-    async def search(self, agent: AgentProfile, question: str) -> list[Source]:
-        """Passages of the agent's knowledge base (the search_knowledge_base tool)."""
-        settings = agent.knowledge
         if self.knowledge is None:
             return []
-        if agent.org_id is None or agent.knowledge_base_id is None:
-            return []
-        hits = await self.knowledge.context(
-            uuid.UUID(agent.org_id), uuid.UUID(agent.knowledge_base_id), question, settings
-        )
-        return [
-            Source(
-                document_id=str(h.document_id),
-                document_name=h.document_name,
-                chunk_id=str(h.chunk_id),
-                position=h.position,
-                heading=h.heading,
-                text=h.text,
-            )
-            for h in hits
-        ]
+        return await self.knowledge.context(agent, question)
 
     async def serve(self, socket: MediaSocket) -> CallSummary:
         """Run one call on `socket` until it ends."""
-        session = CallSession(
-            socket,
-            engines=self.engines,
-            settings=self.settings,
-            metrics=self.metrics,
-            recorder=self.recorder,
-            phrases=self.phrases,
-            agent_for=self.agent_for_stream,
-            conversation=self.conversation,
-            lookup=self.lookup if self.knowledge is not None else None,
-            load=self.load,
-        )
+        session = CallSession(socket, self.call_services, self.call_config)
         key = str(id(session))
         self.sessions[key] = session
         try:

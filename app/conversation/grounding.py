@@ -3,12 +3,14 @@ front of the question so the model answers from them, and kept as the turn's cit
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.conversation.agent import AgentProfile
+    from app.rag.service import KnowledgeService
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,39 @@ class Source:
 
 # Finds the passages of the agent's knowledge base that bear on what the caller said.
 KnowledgeLookup = Callable[["AgentProfile", str], Awaitable[list[Source]]]
+
+
+class AgentKnowledge:
+    """Finds passages in an agent's knowledge base: on every turn (automatic context, when the
+    agent asks for it) or when the model calls search_knowledge_base."""
+
+    def __init__(self, knowledge: KnowledgeService) -> None:
+        self._knowledge = knowledge
+
+    async def context(self, agent: AgentProfile, question: str) -> list[Source]:
+        """Passages for the caller's words, put in front of the question (automatic context)."""
+        if not agent.knowledge.auto_context:
+            return []
+        return await self.search(agent, question)
+
+    async def search(self, agent: AgentProfile, question: str) -> list[Source]:
+        """Passages of the agent's knowledge base for `question`."""
+        if agent.org_id is None or agent.knowledge_base_id is None:
+            return []
+        hits = await self._knowledge.context(
+            uuid.UUID(agent.org_id), uuid.UUID(agent.knowledge_base_id), question, agent.knowledge
+        )
+        return [
+            Source(
+                document_id=str(h.document_id),
+                document_name=h.document_name,
+                chunk_id=str(h.chunk_id),
+                position=h.position,
+                heading=h.heading,
+                text=h.text,
+            )
+            for h in hits
+        ]
 
 
 def grounded_question(question: str, sources: list[Source]) -> str:

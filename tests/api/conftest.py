@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app.api.app import create_app
 from app.auth.api_keys import mint_api_key
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.db.database import Database
 from app.db.models import ApiKey, Organization
 from app.observability.metrics import Metrics

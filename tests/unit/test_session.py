@@ -9,15 +9,14 @@ from typing import Any
 
 import pytest
 
+from app.calls.config import CallConfig
+from app.calls.directory import SingleAgent
+from app.calls.floor import is_backchannel
+from app.calls.hub import Engines
 from app.calls.phrases import PhraseCache
-from app.calls.session import (
-    APOLOGY,
-    CallSession,
-    Engines,
-    ReplicaLoad,
-    SocketClosed,
-    is_backchannel,
-)
+from app.calls.reader import SocketClosed
+from app.calls.responder import APOLOGY, ReplicaLoad
+from app.calls.session import CallServices, CallSession
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine
 from app.conversation.flows import validate_flow
@@ -33,10 +32,6 @@ from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, 
 
 STREAM = "MZ" + "0" * 32
 CALL = "CA" + "1" * 32
-
-
-async def _found(agent: AgentProfile) -> AgentProfile:
-    return agent
 
 
 class Phone:
@@ -184,21 +179,21 @@ def make_session(
     agent = agent or AgentProfile(
         id="default", name="Test", system_prompt="Be brief.", greeting="Hello, how can I help?"
     )
-    session = CallSession(
-        phone,
-        engines=engines,
-        settings=settings,
-        metrics=metrics,
-        recorder=recorder,
-        phrases=PhraseCache(engines.tts),
-        agent_for=lambda _p: _found(agent),
+    services = CallServices(
+        stt=engines.stt,
+        tts=engines.tts,
         conversation=ConversationEngine(
             llm=as_router(engines.llm),
             toolbox=ToolBox(http=HttpTools(settings)),
         ),
+        agents=SingleAgent(agent),
+        recorder=recorder,
+        phrases=PhraseCache(engines.tts),
+        metrics=metrics,
         lookup=lookup,
-        load=load,
+        load=load or ReplicaLoad(),
     )
+    session = CallSession(phone, services, CallConfig.from_settings(settings))
     return session, recorder, metrics, engines
 
 

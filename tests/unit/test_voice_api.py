@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
 from app.calls.hub import CallHub
-from app.calls.session import Engines
+from app.calls.hub import Engines
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.signature import SignatureVerifier

@@ -1,0 +1,71 @@
+"""The settings one call reads, gathered once per replica so a session never sees the whole
+settings object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.calls.turns import TurnTiming
+from app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """How the call hears the caller: voice activity, turn ends, barge-in, speculation."""
+
+    vad_engine: Literal["silero", "webrtc"] = "silero"
+    vad_aggressiveness: int = 2  # webrtc only
+    timing: TurnTiming = field(default_factory=TurnTiming)
+    barge_in_min_speech_ms: int = 160
+    backchannel_max_ms: int = 700
+    # Speculation trades CPU for latency: it stops while this many utterances of the replica's
+    # calls already wait on STT, since a guess that may be thrown away only delays them.
+    speculate_max_stt_inflight: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long each stage of a reply may take before the agent apologises (seconds)."""
+
+    stt_s: float = 6.0
+    rag_s: float = 1.0  # then the turn is answered without its passages
+    llm_first_token_s: float = 8.0
+    llm_total_s: float = 25.0
+    tts_s: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallConfig:
+    """Everything a call session is configured by."""
+
+    listening: Listening = field(default_factory=Listening)
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    start_timeout_s: float = 10.0  # Twilio sends `start` right after connecting
+    max_call_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallConfig:
+        """The call's part of the product settings."""
+        return cls(
+            listening=Listening(
+                vad_engine=settings.vad_engine,
+                vad_aggressiveness=settings.vad_aggressiveness,
+                timing=TurnTiming(
+                    pause_ms=settings.turn_pause_ms,
+                    end_ms=settings.turn_end_ms,
+                    end_incomplete_ms=settings.turn_end_incomplete_ms,
+                ),
+                barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+                backchannel_max_ms=settings.backchannel_max_ms,
+                speculate_max_stt_inflight=settings.speculate_max_stt_inflight,
+            ),
+            deadlines=Deadlines(
+                stt_s=settings.stt_timeout_s,
+                rag_s=settings.rag_timeout_s,
+                llm_first_token_s=settings.llm_first_token_timeout_s,
+                llm_total_s=settings.llm_total_timeout_s,
+                tts_s=settings.tts_timeout_s,
+            ),
+            max_call_s=settings.max_call_seconds,
+        )
