@@ -38,7 +38,6 @@ from app.conversation.routing import (  # noqa: E402
     slm_tools,
     turn_features,
 )
-from app.conversation.tools import TOOL_SPECS  # noqa: E402
 from app.engines import SLMBackend, build_cloud_tiers, build_slm  # noqa: E402
 from app.llm.base import (  # noqa: E402
     Confidence,
@@ -52,6 +51,8 @@ from app.llm.base import (  # noqa: E402
     Usage,
 )
 from app.settings import Settings, get_settings  # noqa: E402
+from app.tools.knowledge_search import KnowledgeSearch  # noqa: E402
+from app.tools.registry import TOOLS  # noqa: E402
 from tests.fixtures.turns import ROUTING_TURNS, TODAY, TOOL_REQUESTS  # noqa: E402
 
 TIERS = list(Tier)
@@ -156,7 +157,7 @@ async def slm_tool_calls(llm: LanguageModel, system: str) -> dict[str, Any]:
     right = 0
     today = date.fromisoformat(TODAY)
     # The agent of the tests: every tool but the knowledge base (it has no documents).
-    tools = [spec for name, spec in TOOL_SPECS.items() if name != "search_knowledge_base"]
+    tools = [tool.spec() for tool in TOOLS if tool is not KnowledgeSearch]
     for request in TOOL_REQUESTS:
         history = [Message("user", b) for b in request.before]
         features = turn_features(history, request.said, today)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
@@ -14,15 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from app.api.deps import TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
-from app.conversation.tools import TOOL_NAMES, ToolName
 from app.db.models import Agent, KnowledgeBase
+from app.tools.registry import HTTP_TOOL_NAMES, TOOL_NAMES, ToolName
+from app.tools.transfer import HANDOFF
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
 
 TierName = Literal["slm", "flash", "pro"]
-HttpToolName = Literal[
-    "check_order_status", "check_item_stock", "book_appointment", "get_customer_profile", "handoff"
-]
+if TYPE_CHECKING:
+    HttpToolName = str
+else:  # the tools that take a base URL, and the handoff notice
+    HttpToolName = Literal[(*HTTP_TOOL_NAMES, HANDOFF)]
 
 
 class LlmPolicy(BaseModel):

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import FlowError, FlowSpec, validate_flow
 from app.conversation.routing import TierPolicy
-from app.conversation.tools import TOOL_NAMES
 from app.db.database import Database
 from app.db.models import Agent, Organization, PhoneNumber
 from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
+from app.tools.registry import TOOL_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,6 @@ from app.calls.session import CallServices, CallSession
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import MODEL_HOLDING_PHRASE, TOOL_HOLDING_PHRASE, ConversationEngine
 from app.conversation.grounding import AgentKnowledge, Source
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import HttpTools
 from app.llm.base import LanguageModel
 from app.llm.router import RoutingLLM, as_router
 from app.observability.metrics import Metrics
@@ -24,6 +22,7 @@ from app.rag.service import KnowledgeService
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
 from app.telephony.calls_api import TwilioCalls
+from app.tools.registry import ToolBox
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class CallHub:
         self.knowledge = AgentKnowledge(knowledge) if knowledge is not None else None
         self.sessions: dict[str, CallSession] = {}
         self.toolbox = ToolBox(
-            http=HttpTools(settings),
+            settings,
             twilio=TwilioCalls.from_settings(settings),
             lookup=self.knowledge.search if self.knowledge is not None else None,
             transfer_number=settings.transfer_number,

@@ -11,9 +11,9 @@ from app.calls.playback import Reply
 from app.calls.recorder import CallRecorder, TurnRecord, TurnTimings
 from app.conversation.engine import ConversationState, TurnResult
 from app.conversation.grounding import Source
-from app.conversation.tools import ToolOutcome
 from app.llm.base import Message
 from app.observability.metrics import Metrics
+from app.tools.base import ToolOutcome
 
 PCM_BYTES_PER_S = 2 * 8000  # the caller's audio: 8 kHz 16-bit mono
 

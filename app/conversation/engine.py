@@ -31,8 +31,6 @@ from app.conversation.routing import (
     slm_tools,
     turn_features,
 )
-from app.conversation.toolbox import ToolBox, tool_outcome
-from app.conversation.tools import ToolContext, ToolOutcome
 from app.llm.base import (
     LLMEvent,
     Message,
@@ -44,6 +42,9 @@ from app.llm.base import (
     Usage,
 )
 from app.llm.router import RoutingLLM
+from app.tools import end_call, knowledge_search
+from app.tools.base import ToolContext, ToolOutcome, tool_outcome
+from app.tools.registry import ToolBox
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ class ConversationEngine:
         if any(run.name != TRANSITION_TOOL for run in result.tool_runs):
             return []
         if result.sources:
-            specs = [s for s in specs if s.name != "search_knowledge_base"]
+            specs = [s for s in specs if s.name != knowledge_search.KnowledgeSearch.name]
         return slm_tools(specs, features)
 
     async def _run_tool(
@@ -349,7 +350,7 @@ class ConversationEngine:
             )
         )
         yield ToolRan(outcome)
-        if call.name == "end_call" and outcome.ok:
+        if call.name == end_call.EndCall.name and outcome.ok:
             yield EndCall(str(call.arguments.get("reason") or "the agent ended the call"))
 
     async def _with_holding(

@@ -21,41 +21,18 @@ from datetime import date, timedelta
 from typing import Any
 
 from app.llm.base import Message, Tier, ToolChoice, ToolSpec
+from app.tools.base import Intent
+from app.tools.registry import TOOLS, tool_class
 
 TIER_ORDER = (Tier.SLM, Tier.FLASH, Tier.PRO)
 # The SLM's mean top-token probability over its first tokens, under which it counts as unsure.
 # Measured on sample turns: 0.85-0.98 for answers it knew, 0.69 for a bare "Goodbye!".
 DEFAULT_MIN_CONFIDENCE = 0.6
 
-# Caller intents a tool serves, recognised by the words that ask for them.
-_INTENT_PATTERNS: dict[str, re.Pattern[str]] = {
-    "human": re.compile(
-        r"\b(human|person|someone|somebody|agent|representative|rep|operator|manager|"
-        r"supervisor|transfer|real person|speak to|talk to)\b"
-    ),
-    "goodbye": re.compile(
-        r"\b(bye|goodbye|good bye|that'?s all|that is all|nothing else|hang up|have a good)\b"
-    ),
-    "order": re.compile(r"\b(order|orders|delivery|package|shipment|tracking|shipped|parcel)\b"),
-    "stock": re.compile(
-        r"\b(in stock|stock|available|availability|do you have|have any|do you sell|"
-        r"do you carry|sold out|left)\b"
-    ),
-    "booking": re.compile(r"\b(book|booking|appointment|schedule|reserve|reservation|slot)\b"),
-    "account": re.compile(r"\b(my account|my profile|my details|membership|loyalty|points)\b"),
-}
-# Intents that carry over a few turns ("where's my order?" ... "it's A1001"); asking for a
-# person or saying goodbye counts only in the turn that says it.
-_LASTING_INTENTS = frozenset({"order", "stock", "booking", "account"})
-# Which intent makes each tool worth offering to the small model.
-TOOL_INTENTS: dict[str, str] = {
-    "transfer_to_agent": "human",
-    "end_call": "goodbye",
-    "check_order_status": "order",
-    "check_item_stock": "stock",
-    "book_appointment": "booking",
-    "get_customer_profile": "account",
-}
+# What callers want done, and the tools that do it: the small model sees a tool only on a turn
+# that asks for what it does.
+_INTENTS: tuple[Intent, ...] = tuple(dict.fromkeys(t.intent for t in TOOLS if t.intent))
+_TOOL_INTENTS = frozenset(intent.name for intent in _INTENTS)
 # An order number as callers say it: letters and digits with at least one digit ("A1042",
 # "B-7781", "order 55123"). Speech-to-text often splits a spoken "A 1042" in two, so a single
 # letter just before the digits joins them into one candidate ("a 1042" offers "A1042").
@@ -135,7 +112,7 @@ class TurnFeatures:
     reasoning: bool  # asks to explain, compare, recommend
     high_stakes: tuple[str, ...]  # refund, legal, allergy...
     frustrated: bool  # strongly negative wording
-    intents: frozenset[str]  # what the caller wants done (see _INTENT_PATTERNS)
+    intents: frozenset[str]  # what the caller wants done (the tools' `intent`s)
     codes: tuple[str, ...]  # order-like codes the caller said in recent turns
     names: tuple[str, ...] = ()  # names the caller said in recent turns
     dates: tuple[str, ...] = ()  # days the caller named in recent turns, as YYYY-MM-DD
@@ -174,9 +151,9 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
         high_stakes=tuple(sorted({m.group(0) for m in _HIGH_STAKES.finditer(lowered)})),
         frustrated=sentiment is not None and sentiment <= -0.6,
         intents=frozenset(
-            name
-            for name, pattern in _INTENT_PATTERNS.items()
-            if pattern.search(recent.lower() if name in _LASTING_INTENTS else lowered)
+            intent.name
+            for intent in _INTENTS
+            if intent.pattern.search(recent.lower() if intent.lasting else lowered)
         ),
         codes=_codes(recent),
         names=_names(recent),
@@ -278,7 +255,7 @@ def choose_tier(
     elif features.simple:
         tier = Tier.SLM
         reasons.append("simple turn")
-    elif tools_offered and features.intents & set(TOOL_INTENTS.values()):
+    elif tools_offered and features.intents & _TOOL_INTENTS:
         tier = Tier.FLASH
         reasons.append(f"tool use: {', '.join(sorted(features.intents))}")
     elif features.questions > 1 or features.words > 18 or features.reasoning:
@@ -300,24 +277,21 @@ def choose_tier(
 def slm_tools(tools: Sequence[ToolSpec], features: TurnFeatures) -> list[ToolSpec]:
     """The tools the small model may see on this turn, with grounded arguments constrained."""
     offered: list[ToolSpec] = []
-    for tool in tools:
-        intent = TOOL_INTENTS.get(tool.name)
-        if intent is not None and intent not in features.intents:
+    for spec in tools:
+        tool = tool_class(spec.name)
+        if tool is None:  # the flow's go_to_step
+            offered.append(spec)
             continue
-        if tool.name == "check_order_status":
-            if not features.codes:
-                continue  # the model asks for the number instead of inventing one
-            tool = _constrain(tool, "order_id", features.codes)
-        if tool.name == "book_appointment":
-            if not (features.names and features.dates and features.times):
-                continue  # it asks for the name, day and time instead of making them up
-            tool = _constrain(tool, "name", features.names)
-            tool = _constrain(tool, "date", features.dates)
-            tool = _constrain(tool, "time", features.times)
-        offered.append(tool)
-    if any(t.name in TOOL_INTENTS for t in offered):
-        # The caller asked for something a tool does: that tool, not a document search.
-        offered = [t for t in offered if t.name != "search_knowledge_base"]
+        if tool.intent is not None and tool.intent.name not in features.intents:
+            continue
+        heard = {argument: said(features) for argument, said in tool.grounding.items()}
+        if not all(heard.values()):
+            continue  # the model asks for what is missing instead of making it up
+        for argument, values in heard.items():
+            spec = _constrain(spec, argument, values)
+        offered.append(spec)
+    if any(_asked_for(t) for t in offered):
+        offered = [t for t in offered if not _yields(t)]
     return offered
 
 
@@ -328,7 +302,18 @@ def slm_tool_choice(offered: Sequence[ToolSpec]) -> ToolChoice:
     call is what the turn needs; left to choose, the 0.5B model often describes the call in
     words instead of making it. Which tool, and its arguments, it still picks under the grammar.
     """
-    return "required" if any(t.name in TOOL_INTENTS for t in offered) else "auto"
+    return "required" if any(_asked_for(t) for t in offered) else "auto"
+
+
+def _asked_for(spec: ToolSpec) -> bool:
+    """Whether the tool is offered for a caller intent (rather than on every turn)."""
+    tool = tool_class(spec.name)
+    return tool is not None and tool.intent is not None
+
+
+def _yields(spec: ToolSpec) -> bool:
+    tool = tool_class(spec.name)
+    return tool is not None and tool.yields_to_intents
 
 
 def escalation_target(tier: Tier, policy: TierPolicy, available: Collection[Tier]) -> Tier | None:

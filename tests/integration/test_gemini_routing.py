@@ -11,11 +11,10 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan, TurnResult
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import HttpTools
 from app.engines import build_router
 from app.llm.base import TextDelta, Tier
 from app.settings import Settings
+from app.tools.registry import ToolBox
 from tests.fakes import FakeLLM
 from tests.fakes.gemini_server import API_KEY, FakeGemini, FakeTurn
 
@@ -49,7 +48,7 @@ def engine_for(
     )
     return ConversationEngine(
         llm=build_router(settings, slm),
-        toolbox=ToolBox(http=HttpTools(settings)),
+        toolbox=ToolBox(settings),
     )
 
 

@@ -14,13 +14,12 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan, TurnResult
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import HttpTools
 from app.demo_backend import create_demo_backend
 from app.engines import build_slm
 from app.llm.base import Message
 from app.llm.router import TieredLLM
 from app.settings import Settings, get_settings
+from app.tools.registry import ToolBox
 from tests.fakes.serving import serving
 from tests.fixtures.turns import TODAY, TOOL_REQUESTS, ToolRequest
 
@@ -63,7 +62,7 @@ def engine(backend: str) -> ConversationEngine:
     slm = build_slm(get_settings())
     return ConversationEngine(
         llm=TieredLLM(slm=slm),
-        toolbox=ToolBox(http=HttpTools(settings)),
+        toolbox=ToolBox(settings),
     )
 
 

@@ -12,12 +12,15 @@ from collections.abc import Iterator
 import pytest
 from llama_cpp import Llama, llama_cpp
 
-from app.conversation.tools import TOOL_SPECS
 from app.llm.llama_cpp_llm import parse_call, tool_grammar, tool_schema
 from app.llm.model_files import qwen_gguf_path
 from app.settings import get_settings
+from app.tools.registry import TOOLS
+from app.tools.transfer import Transfer
 
 pytestmark = pytest.mark.integration
+
+SPECS = {tool.name: tool.spec() for tool in TOOLS}
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +64,7 @@ class GrammarWalk:
 @pytest.mark.parametrize("control", ["\n", "\t", "\r", "\x1b"])
 def test_a_string_argument_cannot_hold_a_raw_control_character(vocab: Llama, control: str) -> None:
     """JSON forbids them unescaped: a call with a raw newline in its reason would not parse."""
-    walk = GrammarWalk(
-        vocab, tool_grammar([tool_schema(TOOL_SPECS["transfer_to_agent"])], required=True)
-    )
+    walk = GrammarWalk(vocab, tool_grammar([tool_schema(Transfer.spec())], required=True))
     walk.write('{"name": "transfer_to_agent", "arguments": {"reason": "Caller wants a person')
     (raw,) = walk.tokens(control)
     assert not walk.allows(raw)
@@ -84,6 +85,6 @@ def test_well_formed_calls_can_be_written_whole(vocab: Llama) -> None:
         "end_call": {},
     }
     for name, arguments in examples.items():
-        walk = GrammarWalk(vocab, tool_grammar([tool_schema(TOOL_SPECS[name])], required=True))
+        walk = GrammarWalk(vocab, tool_grammar([tool_schema(SPECS[name])], required=True))
         walk.write(json.dumps({"name": name, "arguments": arguments}))
         walk.close()

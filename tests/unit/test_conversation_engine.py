@@ -23,11 +23,10 @@ from app.conversation.engine import (
 from app.conversation.flows import validate_flow
 from app.conversation.grounding import Source
 from app.conversation.routing import TierPolicy
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import TOOL_NAMES, HttpTools
 from app.llm.base import Message, TextDelta, Tier, ToolCall
 from app.llm.router import TieredLLM
 from app.settings import Settings
+from app.tools.registry import TOOL_NAMES, ToolBox
 from tests.fakes import FakeLLM
 
 AGENT = AgentProfile(
@@ -55,7 +54,7 @@ def make_engine(
     router = TieredLLM(slm=slm, tiers=tiers, first_event_timeout_s=0.3)
     return ConversationEngine(
         llm=router,
-        toolbox=ToolBox(http=HttpTools(settings), lookup=lookup),
+        toolbox=ToolBox(settings, lookup=lookup),
         holding_after_s=holding_after_s,
     )
 

@@ -9,8 +9,8 @@ from app.conversation.routing import (
     slm_tools,
     turn_features,
 )
-from app.conversation.tools import TOOL_SPECS
 from app.llm.base import Message, Tier
+from app.tools.registry import TOOLS
 from tests.fixtures.turns import ROUTING_TURNS, TOOL_REQUESTS
 
 
@@ -56,7 +56,7 @@ def test_escalation_goes_to_the_first_served_tier_within_the_agent_range() -> No
 
 def offered(said: str, before: tuple[str, ...] = ()) -> dict[str, dict]:
     features = turn_features([Message("user", b) for b in before], said)
-    return {t.name: t.parameters for t in slm_tools(list(TOOL_SPECS.values()), features)}
+    return {t.name: t.parameters for t in slm_tools([tool.spec() for tool in TOOLS], features)}
 
 
 def test_the_slm_sees_a_tool_only_with_grounds_for_it() -> None:

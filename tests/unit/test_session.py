@@ -21,13 +21,12 @@ from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine
 from app.conversation.flows import validate_flow
 from app.conversation.grounding import Source
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import TOOL_NAMES, HttpTools
 from app.llm.base import ToolCall
 from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.audio import frames, pcm16_to_mulaw
+from app.tools.registry import TOOL_NAMES, ToolBox
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, silence, tone
 
 STREAM = "MZ" + "0" * 32
@@ -184,7 +183,7 @@ def make_session(
         tts=engines.tts,
         conversation=ConversationEngine(
             llm=as_router(engines.llm),
-            toolbox=ToolBox(http=HttpTools(settings)),
+            toolbox=ToolBox(settings),
         ),
         agents=SingleAgent(agent),
         recorder=recorder,

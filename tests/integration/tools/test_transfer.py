@@ -13,13 +13,12 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan
-from app.conversation.toolbox import ToolBox
-from app.conversation.tools import HttpTools
 from app.demo_backend import create_demo_backend
 from app.llm.base import Message, TextDelta, ToolCall
 from app.llm.router import TieredLLM
 from app.settings import Settings
 from app.telephony.calls_api import TwilioCalls
+from app.tools.registry import ToolBox
 from tests.fakes import FakeLLM
 from tests.fakes.serving import serving
 from tests.fakes.twilio_server import FakeTwilio
@@ -57,7 +56,7 @@ async def transfer(backend: str, twilio: FakeTwilio, call_sid: str) -> list[Any]
     slm = FakeLLM(replies=[ToolCall("transfer_to_agent", {"reason": "wants a manager"}), "Sure."])
     engine = ConversationEngine(
         llm=TieredLLM(slm=slm),
-        toolbox=ToolBox(http=HttpTools(settings), twilio=calls),
+        toolbox=ToolBox(settings, twilio=calls),
     )
     state = ConversationState.start(AGENT, call_sid=call_sid, caller_number="+15550199")
     state.history += [

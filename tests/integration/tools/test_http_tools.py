@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -18,10 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.conversation.tools import HttpTools, ToolContext, ToolOutcome
+from app.conversation.agent import AgentProfile
+from app.conversation.engine import ConversationState, TurnResult
 from app.demo_backend import DemoData, create_demo_backend
 from app.llm.base import ToolCall
 from app.settings import Settings
+from app.tools.base import ToolContext, ToolOutcome
+from app.tools.http import HttpTool
+from app.tools.registry import HTTP_TOOL_NAMES, ToolBox
+from app.tools.transfer import HandoffNotice, Transfer
 from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
@@ -36,6 +41,7 @@ CTX = ToolContext(
     call_sid="CA0001",
     caller_number="+15550199",
 )
+AGENT = AgentProfile(id="agent-1", name="Desk", system_prompt="Be brief.", greeting="Hi!")
 
 
 def make_settings(**values: Any) -> Settings:
@@ -58,21 +64,32 @@ def all_tools(url: str, key: str | None = KEY, **values: Any) -> Settings:
     return make_settings(**shared, **values)
 
 
+async def run(tools: ToolBox, call: ToolCall, ctx: ToolContext = CTX) -> ToolOutcome:
+    """Run `call` as the engine does (an HTTP tool reads nothing of the turn but the call)."""
+    return await tools.run(call, ctx, ConversationState.start(AGENT), TurnResult())
+
+
+def handoff_notice(tools: ToolBox) -> HandoffNotice:
+    transfer = tools.tools["transfer_to_agent"]
+    assert isinstance(transfer, Transfer)
+    return transfer.notice
+
+
 @dataclass
 class Demo:
     url: str
     data: DemoData
-    tools: HttpTools
+    tools: ToolBox
 
     async def call(self, tool: str, ctx: ToolContext = CTX, /, **arguments: Any) -> ToolOutcome:
-        return await self.tools.run(ToolCall(tool, arguments), ctx)
+        return await run(self.tools, ToolCall(tool, arguments), ctx)
 
 
 @pytest.fixture
 async def demo() -> AsyncIterator[Demo]:
     app = create_demo_backend(api_key=KEY, today=TODAY)
     with serving(app) as url:
-        tools = HttpTools(all_tools(url))
+        tools = ToolBox(all_tools(url))
         try:
             yield Demo(url, app.state.data, tools)
         finally:
@@ -227,9 +244,9 @@ async def test_customer_profile_defaults_to_the_caller(demo: Demo) -> None:
 
 async def test_withheld_caller_number_asks_for_one_without_http() -> None:
     with scripted() as (server, url):
-        tools = HttpTools(make_settings(crm_api_url=url))
+        tools = ToolBox(make_settings(crm_api_url=url))
         ctx = ToolContext("org-1", "agent-1", "conv-1", "CA1", "Anonymous")
-        outcome = await tools.run(ToolCall("get_customer_profile", {}), ctx)
+        outcome = await run(tools, ToolCall("get_customer_profile", {}), ctx)
         await tools.aclose()
     assert not outcome.ok and "missing phone" in outcome.result["error"]
     assert outcome.spoken_fallback == "Could you tell me the phone number on your account?"
@@ -241,7 +258,7 @@ async def test_handoff_is_recorded(demo: Demo) -> None:
         {"role": "user", "text": "I want to speak to a person."},
         {"role": "assistant", "text": "Of course, transferring you now."},
     ]
-    outcome = await demo.tools.notify_handoff(
+    outcome = await handoff_notice(demo.tools).send(
         CTX, reason="asked for a person", summary="Order A1042 is late", transcript=transcript
     )
     assert outcome.ok and outcome.result == {"notified": True, "handoff_id": "H-0001"}
@@ -252,8 +269,8 @@ async def test_handoff_is_recorded(demo: Demo) -> None:
 
 
 async def test_wrong_or_missing_key_is_a_failure(demo: Demo) -> None:
-    async with HttpTools(all_tools(demo.url, key=None)) as keyless:
-        outcome = await keyless.run(ORDER, CTX)
+    async with ToolBox(all_tools(demo.url, key=None)) as keyless:
+        outcome = await run(keyless, ORDER)
     assert not outcome.ok
     assert "refused our credentials (HTTP 401)" in outcome.result["error"]
     assert outcome.spoken_fallback == "I can't reach our order system right now."
@@ -264,11 +281,11 @@ async def test_wrong_or_missing_key_is_a_failure(demo: Demo) -> None:
 
 async def test_invalid_arguments_never_reach_the_server() -> None:
     with scripted() as (server, url):
-        async with HttpTools(make_settings(calendar_api_url=url, order_api_url=url)) as tools:
-            booking = await tools.run(
-                ToolCall("book_appointment", {"name": "Ann", "time": "25:00"}), CTX
+        async with ToolBox(make_settings(calendar_api_url=url, order_api_url=url)) as tools:
+            booking = await run(
+                tools, ToolCall("book_appointment", {"name": "Ann", "time": "25:00"})
             )
-            order = await tools.run(ToolCall("check_order_status", {"order_id": ""}), CTX)
+            order = await run(tools, ToolCall("check_order_status", {"order_id": ""}))
     assert not booking.ok and not order.ok
     assert "missing date" in booking.result["error"]
     assert "time is not valid" in booking.result["error"]
@@ -282,9 +299,9 @@ async def test_bearer_key_and_idempotency_key_are_sent() -> None:
         settings = make_settings(
             order_api_url=url, order_api_key="k-order", calendar_api_url=url + "/"
         )
-        async with HttpTools(settings) as tools:
-            assert (await tools.run(ORDER, CTX)).ok
-            assert (await tools.run(BOOKING, CTX)).ok
+        async with ToolBox(settings) as tools:
+            assert (await run(tools, ORDER)).ok
+            assert (await run(tools, BOOKING)).ok
     get, post = server.seen
     assert get["headers"]["authorization"] == "Bearer k-order"
     assert "idempotency-key" not in get["headers"]
@@ -296,11 +313,11 @@ async def test_bearer_key_and_idempotency_key_are_sent() -> None:
 async def test_agent_url_override_wins_and_never_gets_the_platform_key() -> None:
     with scripted() as (platform, platform_url), scripted() as (agents, agent_url):
         settings = make_settings(order_api_url=platform_url, order_api_key="k-order")
-        async with HttpTools(settings) as tools:
+        async with ToolBox(settings) as tools:
             ctx = ToolContext(
                 "org-1", "agent-1", "c", "CA", None, {"check_order_status": agent_url}
             )
-            assert (await tools.run(ORDER, ctx)).ok
+            assert (await run(tools, ORDER, ctx)).ok
     assert platform.seen == []
     (request,) = agents.seen
     assert "authorization" not in request["headers"]
@@ -308,16 +325,16 @@ async def test_agent_url_override_wins_and_never_gets_the_platform_key() -> None
 
 async def test_503_then_200_is_retried() -> None:
     with scripted(503, 503) as (server, url):
-        async with HttpTools(make_settings(order_api_url=url)) as tools:
-            outcome = await tools.run(ORDER, CTX)
+        async with ToolBox(make_settings(order_api_url=url)) as tools:
+            outcome = await run(tools, ORDER)
     assert outcome.ok and outcome.result["found"]
     assert len(server.seen) == 3
 
 
 async def test_post_retried_after_500_with_the_same_idempotency_key() -> None:
     with scripted(500) as (server, url):
-        async with HttpTools(make_settings(calendar_api_url=url)) as tools:
-            outcome = await tools.run(BOOKING, CTX)
+        async with ToolBox(make_settings(calendar_api_url=url)) as tools:
+            outcome = await run(tools, BOOKING)
     assert outcome.ok and outcome.result["booked"]
     first, second = server.seen
     assert first["headers"]["idempotency-key"] == second["headers"]["idempotency-key"]
@@ -326,8 +343,8 @@ async def test_post_retried_after_500_with_the_same_idempotency_key() -> None:
 
 async def test_retries_give_up_with_a_spoken_fallback() -> None:
     with scripted(default=503) as (server, url):
-        async with HttpTools(make_settings(order_api_url=url, tool_retries=2)) as tools:
-            outcome = await tools.run(ORDER, CTX)
+        async with ToolBox(make_settings(order_api_url=url, tool_retries=2)) as tools:
+            outcome = await run(tools, ORDER)
     assert not outcome.ok
     assert outcome.result == {"error": "the order system is unavailable (HTTP 503)"}
     assert outcome.error == outcome.result["error"]
@@ -339,8 +356,8 @@ async def test_retries_give_up_with_a_spoken_fallback() -> None:
 @pytest.mark.parametrize("status", [400, 422])
 async def test_client_errors_are_not_retried(status: int) -> None:
     with scripted(default=status) as (server, url):
-        async with HttpTools(make_settings(order_api_url=url)) as tools:
-            outcome = await tools.run(ORDER, CTX)
+        async with ToolBox(make_settings(order_api_url=url)) as tools:
+            outcome = await run(tools, ORDER)
     assert not outcome.ok
     assert f"HTTP {status}: scripted {status}" in outcome.result["error"]
     assert outcome.spoken_fallback == "I couldn't look up that order just now."
@@ -349,9 +366,9 @@ async def test_client_errors_are_not_retried(status: int) -> None:
 
 async def test_hanging_server_times_out_within_the_budget() -> None:
     with scripted(default="hang") as (server, url):
-        async with HttpTools(make_settings(order_api_url=url, tool_timeout_s=0.5)) as tools:
+        async with ToolBox(make_settings(order_api_url=url, tool_timeout_s=0.5)) as tools:
             started = time.perf_counter()
-            outcome = await tools.run(ORDER, CTX)
+            outcome = await run(tools, ORDER)
             elapsed = time.perf_counter() - started
     assert not outcome.ok
     assert outcome.result == {"error": "the order system did not answer within 0.5 s"}
@@ -364,32 +381,37 @@ async def test_unreachable_server_is_a_failure_not_an_exception() -> None:
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()  # nothing listens there now
-    async with HttpTools(make_settings(order_api_url=url, handoff_api_url=url)) as tools:
-        outcome = await tools.run(ORDER, CTX)
-        handoff = await tools.notify_handoff(CTX, reason="r", summary="s", transcript=[])
+    async with ToolBox(make_settings(order_api_url=url, handoff_api_url=url)) as tools:
+        outcome = await run(tools, ORDER)
+        handoff = await handoff_notice(tools).send(CTX, reason="r", summary="s", transcript=[])
     assert not outcome.ok and "unreachable" in outcome.result["error"]
     assert outcome.spoken_fallback == "I can't reach our order system right now."
     assert not handoff.ok and handoff.spoken_fallback
 
 
 async def test_unknown_or_unconfigured_tools_are_failures() -> None:
-    async with HttpTools(make_settings()) as tools:
-        unknown = await tools.run(ToolCall("launch_rocket", {}), CTX)
-        unset = await tools.run(ORDER, CTX)
+    async with ToolBox(make_settings()) as tools:
+        unknown = await run(tools, ToolCall("launch_rocket", {}))
+        unset = await run(tools, ORDER)
     assert not unknown.ok and unknown.spoken_fallback
     assert not unset.ok and "ORDER_API_URL" in unset.result["error"]
 
 
-async def test_available_drops_tools_without_urls_and_honours_overrides() -> None:
-    async with HttpTools(make_settings(order_api_url="http://orders.test/")) as tools:
-        names = ["end_call", "check_order_status", "book_appointment", "check_item_stock"]
-        assert tools.available(names) == ["check_order_status"]
+async def test_tools_without_urls_are_not_offered_and_overrides_count() -> None:
+    async with ToolBox(make_settings(order_api_url="http://orders.test/")) as tools:
+        names = ("end_call", "check_order_status", "book_appointment", "check_item_stock")
+        agent = AgentProfile(id="a", name="Desk", system_prompt="x", greeting="Hi", tools=names)
+        offered = [spec.name for spec in tools.specs(ConversationState.start(agent))]
+        assert offered == ["end_call", "check_order_status"]
+        assert tools.configured() & set(HTTP_TOOL_NAMES) == {"check_order_status"}
         overrides = {"book_appointment": "http://cal.test", "handoff": "http://team.test"}
-        assert tools.available(names, overrides) == ["check_order_status", "book_appointment"]
-        assert tools.base_url("check_order_status") == "http://orders.test"
-        assert tools.base_url("check_order_status", {"check_order_status": "http://o2"}) == (
-            "http://o2"
-        )
-        assert tools.base_url("handoff") is None
-        assert tools.base_url("handoff", overrides) == "http://team.test"
-        assert tools.base_url("end_call") is None
+        own_urls = ConversationState.start(replace(agent, tool_urls=overrides))
+        offered = [spec.name for spec in tools.specs(own_urls)]
+        assert offered == ["end_call", "check_order_status", "book_appointment"]
+        order = tools.tools["check_order_status"]
+        assert isinstance(order, HttpTool)
+        assert order.base_url() == "http://orders.test"
+        assert order.base_url({"check_order_status": "http://o2"}) == "http://o2"
+        assert handoff_notice(tools).base_url() is None
+        assert handoff_notice(tools).base_url(overrides) == "http://team.test"
+        assert not isinstance(tools.tools["end_call"], HttpTool)  # it has no URL to have

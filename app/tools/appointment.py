@@ -1,0 +1,124 @@
+"""`book_appointment`: a booking in the calendar, once the caller gave a name, a day and a time."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from app.tools.arguments import PHONE, ToolArguments, phone_digits
+from app.tools.base import Intent
+from app.tools.http import Backend, HttpTool, Request, Voice
+
+
+def clock(value: Any) -> Any:
+    """'9:30' → '09:30', '2:30 pm' → '14:30', '2pm' → '14:00'; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    match = re.fullmatch(r"(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s*m\.?", text)
+    if match:
+        hour = int(match.group(1)) % 12 + (12 if match.group(3) == "p" else 0)
+        return f"{hour:02d}:{match.group(2) or '00'}"
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else value.strip()
+
+
+class BookingArguments(ToolArguments):
+    """Who, which day and what time; a spoken time ("2:30 pm") is written 24-hour."""
+
+    name: str = Field(description="the caller's name", min_length=1, max_length=100)
+    date: str = Field(
+        description="the day, YYYY-MM-DD",
+        min_length=1,
+        max_length=10,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    )
+    time: str = Field(
+        description="the start time, 24-hour HH:MM",
+        min_length=1,
+        max_length=5,
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+    )
+    phone: str | None = Field(
+        default=None,
+        description="a phone number to confirm on, if the caller gave one",
+        min_length=1,
+        max_length=16,
+        pattern=PHONE,
+    )
+    reason: str | None = Field(
+        default=None,
+        description="what the appointment is for, in a few words",
+        min_length=1,
+        max_length=200,
+    )
+
+    _time = field_validator("time", mode="before")(clock)
+    _phone = field_validator("phone", mode="before")(phone_digits)
+
+    # Checked once every argument is well formed: "2030-02-30" has the shape of a date.
+    @model_validator(mode="after")
+    def _real_day(self) -> BookingArguments:
+        try:
+            date.fromisoformat(self.date)
+        except ValueError:
+            raise PydanticCustomError(
+                "calendar_day", "date {day} is not a real calendar day", {"day": self.date}
+            ) from None
+        return self
+
+
+class Appointment(HttpTool):
+    """POST /appointments on CALENDAR_API_URL; a taken slot comes back with alternatives."""
+
+    name = "book_appointment"
+    description = (
+        "Book an appointment. Use only once the caller has given their name, a date and a "
+        "time and has agreed to book. Never invent a date or time: ask. If the slot is "
+        "taken, offer the alternatives returned."
+    )
+    arguments = BookingArguments
+    intent = Intent(
+        "booking",
+        re.compile(r"\b(book|booking|appointment|schedule|reserve|reservation|slot)\b"),
+        lasting=True,
+    )
+    # Until the caller said all three, the small model asks for them instead of making them up.
+    grounding = {
+        "name": lambda heard: heard.names,
+        "date": lambda heard: heard.dates,
+        "time": lambda heard: heard.times,
+    }
+    voice = Voice(
+        "the booking calendar",
+        "I can't reach our booking calendar right now.",
+        "I couldn't book that appointment.",
+        "I need your name, a day and a time to book that.",
+    )
+
+    def backend(self) -> Backend:
+        settings = self.deps.settings
+        return Backend("CALENDAR_API_URL", settings.calendar_api_url, settings.calendar_api_key)
+
+    def request(self, args: dict[str, Any]) -> Request:
+        return Request("POST", "/appointments", body=args)
+
+    def read(
+        self, status: int, args: dict[str, Any], body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        if 200 <= status < 300 and body is not None:
+            return {"booked": True, **body}
+        if status == 409 and body is not None:
+            alternatives = body.get("alternatives")
+            return {
+                "booked": False,
+                "reason": body.get("error") or "slot_taken",
+                "date": args["date"],
+                "time": args["time"],
+                "alternatives": alternatives if isinstance(alternatives, list) else [],
+            }
+        return None

@@ -1,0 +1,59 @@
+"""`check_item_stock`: whether a product is in stock, from the inventory system."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field
+
+from app.tools.arguments import ToolArguments
+from app.tools.base import Intent
+from app.tools.http import Backend, HttpTool, Request, Voice, lookup
+
+
+class StockArguments(ToolArguments):
+    """The product asked about."""
+
+    item: str = Field(
+        description="the product name or SKU, e.g. croissant or CR-200",
+        min_length=1,
+        max_length=100,
+    )
+
+
+class ItemStock(HttpTool):
+    """GET /stock?item= on INVENTORY_API_URL."""
+
+    name = "check_item_stock"
+    description = (
+        "Check whether a product is in stock, how many are left and when it comes back. "
+        "Use when the caller asks if we have something. Not for orders already placed."
+    )
+    arguments = StockArguments
+    intent = Intent(
+        "stock",
+        re.compile(
+            r"\b(in stock|stock|available|availability|do you have|have any|do you sell|"
+            r"do you carry|sold out|left)\b"
+        ),
+        lasting=True,
+    )
+    voice = Voice(
+        "the inventory system",
+        "I can't check our stock right now.",
+        "I couldn't check that item just now.",
+        "Which item would you like me to check?",
+    )
+
+    def backend(self) -> Backend:
+        settings = self.deps.settings
+        return Backend("INVENTORY_API_URL", settings.inventory_api_url, settings.inventory_api_key)
+
+    def request(self, args: dict[str, Any]) -> Request:
+        return Request("GET", "/stock", params={"item": args["item"]})
+
+    def read(
+        self, status: int, args: dict[str, Any], body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        return lookup("item", status, args, body)

@@ -1,0 +1,65 @@
+"""`check_order_status`: an order's status, delivery date and tracking, from the order system."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import Field, field_validator
+
+from app.tools.arguments import ToolArguments
+from app.tools.base import Intent
+from app.tools.http import Backend, HttpTool, Request, Voice, lookup
+
+
+class OrderArguments(ToolArguments):
+    """An order number as it was spoken: "a 1042" and "#A1042" are both "A1042"."""
+
+    order_id: str = Field(
+        description="the order number as the caller said it, e.g. A1042",
+        min_length=1,
+        max_length=20,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{2,19}$",
+    )
+
+    @field_validator("order_id", mode="before")
+    @classmethod
+    def _spoken(cls, value: Any) -> Any:
+        return re.sub(r"\s", "", value).lstrip("#").upper() if isinstance(value, str) else value
+
+
+class OrderStatus(HttpTool):
+    """GET /orders/{order_id} on ORDER_API_URL."""
+
+    name = "check_order_status"
+    description = (
+        "Look up an order's status, delivery date and tracking. Use only when the caller "
+        "gave an order number; if they did not, ask for it first. Never guess a number."
+    )
+    arguments = OrderArguments
+    intent = Intent(
+        "order",
+        re.compile(r"\b(order|orders|delivery|package|shipment|tracking|shipped|parcel)\b"),
+        lasting=True,
+    )
+    # Without a number the caller said, the small model asks for one instead of inventing it.
+    grounding = {"order_id": lambda heard: heard.codes}
+    voice = Voice(
+        "the order system",
+        "I can't reach our order system right now.",
+        "I couldn't look up that order just now.",
+        "Could you tell me your order number?",
+    )
+
+    def backend(self) -> Backend:
+        settings = self.deps.settings
+        return Backend("ORDER_API_URL", settings.order_api_url, settings.order_api_key)
+
+    def request(self, args: dict[str, Any]) -> Request:
+        return Request("GET", f"/orders/{quote(args['order_id'], safe='')}")
+
+    def read(
+        self, status: int, args: dict[str, Any], body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        return lookup("order_id", status, args, body)
