@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from app.engines import SLMBackend
+from app.settings import Settings, get_settings
 from deployments.embedder import EmbedderDeployment
 from deployments.ingress import Ingress
 from deployments.llm_router import LLMRouterDeployment
@@ -50,6 +51,9 @@ class AppArgs(BaseModel):
     config: Path | None = Field(
         default=None, description="the Serve config whose deployment options to apply"
     )
+    # Read from the environment where the app is built and handed to every deployment, so a
+    # replica never reads settings of its own (a worker node's environment may differ).
+    settings: Settings = Field(default_factory=get_settings)
 
 
 def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
@@ -57,60 +61,13 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
     config = parsed.config or (GPU_SERVE_CONFIG if parsed.slm == "vllm" else SERVE_CONFIG)
     options = deployment_options(config)
-    stt = STTDeployment.options(**options["stt"]).bind()
-    slm = SLMDeployment.options(**options["slm"]).bind(parsed.slm)
-    router = LLMRouterDeployment.options(**options["llm_router"]).bind(slm)
-    tts = TTSDeployment.options(**options["tts"]).bind()
-    embedder = EmbedderDeployment.options(**options["embedder"]).bind()
-    return Ingress.options(**options["ingress"]).bind(stt, router, tts, embedder)
-
-
-def run_local(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    dashboard: bool = False,
-    config: Path | None = None,
-    num_cpus: int | None = None,
-    timeout_s: float = 180,
-) -> str:
-    """Start Ray on this machine, deploy the app, wait until /health answers; return its URL.
-
-    Used by `velox serve` (make run), the end-to-end tests and the call benchmark.
-    """
-    import time
-
-    import httpx
-    import ray
-    from ray import serve
-
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        configure_logging=False,
-    )
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(AppArgs(config=config)), name="velox")
-    url = f"http://{host}:{port}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the Serve app did not answer {url}/health within {timeout_s} s")
-
-
-def stop_local() -> None:
-    """Tear down what `run_local` started."""
-    import ray
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
+    settings = parsed.settings
+    stt = STTDeployment.options(**options["stt"]).bind(settings)
+    slm = SLMDeployment.options(**options["slm"]).bind(settings, parsed.slm)
+    router = LLMRouterDeployment.options(**options["llm_router"]).bind(settings, slm)
+    tts = TTSDeployment.options(**options["tts"]).bind(settings)
+    embedder = EmbedderDeployment.options(**options["embedder"]).bind(settings)
+    return Ingress.options(**options["ingress"]).bind(settings, stt, router, tts, embedder)
 
 
 app = build_app()

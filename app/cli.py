@@ -40,10 +40,10 @@ def serve(
     # its own handler in ray.init, is up).
     signal.signal(signal.SIGTERM, _interrupt)
     stop_db = _prepare_database(settings)
-    import graph  # the composition root: the one place the CLI reaches up to the Serve app
+    import launch  # the one place the CLI reaches up to the Serve application
 
     try:
-        base = graph.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
+        base = launch.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
         signal.signal(signal.SIGTERM, _interrupt)
         typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
         if dashboard:
@@ -58,7 +58,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        graph.stop_local()
+        launch.stop_local()
         stop_db()
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.api.app import create_app
 from app.calls.hub import Engines
-from app.engines import build_embedder, build_local_engines, prewarm
+from app.engines import build_embedder, build_local_engines, close_engines, prewarm_engines
 from app.observability.metrics import Metrics
 from app.rag.embedder import Embedder
 from app.services import build_services
@@ -27,17 +27,20 @@ def create_dev_app(
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         local = engines or build_local_engines(settings)
-        await prewarm(local.stt)
-        await prewarm(local.tts)
-        await prewarm(local.llm, settings.velox_system_prompt)
-        services = await build_services(
-            settings, local, Metrics(), embedder or build_embedder(settings)
-        )
+        own_embedder = embedder or build_embedder(settings)
+        await prewarm_engines(local, settings.velox_system_prompt)
+        await own_embedder.prewarm()
+        services = await build_services(settings, local, Metrics(), own_embedder)
         services.attach(api)
         try:
             yield
         finally:
             await services.close()
+            # Engines handed in belong to the caller (tests share them across apps).
+            if engines is None:
+                await close_engines(local)
+            if embedder is None:
+                await own_embedder.aclose()
 
     api = create_app()
     api.router.lifespan_context = lifespan

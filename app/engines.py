@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Literal
 
@@ -106,6 +105,20 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
+async def prewarm_engines(engines: Engines, system_prompt: str | None = None) -> None:
+    """Load every model before the first call, so no caller pays for it."""
+    await engines.stt.prewarm()
+    await engines.tts.prewarm()
+    await engines.llm.prewarm(system_prompt)
+
+
+async def close_engines(engines: Engines) -> None:
+    """Release every engine's threads, connections and models."""
+    await engines.llm.aclose()
+    await engines.tts.aclose()
+    await engines.stt.aclose()
+
+
 def build_local_engines(settings: Settings) -> Engines:
     """All three roles in this process (tests and `velox dev`)."""
     return Engines(
@@ -113,12 +126,3 @@ def build_local_engines(settings: Settings) -> Engines:
         llm=build_router(settings, build_slm(settings)),
         tts=build_tts(settings),
     )
-
-
-async def prewarm(engine: object, *args: object) -> None:
-    """Run an engine's `prewarm()` if it has one, so the first call does not pay for it."""
-    warm = getattr(engine, "prewarm", None)
-    if warm is not None:
-        result = warm(*args)
-        if asyncio.iscoroutine(result):
-            await result

@@ -13,10 +13,9 @@ from fastapi import FastAPI
 from app.auth.clerk import ClerkVerifier
 from app.auth.principal import Authenticator
 from app.calls.directory import AgentDirectory
-from app.calls.hub import CallHub
+from app.calls.hub import CallHub, Engines
 from app.calls.live import LiveCallRecorder
 from app.calls.recorder import FanoutRecorder
-from app.calls.hub import Engines
 from app.calls.state import CallStateStore, make_call_state
 from app.calls.transcripts import DatabaseCallRecorder
 from app.db.database import Database

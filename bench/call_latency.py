@@ -184,19 +184,19 @@ def main() -> None:
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     url = args.url
     if url is None:
-        import graph
+        import launch
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        url = graph.run_local(port=port, config=args.serve_config)
+        url = launch.run_local(port=port, config=args.serve_config)
     try:
         results = asyncio.run(
             run(url, args.calls, args.concurrency, args.turns, token, args.rounds, args.stagger)
         )
     finally:
         if args.url is None:
-            graph.stop_local()
+            launch.stop_local()
 
     report = {
         "benchmark": "call_latency",

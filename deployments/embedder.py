@@ -9,15 +9,20 @@ from ray import serve
 
 from app.engines import build_embedder
 from app.rag.embedder import Purpose
-from app.settings import get_settings
+from app.settings import Settings
 
 
 @serve.deployment(name="embedder")
 class EmbedderDeployment:
     """One model, many callers: Serve gathers single texts into batches of up to 64."""
 
-    def __init__(self) -> None:
-        self.engine = build_embedder(get_settings())
+    async def __init__(self, settings: Settings) -> None:
+        self.engine = build_embedder(settings)
+        await self.engine.prewarm()
+
+    async def __del__(self) -> None:
+        # Serve awaits this when the replica stops (scale-down, redeploy, shutdown).
+        await self.engine.aclose()
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def _embed_document(self, texts: list[str]) -> list[np.ndarray]:

@@ -17,7 +17,17 @@ from app.rag.embedder import Purpose
 from app.speech.base import AudioChunk, Transcript
 
 
-class HandleSTT:
+class RemoteEngine:
+    """An engine whose lifecycle belongs to the deployment that serves it."""
+
+    async def prewarm(self, *_: object) -> None:
+        """Nothing here: the deployment warms its engine before it takes traffic."""
+
+    async def aclose(self) -> None:
+        """Nothing here: the deployment closes its engine when its replica stops."""
+
+
+class HandleSTT(RemoteEngine):
     """SpeechToText served by the STT deployment."""
 
     def __init__(self, handle: DeploymentHandle, name: str = "whisper") -> None:
@@ -35,7 +45,7 @@ class HandleSTT:
         return result
 
 
-class HandleLLM:
+class HandleLLM(RemoteEngine):
     """LanguageModel served by a deployment (the SLM's, or the router's with its options)."""
 
     def __init__(self, handle: DeploymentHandle, name: str = "llm-router") -> None:
@@ -68,7 +78,7 @@ class HandleRouter(HandleLLM):
         self.served_tiers = served_tiers
 
 
-class HandleTTS:
+class HandleTTS(RemoteEngine):
     """TextToSpeech served by the TTS deployment."""
 
     def __init__(self, handle: DeploymentHandle, name: str = "piper") -> None:
@@ -85,7 +95,7 @@ class HandleTTS:
             generator.cancel()
 
 
-class HandleEmbedder:
+class HandleEmbedder(RemoteEngine):
     """Embedder served by the embedder deployment, which batches texts across callers."""
 
     def __init__(self, handle: DeploymentHandle, *, name: str, dimension: int) -> None:

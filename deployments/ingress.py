@@ -15,7 +15,7 @@ from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory
 from app.services import build_services
-from app.settings import get_settings
+from app.settings import Settings
 from deployments.handles import HandleEmbedder, HandleRouter, HandleSTT, HandleTTS
 
 logger = logging.getLogger(__name__)
@@ -28,13 +28,13 @@ class Ingress:
 
     async def __init__(
         self,
+        settings: Settings,
         stt: DeploymentHandle,
         llm: DeploymentHandle,
         tts: DeploymentHandle,
         embedder: DeploymentHandle,
     ) -> None:
         configure_logging()
-        settings = get_settings()
         engines = Engines(
             stt=HandleSTT(stt),
             llm=HandleRouter(llm, served_tiers=served_tiers(settings)),
@@ -46,6 +46,11 @@ class Ingress:
         self.services = await build_services(
             settings, engines, Metrics(RayMetricFactory()), remote_embedder
         )
+
+    async def __del__(self) -> None:
+        # Serve awaits this once the replica's calls have drained (graceful_shutdown_timeout_s):
+        # ingestion stops to resume elsewhere, the pool and connections are released.
+        await self.services.close()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica, after __init__, so the routes see this replica's hub

@@ -10,7 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from app.engines import build_router
 from app.llm.base import LLMEvent, Message, Tier, ToolSpec
-from app.settings import get_settings
+from app.settings import Settings
 from deployments.handles import HandleLLM
 
 
@@ -18,9 +18,13 @@ from deployments.handles import HandleLLM
 class LLMRouterDeployment:
     """The SLM deployment for the local tier; Gemini Flash and Pro with GEMINI_API_KEY."""
 
-    async def __init__(self, slm: DeploymentHandle) -> None:
-        self.router = build_router(get_settings(), HandleLLM(slm, name="slm"))
+    async def __init__(self, settings: Settings, slm: DeploymentHandle) -> None:
+        self.router = build_router(settings, HandleLLM(slm, name="slm"))
         await self.router.prewarm()
+
+    async def __del__(self) -> None:
+        # Serve awaits this when the replica stops: closes the cloud tiers' clients.
+        await self.router.aclose()
 
     async def stream(
         self,

@@ -6,19 +6,22 @@ from collections.abc import AsyncIterator
 
 from ray import serve
 
-from app.engines import SLMBackend, build_slm, prewarm
+from app.engines import SLMBackend, build_slm
 from app.llm.base import LLMEvent, Message, Tier, ToolChoice, ToolSpec
-from app.settings import get_settings
+from app.settings import Settings
 
 
 @serve.deployment(name="slm")
 class SLMDeployment:
     """Streams replies from the local model, keeping conversations' KV caches warm."""
 
-    async def __init__(self, backend: SLMBackend = "llama_cpp") -> None:
-        settings = get_settings()
+    async def __init__(self, settings: Settings, backend: SLMBackend = "llama_cpp") -> None:
         self.engine = build_slm(settings, backend)
-        await prewarm(self.engine, settings.velox_system_prompt)
+        await self.engine.prewarm(settings.velox_system_prompt)
+
+    async def __del__(self) -> None:
+        # Serve awaits this when the replica stops (scale-down, redeploy, shutdown).
+        await self.engine.aclose()
 
     async def stream(
         self,

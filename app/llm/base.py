@@ -111,6 +111,15 @@ class LanguageModel(Protocol):
         """Yield the reply as it is generated; cancelling the iteration stops generation."""
         ...
 
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Load the model (and cache `system_prompt`'s prefix, where it can) before the first
+        turn, so no caller pays for it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, connections and models once the work in flight is done."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CollectedReply:

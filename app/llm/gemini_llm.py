@@ -185,8 +185,9 @@ class GeminiLLM:
             client.close()
             await http.aclose()
 
-    async def prewarm(self) -> None:
-        """Build this event loop's client now rather than on the first turn."""
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Build this event loop's client now rather than on the first turn (Gemini caches
+        prompts on its side: `system_prompt` is not needed)."""
         await self._client()
 
     async def _client(self) -> genai.Client:

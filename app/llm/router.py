@@ -61,6 +61,14 @@ class RoutingLLM(Protocol):
         """Routed first, then the reply's events."""
         ...
 
+    async def prewarm(self, system_prompt: str | None = None) -> None:
+        """Warm every tier before the first turn."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every tier's engine."""
+        ...
+
 
 class TieredLLM:
     """A LanguageModel that serves each tier with its own engine, the local SLM by default.
@@ -90,13 +98,19 @@ class TieredLLM:
     async def prewarm(self, system_prompt: str | None = None) -> None:
         """Warm what the first turn would wait for: the local SLM's prompt cache (when it runs
         in this process) and the cloud engines' clients."""
-        warm_slm = getattr(self._slm, "prewarm", None)
-        if warm_slm is not None:
-            await warm_slm(system_prompt)
-        for engine in {id(e): e for e in self._tiers.values()}.values():
-            warm = getattr(engine, "prewarm", None)
-            if warm is not None:
-                await warm()
+        await self._slm.prewarm(system_prompt)
+        for engine in self._cloud_engines():
+            await engine.prewarm()
+
+    async def aclose(self) -> None:
+        """Close every tier's engine."""
+        await self._slm.aclose()
+        for engine in self._cloud_engines():
+            await engine.aclose()
+
+    def _cloud_engines(self) -> list[LanguageModel]:
+        # Flash and Pro are usually one GeminiLLM: warm and close it once.
+        return list({id(e): e for e in self._tiers.values()}.values())
 
     def engine_for(self, tier: Tier) -> LanguageModel:
         """The engine that serves `tier`."""

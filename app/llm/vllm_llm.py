@@ -192,6 +192,10 @@ class VllmLLM:
         async for _ in self.stream(messages):
             pass
 
+    async def aclose(self) -> None:
+        """Stop the engine core process and free the GPU."""
+        self._engine.shutdown()
+
 
 def _sampling_params(*, max_tokens: int, temperature: float, grammar: str | None) -> Any:
     """SamplingParams with the grammar, in either of vLLM's structured-output APIs.

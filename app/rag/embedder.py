@@ -32,6 +32,14 @@ class Embedder(Protocol):
         """An array (len(texts), dimension) of L2-normalised float32 rows."""
         ...
 
+    async def prewarm(self) -> None:
+        """Load and exercise the model before the first text, so no caller pays for it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, connections and models once the work in flight is done."""
+        ...
+
 
 def tokenizer_path() -> Path:
     return weights_dir() / "tokenizer.json"
@@ -66,6 +74,14 @@ class MiniLMEmbedder:
     async def embed(self, texts: list[str], *, purpose: Purpose = "document") -> np.ndarray:
         """Embed off the event loop (inference is CPU-bound); MiniLM has one face for both."""
         return await asyncio.to_thread(self.embed_sync, texts)
+
+    async def prewarm(self) -> None:
+        """Embed one text, so onnxruntime has planned its graph before the first upload."""
+        await self.embed(["warm-up"])
+
+    async def aclose(self) -> None:
+        """Stop the worker threads once queued texts are embedded."""
+        await asyncio.to_thread(self._workers.shutdown, wait=True)
 
     def embed_sync(self, texts: list[str]) -> np.ndarray:
         """Embed, waiting in the calling thread."""

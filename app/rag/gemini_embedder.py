@@ -49,6 +49,13 @@ class GeminiEmbedder:
         self.dimension = dimension
         self.name = f"{model}@{dimension}"
 
+    async def prewarm(self) -> None:
+        """Nothing to load: the model runs on Google's side."""
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self._client.aio.aclose()
+
     async def embed(self, texts: list[str], *, purpose: Purpose = "document") -> np.ndarray:
         """Unit vectors, `BATCH_LIMIT` texts per request, retried on 429 and 5xx."""
         if not texts:

@@ -35,6 +35,14 @@ class SpeechToText(Protocol):
         """Transcribe little-endian 16-bit mono PCM sampled at `sample_rate`."""
         ...
 
+    async def prewarm(self) -> None:
+        """Load and exercise the model before the first call, so no caller pays for it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, connections and models once the work in flight is done."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
@@ -52,4 +60,12 @@ class TextToSpeech(Protocol):
 
     def stream(self, text: str, voice: str | None = None) -> AsyncIterator[AudioChunk]:
         """Yield audio for `text`; cancelling the iteration stops synthesis."""
+        ...
+
+    async def prewarm(self) -> None:
+        """Load and exercise the voice before the first call, so no caller pays for it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, connections and models once the work in flight is done."""
         ...

@@ -35,9 +35,9 @@ def serve_url(postgres_url: str, demo_backend_url: str) -> Iterator[str]:
     """Base URL of graph:app on a local Ray cluster, signatures enforced, calls recorded in the
     test Postgres (where the demo organization answers the simulated numbers), tools pointed at
     the demo business API."""
-    import graph
+    import launch
 
-    # Replicas read settings from the environment they inherit from this process.
+    # run_local reads the settings from this environment and hands them to every replica.
     for name in (*TOOL_URL_VARS, "HANDOFF_API_URL"):
         os.environ[name] = demo_backend_url
     os.environ["TWILIO_AUTH_TOKEN"] = TWILIO_TOKEN
@@ -46,9 +46,9 @@ def serve_url(postgres_url: str, demo_backend_url: str) -> Iterator[str]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["SLM_TEMPERATURE"] = "0"  # greedy decoding: the same question gets the same answer
     try:
-        yield graph.run_local(port=_free_port(), num_cpus=2)
+        yield launch.run_local(port=_free_port(), num_cpus=2)
     finally:
-        graph.stop_local()
+        launch.stop_local()
         os.environ.pop("TWILIO_AUTH_TOKEN", None)
         os.environ.pop("SLM_TEMPERATURE", None)
         os.environ.pop("DATABASE_URL", None)

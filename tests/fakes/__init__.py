@@ -39,8 +39,21 @@ def silence(seconds: float, *, rate: int = 8000) -> bytes:
     return b"\x00\x00" * int(seconds * rate)
 
 
+class Lifecycle:
+    """Fakes load nothing: warming and closing are counted, so tests can see them called."""
+
+    warmed: int = 0
+    closed: int = 0
+
+    async def prewarm(self, *_: object) -> None:
+        self.warmed += 1
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
 @dataclass
-class FakeSTT:
+class FakeSTT(Lifecycle):
     """Answers each utterance with the next scripted transcript (or a function of the audio)."""
 
     script: list[str] = field(default_factory=list)
@@ -58,7 +71,7 @@ class FakeSTT:
 
 
 @dataclass
-class FakeLLM:
+class FakeLLM(Lifecycle):
     """Streams scripted replies word by word; `reply_for` may pick one from the last message.
 
     A scripted reply that is a ToolCall is sent as that call; `confidence` is reported after
@@ -113,7 +126,7 @@ class FakeLLM:
 
 
 @dataclass
-class FakeTTS:
+class FakeTTS(Lifecycle):
     """Speaks `seconds_per_word` of tone per word, in 100 ms chunks."""
 
     seconds_per_word: float = 0.25
