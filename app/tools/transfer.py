@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -112,8 +112,9 @@ class Transfer(Tool):
         ),
         lasting=False,
     )
-    not_set_up = "I'm sorry, I can't transfer you right now."
-    refused = "I'm sorry, I couldn't transfer you just now."
+    # What the caller hears when the call cannot move: no transfer set up, or Twilio refused.
+    not_set_up: ClassVar[str] = "I'm sorry, I can't transfer you right now."
+    refused: ClassVar[str] = "I'm sorry, I couldn't transfer you just now."
 
     def __init__(self, deps: ToolDeps) -> None:
         super().__init__(deps)
