@@ -1,7 +1,7 @@
 """Composes the Velox Serve application: `serve run graph:app` or `serve deploy serve_config.yaml`.
 
 ingress ──► stt
-        ──► llm_router ──► slm
+        ──► slm        (the LLM router runs inside the ingress: Gemini tiers are API calls)
         ──► tts
         ──► embedder
 
@@ -22,7 +22,6 @@ from app.engines import SLMBackend
 from app.settings import Settings, get_settings
 from deployments.embedder import EmbedderDeployment
 from deployments.ingress import Ingress
-from deployments.llm_router import LLMRouterDeployment
 from deployments.slm import SLMDeployment
 from deployments.stt import STTDeployment
 from deployments.tts import TTSDeployment
@@ -64,10 +63,9 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     settings = parsed.settings
     stt = STTDeployment.options(**options["stt"]).bind(settings)
     slm = SLMDeployment.options(**options["slm"]).bind(settings, parsed.slm)
-    router = LLMRouterDeployment.options(**options["llm_router"]).bind(settings, slm)
     tts = TTSDeployment.options(**options["tts"]).bind(settings)
     embedder = EmbedderDeployment.options(**options["embedder"]).bind(settings)
-    return Ingress.options(**options["ingress"]).bind(settings, stt, router, tts, embedder)
+    return Ingress.options(**options["ingress"]).bind(settings, stt, slm, tts, embedder)
 
 
 app = build_app()

@@ -66,13 +66,6 @@ def build_cloud_tiers(settings: Settings) -> dict[Tier, LanguageModel]:
     return {Tier.FLASH: gemini, Tier.PRO: gemini}
 
 
-def served_tiers(settings: Settings) -> frozenset[Tier]:
-    """The tiers the router serves with an engine of their own."""
-    if settings.gemini_api_key is None:
-        return frozenset({Tier.SLM})
-    return frozenset(Tier)
-
-
 def build_router(settings: Settings, slm: LanguageModel) -> TieredLLM:
     """The LLM router around `slm`, with the cloud tiers the settings allow."""
     return TieredLLM(

@@ -7,12 +7,11 @@ of these streams cancels the remote request, so barge-in stops work on the other
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from app.llm.base import LLMEvent, Message, Tier, ToolSpec
+from app.llm.base import LLMEvent, Message, Tier, ToolChoice, ToolSpec
 from app.rag.embedder import Purpose
 from app.speech.base import AudioChunk, Transcript
 
@@ -46,9 +45,9 @@ class HandleSTT(RemoteEngine):
 
 
 class HandleLLM(RemoteEngine):
-    """LanguageModel served by a deployment (the SLM's, or the router's with its options)."""
+    """LanguageModel served by the SLM deployment."""
 
-    def __init__(self, handle: DeploymentHandle, name: str = "llm-router") -> None:
+    def __init__(self, handle: DeploymentHandle, name: str = "slm") -> None:
         self._handle = handle.options(stream=True)
         self.name = name
 
@@ -57,25 +56,15 @@ class HandleLLM(RemoteEngine):
         messages: list[Message],
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
-        *args: Any,
-        **routing: Any,
+        tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
-        """Stream the deployment's events (`args`: the SLM's tool_choice; `routing`: the
-        router's options)."""
-        generator = self._handle.stream.remote(messages, tools, tier, *args, **routing)
+        """Stream the deployment's events."""
+        generator = self._handle.stream.remote(messages, tools, tier, tool_choice)
         try:
             async for event in generator:
                 yield event
         finally:
             generator.cancel()
-
-
-class HandleRouter(HandleLLM):
-    """The LLM router deployment: routes and escalates (see app.llm.router.RoutingLLM)."""
-
-    def __init__(self, handle: DeploymentHandle, *, served_tiers: frozenset[Tier]) -> None:
-        super().__init__(handle, name="llm_router")
-        self.served_tiers = served_tiers
 
 
 class HandleTTS(RemoteEngine):

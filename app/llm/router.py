@@ -37,7 +37,7 @@ _FALLBACKS = {Tier.PRO: (Tier.PRO, Tier.FLASH, Tier.SLM), Tier.FLASH: (Tier.FLAS
 
 @runtime_checkable
 class RoutingLLM(Protocol):
-    """The LLM router as its users see it: TieredLLM, or the router deployment's handle."""
+    """The LLM router as the conversation engine sees it (TieredLLM, or a test's stand-in)."""
 
     name: str
 
@@ -237,7 +237,7 @@ class TieredLLM:
 
 
 def as_router(llm: LanguageModel | RoutingLLM) -> RoutingLLM:
-    """`llm` if it already routes (the router deployment's handle), else a router around it."""
+    """`llm` if it already routes, else a router with `llm` serving every tier."""
     if isinstance(llm, RoutingLLM):
         return llm
     return TieredLLM(slm=llm)

@@ -36,7 +36,7 @@ def test_autoscaling_keys_are_real() -> None:
 def test_every_deployment_in_the_graph_is_configured_and_fits_two_cores() -> None:
     deployments = load()["applications"][0]["deployments"]
     names = {d["name"] for d in deployments}
-    assert names == {"ingress", "stt", "llm_router", "slm", "tts", "embedder"}
+    assert names == {"ingress", "stt", "slm", "tts", "embedder"}
     assert graph.app is not None
     total_cpus = sum(d["ray_actor_options"]["num_cpus"] for d in deployments)
     assert total_cpus <= 2.0, "one replica of each must fit on a 2-core node"
