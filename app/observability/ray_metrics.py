@@ -9,19 +9,24 @@ velox_* series, removes the prefix and the per-process labels, and keeps `deploy
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from app.observability.metrics import LATENCY_BUCKETS
+
+logger = logging.getLogger(__name__)
 
 _DROPPED_LABELS = frozenset(
     {"Component", "NodeAddress", "SessionName", "Version", "WorkerId", "JobId"}
 )
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-_SAMPLE = re.compile(r"^ray_(velox_\w+)(?:\{(.*)\})?\s+(\S+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,24 +119,46 @@ class RayMetricFactory:
 
 
 def relabel(text: str) -> str:
-    """Keep the ray_velox_* lines of a Ray metrics page, renamed velox_* with lean labels."""
+    """Keep the ray_velox_* series of a Ray metrics page, renamed velox_* with lean labels."""
     out: list[str] = []
-    described: set[tuple[str, str]] = set()
-    for line in text.splitlines():
-        if line.startswith(("# HELP ray_velox_", "# TYPE ray_velox_")):
-            kind, name = line.split()[1], line.split()[2].removeprefix("ray_")
-            if (kind, name) not in described:
-                described.add((kind, name))
-                out.append(line.replace(" ray_velox_", " velox_", 1))
+    described: set[str] = set()
+    for family in _families(text):
+        if not family.name.startswith("ray_velox_"):
             continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        name, labels, value = match.groups()
-        kept = [
-            f'{key}="{val}"'
-            for key, val in _LABEL.findall(labels or "")
-            if key not in _DROPPED_LABELS and not key.startswith("otel_")
-        ]
-        out.append(f"{name}{{{','.join(kept)}}} {value}" if kept else f"{name} {value}")
+        # The parser names a counter as OpenMetrics does, without the "_total" of its samples.
+        name = family.name.removeprefix("ray_") + ("_total" if family.type == "counter" else "")
+        if name not in described:
+            described.add(name)
+            # A family the page did not describe reads back as "unknown" with no help.
+            if family.documentation:
+                out.append(f"# HELP {name} {_escape(family.documentation, quotes=False)}")
+            if family.type != "unknown":
+                out.append(f"# TYPE {name} {family.type}")
+        out += [_sample_line(sample) for sample in family.samples]
     return "\n".join(out) + "\n"
+
+
+def _families(text: str) -> Iterator[Metric]:
+    """The page's metric families; a malformed line ends the page there, not the scrape."""
+    try:
+        yield from text_string_to_metric_families(text)
+    except ValueError as exc:
+        logger.warning("ray metrics page unreadable past a malformed line: %s", exc)
+
+
+def _sample_line(sample: Sample) -> str:
+    labels = ",".join(
+        f'{key}="{_escape(value, quotes=True)}"'
+        for key, value in sample.labels.items()
+        if key not in _DROPPED_LABELS and not key.startswith("otel_")
+    )
+    name = sample.name.removeprefix("ray_")
+    value = floatToGoString(sample.value)  # type: ignore[no-untyped-call]  # unannotated upstream
+    return f"{name}{{{labels}}} {value}" if labels else f"{name} {value}"
+
+
+def _escape(text: str, *, quotes: bool) -> str:
+    """Undo the parser's unescaping: the exposition format escapes these in label values (and,
+    but for the quote, in help text). Source: prometheus.io/docs/instrumenting/exposition_formats"""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quotes else text

@@ -26,3 +26,18 @@ def test_keeps_velox_series_renamed_with_lean_labels() -> None:
     )
     assert 'velox_active_calls{replica="a",deployment="ingress"} 1.0' in text
     assert "ray_tasks" not in text and "WorkerId" not in text and "otel_" not in text
+
+
+def test_escapes_survive_and_two_nodes_share_one_description() -> None:
+    node = (
+        "# HELP ray_velox_calls_total Calls by\\nfinal status.\n"
+        "# TYPE ray_velox_calls_total counter\n"
+        'ray_velox_calls_total{WorkerId="1",replica="r1",status="we\\"ird\\\\x"} 1.0\n'
+    )
+    text = relabel(node + node.replace("r1", "r2"))
+    assert text.splitlines() == [
+        "# HELP velox_calls_total Calls by\\nfinal status.",
+        "# TYPE velox_calls_total counter",
+        'velox_calls_total{replica="r1",status="we\\"ird\\\\x"} 1.0',
+        'velox_calls_total{replica="r2",status="we\\"ird\\\\x"} 1.0',
+    ]
