@@ -16,7 +16,7 @@ test: $(STAMP)  ## unit, config, integration (real models, real Ray Serve) and e
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit tests/config
+	$(BIN)/pytest -q tests/unit tests/harness tests/config
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -102,7 +102,7 @@ def call(
     ] = 2.5,
 ) -> None:
     """Place a simulated call exactly as Twilio would, and print both sides with latencies."""
-    from app.simulator.script import run_scripted_call
+    from harness.simulator.script import run_scripted_call
 
     configure_logging(logging.WARNING)
     settings = get_settings()
@@ -141,7 +141,7 @@ def demo_backend(
     """Serve an example business API (orders, stock, calendar, customers, handoffs) for tools."""
     import uvicorn
 
-    from app.demo_backend import create_demo_backend
+    from harness.demo_backend import create_demo_backend
 
     configure_logging()
     base = f"http://{host}:{port}"

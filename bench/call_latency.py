@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.settings import get_settings  # noqa: E402
-from app.simulator.caller import CallerTurn, CallResult, place_call  # noqa: E402
-from app.simulator.script import speak_lines  # noqa: E402
+from harness.simulator.caller import CallerTurn, CallResult, place_call  # noqa: E402
+from harness.simulator.script import speak_lines  # noqa: E402
 
 QUESTIONS = [
     "Hi, what time do you open on Saturday?",

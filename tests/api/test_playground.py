@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def demo_backend() -> Iterator[str]:
-    from app.demo_backend import create_demo_backend
+    from harness.demo_backend import create_demo_backend
 
     with serving(create_demo_backend()) as url:
         yield url

@@ -20,7 +20,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_backend_url() -> Iterator[str]:
     """The example business API the agents' tools call."""
-    from app.demo_backend import create_demo_backend
+    from harness.demo_backend import create_demo_backend
     from tests.fakes.serving import serving
 
     with serving(create_demo_backend()) as url:

@@ -10,8 +10,8 @@ import pytest
 
 from app.db.database import Database
 from app.db.models import Conversation, Message
-from app.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
-from app.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
+from harness.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
+from harness.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
 from tests.conversations import load_call
 from tests.e2e.conftest import TWILIO_TOKEN
 

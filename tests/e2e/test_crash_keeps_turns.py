@@ -20,8 +20,8 @@ import pytest
 
 from app.db.database import Database
 from app.db.models import Message
-from app.simulator.caller import CallerTurn, place_call
-from app.simulator.script import speak_lines
+from harness.simulator.caller import CallerTurn, place_call
+from harness.simulator.script import speak_lines
 from tests.conversations import load_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -11,7 +11,7 @@ import pytest
 
 from app.db.tenants import create_org_with_key
 from app.settings import Settings
-from app.simulator.script import run_scripted_call
+from harness.simulator.script import run_scripted_call
 from tests.e2e.conftest import TWILIO_TOKEN
 from tests.e2e.test_calls_on_serve import saved_call
 

@@ -14,12 +14,12 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan, TurnResult
-from app.demo_backend import create_demo_backend
 from app.engines import build_slm
 from app.llm.base import Message
 from app.llm.router import TieredLLM
 from app.settings import Settings, get_settings
 from app.tools.registry import ToolBox
+from harness.demo_backend import create_demo_backend
 from tests.fakes.serving import serving
 from tests.fixtures.turns import TODAY, TOOL_REQUESTS, ToolRequest
 

@@ -20,13 +20,13 @@ from starlette.routing import Route
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationState, TurnResult
-from app.demo_backend import DemoData, create_demo_backend
 from app.llm.base import ToolCall
 from app.settings import Settings
 from app.tools.base import ToolContext, ToolOutcome
 from app.tools.http import HttpTool
 from app.tools.registry import HTTP_TOOL_NAMES, ToolBox
 from app.tools.transfer import HandoffNotice, Transfer
+from harness.demo_backend import DemoData, create_demo_backend
 from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan
-from app.demo_backend import create_demo_backend
 from app.llm.base import Message, TextDelta, ToolCall
 from app.llm.router import TieredLLM
 from app.settings import Settings
 from app.telephony.calls_api import TwilioCalls
 from app.tools.registry import ToolBox
+from harness.demo_backend import create_demo_backend
 from tests.fakes import FakeLLM
 from tests.fakes.serving import serving
 from tests.fakes.twilio_server import FakeTwilio

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.simulator.caller import CallerTurn, CallResult, load_wav_8k, mulaw_to_wav, place_call
 from app.speech.base import SpeechToText, TextToSpeech
 from app.telephony.audio import mulaw_to_pcm16, resample_pcm16
+from harness.simulator.caller import CallerTurn, CallResult, load_wav_8k, mulaw_to_wav, place_call
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A Twilio stand-in that places simulated calls against a Velox server."""
 
-from app.simulator.caller import (
+from harness.simulator.caller import (
     CallerTurn,
     CallResult,
     CallSetupError,

@@ -20,7 +20,8 @@ import uvicorn
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
-from app.simulator import (
+from app.telephony.audio import frames, mulaw_to_pcm16, pcm16_to_mulaw
+from harness.simulator import (
     CallerTurn,
     CallSetupError,
     load_wav_8k,
@@ -29,8 +30,7 @@ from app.simulator import (
     place_call,
     save_wav,
 )
-from app.simulator.caller import _Playback
-from app.telephony.audio import frames, mulaw_to_pcm16, pcm16_to_mulaw
+from harness.simulator.caller import _Playback
 
 RATE = 8000
 VOICED_RMS = 500.0
