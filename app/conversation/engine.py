@@ -26,7 +26,8 @@ from app.conversation.routing import (
     RouteDecision,
     TurnFeatures,
     choose_tier,
-    escalation_target,
+    fallback_chain,
+    plan_turn,
     slm_tool_choice,
     slm_tools,
     turn_features,
@@ -41,6 +42,7 @@ from app.llm.base import (
     ToolSpec,
     Usage,
 )
+from app.llm.plan import ToolOffer
 from app.llm.router import RoutingLLM
 from app.tools import end_call, knowledge_search
 from app.tools.base import ToolContext, ToolOutcome, tool_outcome
@@ -210,7 +212,7 @@ class ConversationEngine:
         specs = self._toolbox.specs(state)
         decision = choose_tier(features, state.agent.policy, tools_offered=bool(specs))
         result.decision = decision
-        tier = decision.tier if decision.tier in self._served else Tier.SLM  # what serves it
+        tier = fallback_chain(decision.tier, self._served)[0]  # what serves it
         if moved is None and state.flow is not None and not keypad:
             if tier is Tier.SLM:
                 # The small model cannot judge a step's condition (it never calls go_to_step
@@ -229,16 +231,14 @@ class ConversationEngine:
             specs = self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             for_slm = [] if last_round else self._slm_specs(specs, features, result)
-            stream = self._llm.stream(
-                messages,
-                specs or None,
-                decision.tier,
-                escalate_to=escalation_target(tier, state.agent.policy, self._served),
-                min_confidence=state.agent.policy.min_confidence,
-                tool_choice="none" if last_round else "auto",
-                slm_tools=for_slm,
-                slm_tool_choice=slm_tool_choice(for_slm),
+            plan = plan_turn(
+                decision,
+                state.agent.policy,
+                self._served,
+                cloud=ToolOffer(tuple(specs), "none" if last_round else "auto"),
+                slm=ToolOffer(tuple(for_slm), slm_tool_choice(for_slm)),
             )
+            stream = self._llm.stream(messages, plan)
             calls: list[ToolCall] = []
             spoken = ""
             allowed = set() if last_round else {t.name for t in specs}

@@ -2,8 +2,10 @@
 
 The policy reads features of the caller's turn and of the conversation (length, questions,
 reasoning words, high-stakes topics, frustration, what the caller wants done) and the agent's tier
-settings, and returns a tier with the reasons that chose it. It is a pure function, so the same
-turn routes the same way on a call, in the playground and in tests.
+settings, and returns a tier with the reasons that chose it. `plan_turn` turns that decision into
+the one plan the tiered model carries out: the tiers that try in order (falling back down to the
+SLM), what each kind of model is offered, and where an unsure SLM escalates. Everything here is a
+pure function, so the same turn routes the same way on a call, in the playground and in tests.
 
 It also decides which tools the small model may see on a turn. A 0.5B model offered a tool tends
 to call it: asked "Where is my order?" it invents an order number. So the SLM is offered a tool
@@ -21,10 +23,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from app.llm.base import Message, Tier, ToolChoice, ToolSpec
+from app.llm.plan import ToolOffer, TurnPlan
 from app.tools.base import Intent
 from app.tools.registry import TOOLS, tool_class
 
 TIER_ORDER = (Tier.SLM, Tier.FLASH, Tier.PRO)
+# A cloud tier that fails hands the round to the next one down; the local SLM always answers.
+_FALLBACKS = {Tier.PRO: (Tier.PRO, Tier.FLASH, Tier.SLM), Tier.FLASH: (Tier.FLASH, Tier.SLM)}
 # The SLM's mean top-token probability over its first tokens, under which it counts as unsure.
 # Measured on sample turns: 0.85-0.98 for answers it knew, 0.69 for a bare "Goodbye!".
 DEFAULT_MIN_CONFIDENCE = 0.6
@@ -314,6 +319,43 @@ def _asked_for(spec: ToolSpec) -> bool:
 def _yields(spec: ToolSpec) -> bool:
     tool = tool_class(spec.name)
     return tool is not None and tool.yields_to_intents
+
+
+def fallback_chain(tier: Tier, served: Collection[Tier]) -> tuple[Tier, ...]:
+    """The tiers that try a round routed to `tier`, in order: those this deployment serves."""
+    return tuple(t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in served)
+
+
+def plan_turn(
+    decision: RouteDecision,
+    policy: TierPolicy,
+    served: Collection[Tier],
+    *,
+    cloud: ToolOffer,
+    slm: ToolOffer,
+) -> TurnPlan:
+    """The plan for one model round of a turn routed by `decision`.
+
+    `cloud` is what Gemini is offered, `slm` what the small model is (see `slm_tools`). A turn
+    the SLM serves escalates, when unsure, to the next tier the agent and the deployment allow.
+    """
+    chain = fallback_chain(decision.tier, served)
+    unserved = f"no {decision.tier.value} engine configured"
+    reason = "routed" if chain[0] is decision.tier else unserved
+    target = escalation_target(chain[0], policy, served)
+    escalation = (
+        TurnPlan(chain=fallback_chain(target, served), reason="routed", cloud=cloud, slm=slm)
+        if target is not None
+        else None
+    )
+    return TurnPlan(
+        chain=chain,
+        reason=reason,
+        cloud=cloud,
+        slm=slm,
+        escalation=escalation,
+        min_confidence=policy.min_confidence,
+    )
 
 
 def escalation_target(tier: Tier, policy: TierPolicy, available: Collection[Tier]) -> Tier | None:

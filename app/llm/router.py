@@ -7,32 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from app.llm.base import (
-    Confidence,
-    LanguageModel,
-    LLMEvent,
-    Message,
-    Routed,
-    Tier,
-    ToolChoice,
-    ToolSpec,
-)
+from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier
+from app.llm.plan import TurnPlan
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SLMTools:
-    """What the SLM is offered whenever it serves a turn."""
-
-    tools: list[ToolSpec] | None
-    choice: ToolChoice
-
-
-_FALLBACKS = {Tier.PRO: (Tier.PRO, Tier.FLASH, Tier.SLM), Tier.FLASH: (Tier.FLASH, Tier.SLM)}
 
 
 @runtime_checkable
@@ -46,18 +26,7 @@ class RoutingLLM(Protocol):
         """The tiers with an engine of their own."""
         ...
 
-    def stream(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None = None,
-        tier: Tier = Tier.SLM,
-        *,
-        escalate_to: Tier | None = None,
-        min_confidence: float = 0.0,
-        tool_choice: ToolChoice = "auto",
-        slm_tools: list[ToolSpec] | None = None,
-        slm_tool_choice: ToolChoice = "auto",
-    ) -> AsyncIterator[LLMEvent]:
+    def stream(self, messages: list[Message], plan: TurnPlan) -> AsyncIterator[LLMEvent]:
         """Routed first, then the reply's events."""
         ...
 
@@ -71,7 +40,7 @@ class RoutingLLM(Protocol):
 
 
 class TieredLLM:
-    """A LanguageModel that serves each tier with its own engine, the local SLM by default.
+    """The LLM router: serves each tier with its own engine, the local SLM by default.
 
     Without cloud keys every tier maps to the local model (and /health says so). A cloud tier
     that fails, or sends nothing within `first_event_timeout_s`, hands the turn to the next tier
@@ -116,65 +85,38 @@ class TieredLLM:
         """The engine that serves `tier`."""
         return self._tiers.get(tier, self._slm)
 
-    async def stream(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None = None,
-        tier: Tier = Tier.SLM,
-        *,
-        escalate_to: Tier | None = None,
-        min_confidence: float = 0.0,
-        tool_choice: ToolChoice = "auto",
-        slm_tools: list[ToolSpec] | None = None,
-        slm_tool_choice: ToolChoice = "auto",
-    ) -> AsyncIterator[LLMEvent]:
-        """Events for the turn, starting with a `Routed`.
+    async def stream(self, messages: list[Message], plan: TurnPlan) -> AsyncIterator[LLMEvent]:
+        """Events for the round, each tier's starting with a `Routed`.
 
-        `tools` (with `tool_choice`) are what a cloud tier sees. Whenever the SLM serves (routed
-        there, fallen back to, or before an escalation) it sees `slm_tools` (None: the same
-        tools; [] none) with `slm_tool_choice`: it is trusted with fewer tools than a bigger
-        model. With `escalate_to`, an SLM stream is held back until the model reports its
-        Confidence; below `min_confidence` the turn goes to `escalate_to`.
+        The tiers of `plan.chain` try in order: a cloud tier that fails before its first event
+        hands over to the next. Whenever the SLM serves, it sees `plan.slm`'s tools; with an
+        escalation, its stream is held back until the model reports its Confidence, and below
+        `plan.min_confidence` the round is served by the escalation's plan instead.
         """
-        for_slm = SLMTools(tools if slm_tools is None else slm_tools or None, slm_tool_choice)
-        chain = [t for t in _FALLBACKS.get(tier, (Tier.SLM,)) if t is Tier.SLM or t in self._tiers]
-        reason = "routed" if chain[0] is tier else f"no {tier.value} engine configured"
-        for position, current in enumerate(chain):
+        reason = plan.reason
+        for position, current in enumerate(plan.chain):
             engine = self.engine_for(current)
             yield Routed(current, engine.name, reason)
-            if current is Tier.SLM and escalate_to is not None and escalate_to in self._tiers:
-                async for event in self._slm_or_escalate(
-                    messages, tools, tool_choice, for_slm, escalate_to, min_confidence
-                ):
-                    yield event
-                return
             if current is Tier.SLM:
-                async for event in self._slm.stream(
-                    messages, for_slm.tools, Tier.SLM, for_slm.choice
-                ):
+                async for event in self._serve_slm(messages, plan):
                     yield event
                 return
             produced = False
             try:
-                async for event in self._guarded(engine, messages, tools, current, tool_choice):
+                async for event in self._guarded(engine, messages, plan, current):
                     produced = True
                     yield event
                 return
             except Exception as exc:
-                if produced or position == len(chain) - 1:
+                if produced or position == len(plan.chain) - 1:
                     raise
                 reason = f"{current.value} failed: {_describe(exc)}"
                 logger.warning("tier %s (%s) failed, falling back: %r", current, engine.name, exc)
 
     async def _guarded(
-        self,
-        engine: LanguageModel,
-        messages: list[Message],
-        tools: list[ToolSpec] | None,
-        tier: Tier,
-        tool_choice: ToolChoice,
+        self, engine: LanguageModel, messages: list[Message], plan: TurnPlan, tier: Tier
     ) -> AsyncIterator[LLMEvent]:
-        stream = engine.stream(messages, tools, tier, tool_choice)
+        stream = engine.stream(messages, plan.cloud.specs, tier, plan.cloud.choice)
         iterator = aiter(stream)
         try:
             try:
@@ -188,19 +130,19 @@ class TieredLLM:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    async def _slm_or_escalate(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None,
-        tool_choice: ToolChoice,
-        for_slm: SLMTools,
-        escalate_to: Tier,
-        min_confidence: float,
-    ) -> AsyncIterator[LLMEvent]:
+    async def _serve_slm(self, messages: list[Message], plan: TurnPlan) -> AsyncIterator[LLMEvent]:
+        stream = self._slm.stream(messages, plan.slm.specs, Tier.SLM, plan.slm.choice)
+        if plan.escalation is None:
+            try:
+                async for event in stream:
+                    yield event
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
+            return
         held: list[LLMEvent] = []
         unsure: Confidence | None = None
         decided = False
-        stream = self._slm.stream(messages, for_slm.tools, Tier.SLM, for_slm.choice)
         try:
             async for event in stream:
                 if decided:
@@ -208,7 +150,7 @@ class TieredLLM:
                     continue
                 held.append(event)
                 if isinstance(event, Confidence):
-                    if event.score < min_confidence:
+                    if event.score < plan.min_confidence:
                         unsure = event
                         break
                     decided = True
@@ -222,15 +164,8 @@ class TieredLLM:
                 await stream.aclose()  # type: ignore[attr-defined]
         if unsure is None:
             return
-        reason = f"slm unsure ({unsure.score:.2f} < {min_confidence:.2f})"
-        async for event in self.stream(
-            messages,
-            tools,
-            escalate_to,
-            tool_choice=tool_choice,
-            slm_tools=for_slm.tools or [],
-            slm_tool_choice=for_slm.choice,
-        ):
+        reason = f"slm unsure ({unsure.score:.2f} < {plan.min_confidence:.2f})"
+        async for event in self.stream(messages, plan.escalation):
             if isinstance(event, Routed) and event.reason == "routed":
                 event = Routed(event.tier, event.engine, reason)
             yield event

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from app.conversation.routing import (
+    RouteDecision,
     TierPolicy,
     choose_tier,
     escalation_target,
+    plan_turn,
     slm_tools,
     turn_features,
 )
 from app.llm.base import Message, Tier
+from app.llm.plan import ToolOffer, TurnPlan
 from app.tools.registry import TOOLS
 from tests.fixtures.turns import ROUTING_TURNS, TOOL_REQUESTS
 
@@ -52,6 +55,28 @@ def test_escalation_goes_to_the_first_served_tier_within_the_agent_range() -> No
     assert escalation_target(Tier.SLM, TierPolicy(max_tier=Tier.SLM), everything) is None
     assert escalation_target(Tier.SLM, TierPolicy(escalate_when_unsure=False), everything) is None
     assert escalation_target(Tier.FLASH, TierPolicy(), everything) is None
+
+
+def test_the_plan_names_every_tier_that_may_serve_the_round_and_why() -> None:
+    everything = frozenset(Tier)
+    cloud, small = ToolOffer(choice="auto"), ToolOffer(choice="required")
+
+    def planned(tier: Tier, served: frozenset[Tier], policy: TierPolicy | None = None) -> TurnPlan:
+        decision = RouteDecision(tier, ("test",))
+        return plan_turn(decision, policy or TierPolicy(), served, cloud=cloud, slm=small)
+
+    pro = planned(Tier.PRO, everything)
+    assert pro.chain == (Tier.PRO, Tier.FLASH, Tier.SLM) and pro.reason == "routed"
+    assert pro.escalation is None and pro.cloud is cloud and pro.slm is small
+    local = planned(Tier.PRO, frozenset({Tier.SLM}))
+    assert local.chain == (Tier.SLM,) and local.reason == "no pro engine configured"
+    assert local.escalation is None  # nothing to escalate to
+    slm = planned(Tier.SLM, everything, TierPolicy(min_confidence=0.7))
+    assert slm.chain == (Tier.SLM,) and slm.min_confidence == 0.7
+    assert slm.escalation is not None and slm.escalation.chain == (Tier.FLASH, Tier.SLM)
+    assert slm.escalation.escalation is None  # one escalation, never a loop
+    capped = planned(Tier.SLM, everything, TierPolicy(max_tier=Tier.SLM))
+    assert capped.escalation is None
 
 
 def offered(said: str, before: tuple[str, ...] = ()) -> dict[str, dict]:

@@ -1,0 +1,42 @@
+"""The turn plan: how the tiered model serves one model round, as the routing policy decided it.
+
+The policy (app.conversation.routing) decides once per turn which tiers try, in what order,
+with which tools, and where an unsure small model hands over; the tiered model only carries it
+out. Frozen and typed, so the decision reads the same in a log, a test and the router.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.llm.base import Tier, ToolChoice, ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOffer:
+    """The tools a model may call in a round, and whether it must call one."""
+
+    tools: tuple[ToolSpec, ...] = ()
+    choice: ToolChoice = "auto"
+
+    @property
+    def specs(self) -> list[ToolSpec] | None:
+        """The tools as engines take them (None: no tools at all)."""
+        return list(self.tools) or None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """Which tiers serve a round, in order, and what each kind of model is offered."""
+
+    chain: tuple[Tier, ...]  # tried in order until one produces output; ends with the SLM
+    reason: str  # why the first of them: "routed", or "no pro engine configured"
+    cloud: ToolOffer  # what Gemini Flash and Pro see
+    slm: ToolOffer  # what the small model sees: fewer tools, only those the turn grounds
+    escalation: TurnPlan | None = None  # an SLM reply below `min_confidence` goes here instead
+    min_confidence: float = 0.0
+
+    @property
+    def tier(self) -> Tier:
+        """The tier that serves the round unless it fails."""
+        return self.chain[0]
