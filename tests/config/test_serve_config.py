@@ -1,50 +1,82 @@
-"""serve_config.yaml validated with Ray's own schema; autoscaling keys checked strictly."""
+"""serve_config.yaml (and its GPU variant) validated with Ray's own schema, every key checked
+strictly, and held against the deployments graph.py actually binds."""
 
+import copy
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
+from ray.serve import Application
 from ray.serve.config import AutoscalingConfig
-from ray.serve.schema import ServeDeploySchema
+from ray.serve.schema import DeploymentSchema, ServeDeploySchema
 
 import graph
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve_config.yaml"
+GPU_CONFIG = CONFIG.with_name("serve_config.gpu.yaml")
 
 
-def load() -> dict:
-    return yaml.safe_load(CONFIG.read_text())
+def load(path: Path = CONFIG) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
 
 
-def test_serve_config_matches_rays_schema() -> None:
-    ServeDeploySchema.model_validate(load()) if hasattr(
-        ServeDeploySchema, "model_validate"
-    ) else ServeDeploySchema.parse_obj(load())
+def unknown_keys(config: dict[str, Any]) -> list[str]:
+    """Deployment and autoscaling keys Ray does not know. Serve ignores them silently (its
+    schemas allow extra keys), so a misspelled `max_ongoing_request` would deploy unnoticed."""
+    problems = []
+    for deployment in config["applications"][0]["deployments"]:
+        name = deployment["name"]
+        problems += [f"{name}.{k}" for k in set(deployment) - set(DeploymentSchema.model_fields)]
+        scaling = set(deployment.get("autoscaling_config", {})) - set(AutoscalingConfig.model_fields)
+        problems += [f"{name}.autoscaling_config.{k}" for k in scaling]
+    return problems
 
 
-def test_autoscaling_keys_are_real() -> None:
-    # Serve silently ignores misspelled autoscaling keys (design.md), so check them ourselves.
-    known = (
-        set(AutoscalingConfig.model_fields)
-        if hasattr(AutoscalingConfig, "model_fields")
-        else set(AutoscalingConfig.__fields__)
-    )
-    for deployment in load()["applications"][0]["deployments"]:
-        unknown = set(deployment.get("autoscaling_config", {})) - known
-        assert not unknown, f"{deployment['name']}: unknown autoscaling keys {unknown}"
+def bound_deployments(app: Application) -> set[str]:
+    """Names of every deployment bound into `app`, the ingress and what it was handed."""
+    found: set[str] = set()
+    pending = [app]
+    while pending:
+        deployment = pending.pop()._bound_deployment
+        found.add(deployment.name)
+        arguments = [*deployment.init_args, *deployment.init_kwargs.values()]
+        pending += [a for a in arguments if isinstance(a, Application)]
+    return found
 
 
-def test_every_deployment_in_the_graph_is_configured_and_fits_two_cores() -> None:
+@pytest.mark.parametrize("path", [CONFIG, GPU_CONFIG], ids=["cpu", "gpu"])
+def test_serve_config_matches_rays_schema_with_no_unknown_keys(path: Path) -> None:
+    config = load(path)
+    ServeDeploySchema.model_validate(config)
+    assert unknown_keys(config) == []
+
+
+def test_a_misspelled_key_is_caught_though_rays_schema_accepts_it() -> None:
+    config = copy.deepcopy(load())
+    ingress = config["applications"][0]["deployments"][0]
+    ingress["max_ongoing_request"] = ingress.pop("max_ongoing_requests")
+    ingress["autoscaling_config"]["target_ongoing_request"] = 5
+    ServeDeploySchema.model_validate(config)  # Ray itself says nothing
+    assert sorted(unknown_keys(config)) == [
+        "ingress.autoscaling_config.target_ongoing_request",
+        "ingress.max_ongoing_request",
+    ]
+
+
+@pytest.mark.parametrize(("path", "slm"), [(CONFIG, "llama_cpp"), (GPU_CONFIG, "vllm")])
+def test_the_graph_binds_exactly_the_configured_deployments(path: Path, slm: str) -> None:
+    configured = {d["name"] for d in load(path)["applications"][0]["deployments"]}
+    app = graph.build_app(graph.AppArgs(slm=slm, config=path))  # type: ignore[arg-type]
+    assert bound_deployments(app) == configured == {"ingress", "stt", "slm", "tts", "embedder"}
+
+
+def test_one_replica_of_each_fits_two_cores_and_calls_drain() -> None:
     deployments = load()["applications"][0]["deployments"]
-    names = {d["name"] for d in deployments}
-    assert names == {"ingress", "stt", "slm", "tts", "embedder"}
-    assert graph.app is not None
     total_cpus = sum(d["ray_actor_options"]["num_cpus"] for d in deployments)
     assert total_cpus <= 2.0, "one replica of each must fit on a 2-core node"
     ingress = next(d for d in deployments if d["name"] == "ingress")
     assert ingress["graceful_shutdown_timeout_s"] >= 600, "scale-down must not cut live calls"
-
-
-GPU_CONFIG = CONFIG.with_name("serve_config.gpu.yaml")
 
 
 def test_gpu_config_differs_only_in_the_slm() -> None:
