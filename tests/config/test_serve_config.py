@@ -28,8 +28,9 @@ def unknown_keys(config: dict[str, Any]) -> list[str]:
     for deployment in config["applications"][0]["deployments"]:
         name = deployment["name"]
         problems += [f"{name}.{k}" for k in set(deployment) - set(DeploymentSchema.model_fields)]
-        scaling = set(deployment.get("autoscaling_config", {})) - set(AutoscalingConfig.model_fields)
-        problems += [f"{name}.autoscaling_config.{k}" for k in scaling]
+        scaling = set(deployment.get("autoscaling_config", {}))
+        unknown = scaling - set(AutoscalingConfig.model_fields)
+        problems += [f"{name}.autoscaling_config.{k}" for k in unknown]
     return problems
 
 
