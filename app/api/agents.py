@@ -1,4 +1,4 @@
-"""`/api/agents`: create, list, read, change and delete an organization's voice agents."""
+"""`/api/agents`: create, list, read, change, replace and delete an organization's voice agents."""
 
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ class AgentFields(BaseModel):
 
 
 class AgentCreate(AgentFields):
-    """A new agent: a name, a prompt and a greeting; the rest has defaults."""
+    """A whole agent (to create one, or to replace one with PUT): a name, a prompt and a
+    greeting; the rest has defaults."""
 
     name: str = Field(min_length=1, max_length=200)
     system_prompt: str = Field(min_length=1, max_length=20_000)
@@ -189,6 +190,21 @@ async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSe
     for field, value in changes.items():
         setattr(agent, field, value)
     await _commit(session, agent.name)
+    await session.refresh(agent)
+    return AgentOut.of(agent)
+
+
+@router.put("/{agent_id}", summary="Replace an agent", responses=responses(404, 409))
+async def replace_agent(agent_id: uuid.UUID, body: AgentCreate, session: TenantSession) -> AgentOut:
+    """Replace every field with the body's: an optional field left out goes back to its default
+    (no flow, no knowledge base, no tools...). To change a few fields, PATCH."""
+    agent = await get_or_404(session, Agent, agent_id, "agent")
+    await _check_knowledge_base(session, body.knowledge_base_id)
+    _check_flow(body.flow)
+    for field, value in body.model_dump(mode="json", exclude={"knowledge_base_id"}).items():
+        setattr(agent, field, value)
+    agent.knowledge_base_id = body.knowledge_base_id
+    await _commit(session, body.name)
     await session.refresh(agent)
     return AgentOut.of(agent)
 

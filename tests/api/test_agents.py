@@ -195,3 +195,69 @@ async def test_an_invalid_flow_reports_every_problem_with_its_path(org_a: Tenant
     assert any("loop" in m and "end node" in m for m in messages.values())
     unchanged = (await org_a.client.get(f"/api/agents/{agent['id']}")).json()
     assert unchanged["flow"] is None
+
+
+async def test_put_replaces_the_agent_and_resets_what_it_leaves_out(org_a: Tenant) -> None:
+    client = org_a.client
+    body = agent_body(
+        voice_id="amy",
+        tools=["check_order_status"],
+        flow=BRANCHING_FLOW,
+        knowledge={"top_k": 5, "token_budget": 800, "auto_context": False},
+        enabled=False,
+    )
+    agent = (await client.post("/api/agents", json=body)).json()
+
+    replaced = await client.put(f"/api/agents/{agent['id']}", json=agent_body("Reception"))
+    assert replaced.status_code == 200, replaced.text
+    new = replaced.json()
+    assert new["id"] == agent["id"] and new["created_at"] == agent["created_at"]
+    assert new["name"] == "Reception"
+    assert new["voice_id"] == "joe" and new["tools"] == [] and new["flow"] is None
+    assert new["knowledge"] == {"top_k": 3, "token_budget": 400, "auto_context": True}
+    assert new["enabled"] is True
+    assert (await client.get(f"/api/agents/{agent['id']}")).json() == new
+
+
+async def test_put_on_another_orgs_agent_is_404_and_changes_nothing(
+    org_a: Tenant, org_b: Tenant
+) -> None:
+    agent = (await org_a.client.post("/api/agents", json=agent_body())).json()
+    for agent_id in (agent["id"], str(uuid.uuid4())):
+        assert_error(
+            await org_b.client.put(f"/api/agents/{agent_id}", json=agent_body("Hijacked")),
+            404,
+            "not_found",
+        )
+    assert (await org_a.client.get(f"/api/agents/{agent['id']}")).json() == agent
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "Reception", "system_prompt": "x"}, "body.greeting"),
+        (agent_body(voice_id=None), "body.voice_id"),
+        (agent_body(tools=["launch_rockets"]), "body.tools.0"),
+        (agent_body(flow={"nodes": []}), "body.flow.start"),
+    ],
+    ids=["missing-greeting", "null-voice", "unknown-tool", "invalid-flow"],
+)
+async def test_put_with_an_invalid_body_is_422_and_changes_nothing(
+    org_a: Tenant, body: dict, field: str
+) -> None:
+    agent = (await org_a.client.post("/api/agents", json=agent_body())).json()
+    error = assert_error(
+        await org_a.client.put(f"/api/agents/{agent['id']}", json=body), 422, "invalid_request"
+    )
+    assert field in [f["field"] for f in error["fields"]], error  # type: ignore[union-attr]
+    assert (await org_a.client.get(f"/api/agents/{agent['id']}")).json() == agent
+
+
+async def test_put_to_a_taken_name_is_409(org_a: Tenant) -> None:
+    await org_a.client.post("/api/agents", json=agent_body("Twin"))
+    agent = (await org_a.client.post("/api/agents", json=agent_body("Other"))).json()
+    assert_error(
+        await org_a.client.put(f"/api/agents/{agent['id']}", json=agent_body("Twin")),
+        409,
+        "conflict",
+    )

@@ -38,6 +38,7 @@ CASES = [
     Case("POST", "/api/agents", 201, body=agent_body("Front desk")),  # A's name is free in B
     Case("GET", "/api/agents/{agent}", 404),
     Case("PATCH", "/api/agents/{agent}", 404, body={"name": "Hijacked"}),
+    Case("PUT", "/api/agents/{agent}", 404, body=agent_body("Hijacked")),
     Case("DELETE", "/api/agents/{agent}", 404),
     Case("GET", "/api/phone-numbers", 200, leaks_in_list=True),
     Case("POST", "/api/phone-numbers", 422, body={"number": "+14155550999", "agent_id": "{agent}"}),
