@@ -17,7 +17,6 @@ from app.calls.hub import CallHub, Engines
 from app.calls.live import LiveCallRecorder
 from app.calls.recorder import FanoutRecorder
 from app.calls.state import CallStateStore, make_call_state
-from app.calls.transcripts import DatabaseCallRecorder
 from app.db.database import Database
 from app.db.setup import open_database
 from app.observability.metrics import Metrics
@@ -28,6 +27,8 @@ from app.rag.service import KnowledgeService
 from app.rag.storage import FileStore
 from app.rag.tokens import wordpiece_counter
 from app.settings import Settings
+from app.transcripts.call_recorder import StoreCallRecorder
+from app.transcripts.store import ConversationStore
 
 
 @dataclass(slots=True)
@@ -95,7 +96,9 @@ async def build_services(
         engines=engines,
         settings=settings,
         metrics=metrics,
-        recorder=FanoutRecorder(DatabaseCallRecorder(db, settings), LiveCallRecorder(calls)),
+        recorder=FanoutRecorder(
+            StoreCallRecorder(ConversationStore(db, settings)), LiveCallRecorder(calls)
+        ),
         directory=AgentDirectory(db, settings),
         knowledge=knowledge,
     )

@@ -29,7 +29,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.calls.costs import llm_cost  # noqa: E402
 from app.conversation.routing import (  # noqa: E402
     DEFAULT_MIN_CONFIDENCE,
     TierPolicy,
@@ -53,6 +52,7 @@ from app.llm.base import (  # noqa: E402
 from app.settings import Settings, get_settings  # noqa: E402
 from app.tools.knowledge_search import KnowledgeSearch  # noqa: E402
 from app.tools.registry import TOOLS  # noqa: E402
+from app.transcripts.costs import llm_cost  # noqa: E402
 from tests.fixtures.turns import ROUTING_TURNS, TODAY, TOOL_REQUESTS  # noqa: E402
 
 TIERS = list(Tier)

@@ -17,13 +17,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
 from app.api.errors import responses
-from app.calls.costs import CallUsage, add_tokens, cost_breakdown
 from app.calls.directory import profile_of
 from app.calls.hub import CallHub
 from app.conversation.agent import AgentProfile
@@ -37,9 +33,17 @@ from app.conversation.engine import (
     TurnResult,
 )
 from app.conversation.flows import FlowState
-from app.db.models import Agent, Conversation
-from app.db.models import Message as MessageRow
-from app.llm.base import Message, TextDelta, ToolCall
+from app.db.models import Agent
+from app.llm.base import TextDelta
+from app.transcripts.store import (
+    ConversationNotFound,
+    ConversationRef,
+    ConversationStore,
+    Opening,
+    Transcript,
+    TranscriptMoved,
+    TurnEntry,
+)
 
 router = APIRouter(
     prefix="/api/playground", tags=["playground"], responses=responses(401, 404, 409, 422)
@@ -118,20 +122,21 @@ async def chat(
     hub: CallHub = request.app.state.hub
     row = await get_or_404(session, Agent, body.agent_id, "agent")
     agent = profile_of(row)
-    conversation = await _conversation(session, body)
-    state, answers_after = await _state(session, conversation, agent)
-    await session.commit()  # the conversation exists before the (slow) turn runs
+    await session.commit()  # the agent is read: its connection goes back before the store's
+    store = _store(request)
+    transcript = await _transcript(store, principal.org_id, body)
+    state = _state(transcript, agent)
     text = body.message if body.message is not None else state.press(body.dtmf or "")
-    turn = _PlaygroundTurn(hub, state, text, conversation.id, answers_after)
+    turn = _PlaygroundTurn(hub, state, text, transcript.ref, transcript.last_seq)
     if body.stream:
         return StreamingResponse(
-            _sse(turn, request, principal.org_id),
+            _sse(turn, store),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     async for _ in turn.events():
         pass
-    return await _save(request, principal.org_id, turn)
+    return await _save(store, turn)
 
 
 class _PlaygroundTurn:
@@ -142,17 +147,18 @@ class _PlaygroundTurn:
         hub: CallHub,
         state: ConversationState,
         text: str,
-        conversation_id: uuid.UUID,
+        ref: ConversationRef,
         answers_after: int,
     ) -> None:
         self.hub = hub
         self.state = state
         self.text = text
-        self.conversation_id = conversation_id
+        self.ref = ref
         self.answers_after = answers_after  # the transcript's last place when the turn began
         self.result = TurnResult()
         self.holding: list[str] = []
         self.ended = False
+        self.started_at = time.time()
         self.started = time.monotonic()
         self.grounding_s = 0.0
 
@@ -171,7 +177,7 @@ class _PlaygroundTurn:
     def reply(self) -> ChatReply:
         result = self.result
         return ChatReply(
-            conversation_id=self.conversation_id,
+            conversation_id=self.ref.id,
             reply=result.text,
             tier=result.tier.value if result.tier else None,
             model=result.model,
@@ -188,12 +194,30 @@ class _PlaygroundTurn:
             },
         )
 
+    def entry(self, reply: ChatReply) -> TurnEntry:
+        """The exchange as the transcript keeps it."""
+        result = self.result
+        return TurnEntry(
+            caller_text=self.text,
+            agent_text=result.text,
+            intended_text=result.text,
+            started_at=self.started_at,
+            ended_at=time.time(),
+            latency={k: v for k, v in reply.latency.items() if v is not None},
+            model=result.model,
+            tool_calls=[run.record() for run in result.tool_runs],
+            citations=[s.citation() for s in result.sources],
+            routing=result.routing_record(),
+            llm_tokens=result.tokens_by_tier(),
+            node=result.node,
+        )
+
 
 def _round(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
 
 
-async def _sse(turn: _PlaygroundTurn, request: Request, org_id: uuid.UUID) -> AsyncIterator[str]:
+async def _sse(turn: _PlaygroundTurn, store: ConversationStore) -> AsyncIterator[str]:
     """`text` events as the reply is generated, `holding`, `tool` and `step` as they happen,
     and one `done` with the whole ChatReply (saved by then)."""
     async for event in turn.events():
@@ -206,7 +230,7 @@ async def _sse(turn: _PlaygroundTurn, request: Request, org_id: uuid.UUID) -> As
         elif isinstance(event, StepChanged):
             yield _event("step", {"from": event.from_node, "to": event.to_node, "via": event.via})
     try:
-        reply = await _save(request, org_id, turn)
+        reply = await _save(store, turn)
     except HTTPException as exc:  # the status line is sent: report it in the stream
         yield _event("error", {"code": "conflict", "message": str(exc.detail)})
         return
@@ -217,125 +241,62 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _conversation(session: AsyncSession, body: ChatRequest) -> Conversation:
+def _store(request: Request) -> ConversationStore:
+    return ConversationStore(db_of(request), request.app.state.settings)
+
+
+async def _transcript(
+    store: ConversationStore, org_id: uuid.UUID, body: ChatRequest
+) -> Transcript:
+    """A new playground conversation (stored before the slow turn runs), or the one to go on."""
     if body.conversation_id is None:
-        conversation = Conversation(
-            agent_id=body.agent_id, channel="playground", status="in_progress"
-        )
-        session.add(conversation)
-        await session.flush()
-        return conversation
-    conversation = await get_or_404(session, Conversation, body.conversation_id, "conversation")
-    if conversation.channel != "playground" or conversation.agent_id != body.agent_id:
+        ref = ConversationRef.new(org_id, time.time())
+        return await store.open(ref, Opening(agent_id=body.agent_id, channel="playground"))
+    try:
+        transcript = await store.read(org_id, body.conversation_id)
+    except ConversationNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    conversation_id = transcript.ref.id
+    if transcript.channel != "playground" or transcript.agent_id != body.agent_id:
         raise HTTPException(
-            409, f"conversation {conversation.id} is not a playground chat with this agent"
+            409, f"conversation {conversation_id} is not a playground chat with this agent"
         )
-    if conversation.status != "in_progress":
-        raise HTTPException(409, f"conversation {conversation.id} has ended; start a new one")
-    return conversation
+    if transcript.status != "in_progress":
+        raise HTTPException(409, f"conversation {conversation_id} has ended; start a new one")
+    return transcript
 
 
-async def _state(
-    session: AsyncSession, conversation: Conversation, agent: AgentProfile
-) -> tuple[ConversationState, int]:
-    """The conversation as the engine left it (history with tool calls, and flow step), and the
-    place of the last message read."""
-    rows = await session.scalars(
-        select(MessageRow)
-        .where(MessageRow.conversation_id == conversation.id)
-        .order_by(MessageRow.seq)
-    )
-    history: list[Message] = []
-    last_seq = 0
-    for row in rows:
-        last_seq = row.seq
-        if row.role == "caller":
-            history.append(Message("user", row.text))
-            continue
-        calls = [
-            ToolCall(c["name"], c.get("arguments") or {}, f"call_{row.seq}_{i}")
-            for i, c in enumerate(row.tool_calls or [])
-        ]
-        if calls:
-            history.append(Message("assistant", "", tool_calls=tuple(calls)))
-            history.extend(
-                Message(
-                    "tool", json.dumps(c.get("result") or {}), name=call.name, tool_call_id=call.id
-                )
-                for c, call in zip(row.tool_calls, calls, strict=True)
-            )
-        if row.text:
-            history.append(Message("assistant", row.text))
+def _state(transcript: Transcript, agent: AgentProfile) -> ConversationState:
+    """The conversation as the engine left it: history with tool calls, and flow step."""
     flow = None
     if agent.flow is not None:
         try:
-            flow = FlowState(agent.flow, conversation.current_node)
+            flow = FlowState(agent.flow, transcript.current_node)
         except ValueError:  # the flow was edited and lost that node: start it again
             flow = FlowState(agent.flow)
-    state = ConversationState(
+    return ConversationState(
         agent=agent,
-        history=history,
+        history=transcript.history,
         flow=flow,
-        conversation_id=str(conversation.id),
+        conversation_id=str(transcript.ref.id),
         channel="playground",
     )
-    return state, last_seq
 
 
-async def _save(request: Request, org_id: uuid.UUID, turn: _PlaygroundTurn) -> ChatReply:
+async def _save(store: ConversationStore, turn: _PlaygroundTurn) -> ChatReply:
     """Store the exchange and the conversation's running cost; return the reply."""
     reply = turn.reply()
-    result = turn.result
-    async with db_of(request).tenant(org_id) as session:
-        conversation = await get_or_404(session, Conversation, turn.conversation_id, "conversation")
+    try:
         # The reply answers the transcript as it was read: if another message was stored since,
         # this one is refused, not stored after an exchange it never saw.
-        if await _last_seq(session, conversation.id) != turn.answers_after:
-            raise _answered_meanwhile(conversation.id)
-        seq = turn.answers_after
-        session.add(
-            MessageRow(conversation_id=conversation.id, seq=seq + 1, role="caller", text=turn.text)
+        await store.append_reply(
+            turn.ref,
+            turn.entry(reply),
+            after_seq=turn.answers_after,
+            end_reason="the agent ended the conversation" if turn.ended else None,
         )
-        session.add(
-            MessageRow(
-                conversation_id=conversation.id,
-                seq=seq + 2,
-                role="agent",
-                text=result.text,
-                intended_text=result.text,
-                tool_calls=[run.record() for run in result.tool_runs],
-                citations=[s.citation() for s in result.sources],
-                routing=result.routing_record(),
-                latency={k: v for k, v in reply.latency.items() if v is not None},
-                model=result.model,
-            )
-        )
-        tokens = add_tokens(
-            dict(conversation.cost.get("llm_tokens") or {}), result.tokens_by_tier()
-        )
-        settings = request.app.state.settings
-        conversation.cost = cost_breakdown(CallUsage(llm_tokens=tokens), 0.0, settings)
-        conversation.current_node = result.node
-        if turn.ended:
-            conversation.status = "completed"
-            conversation.end_reason = "the agent ended the conversation"
-            conversation.ended_at = func.now()
-        try:
-            await session.commit()
-        except IntegrityError as exc:  # another message took these places at the same moment
-            raise _answered_meanwhile(conversation.id) from exc
+    except ConversationNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except TranscriptMoved as exc:
+        raise HTTPException(409, f"{exc}; retry") from exc
     return reply
-
-
-async def _last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int:
-    """The place of the transcript's last message (0 while it is empty)."""
-    last = await session.scalar(
-        select(func.max(MessageRow.seq)).where(MessageRow.conversation_id == conversation_id)
-    )
-    return last or 0
-
-
-def _answered_meanwhile(conversation_id: uuid.UUID) -> HTTPException:
-    return HTTPException(
-        409, f"conversation {conversation_id} answered another message meanwhile; retry"
-    )

@@ -1,4 +1,4 @@
-"""DatabaseCallRecorder: rows appear as the call happens, totals at the end, and a database
+"""StoreCallRecorder: rows appear as the call happens, totals at the end, and a database
 outage never reaches the call."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import pytest
 from app.calls.live import LiveCallRecorder
 from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
 from app.calls.state import MemoryCallState
-from app.calls.transcripts import DatabaseCallRecorder
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
 from app.db.models import Agent, Message
 from app.settings import Settings
+from app.transcripts.call_recorder import StoreCallRecorder
+from app.transcripts.store import ConversationStore
 from tests.conversations import load_call
 from tests.db.conftest import new_org
 
@@ -70,7 +71,7 @@ async def wait_for_messages(db: Database, call_sid: str, count: int) -> list[Mes
 
 
 async def test_turns_are_saved_as_they_end_and_totals_at_the_end(db: Database) -> None:
-    recorder = DatabaseCallRecorder(db, SETTINGS)
+    recorder = StoreCallRecorder(ConversationStore(db, SETTINGS))
     agent = await make_agent(db)
     sid, t0 = f"CA{uuid.uuid4().hex}", time.time()
     await recorder.call_started(start(agent, sid, t0))
@@ -119,7 +120,7 @@ async def test_turns_are_saved_as_they_end_and_totals_at_the_end(db: Database) -
 async def test_a_database_outage_never_reaches_the_call() -> None:
     # Nothing listens here: every write fails, and the recorder must shrug it off in time.
     dead = Database("postgresql://postgres@127.0.0.1:9/none", pool_size=1)
-    recorder = DatabaseCallRecorder(dead, SETTINGS, flush_timeout_s=5)
+    recorder = StoreCallRecorder(ConversationStore(dead, SETTINGS), flush_timeout_s=5)
     agent = AgentProfile(
         id=str(uuid.uuid4()), org_id=str(uuid.uuid4()), name="x", system_prompt="x", greeting="x"
     )
@@ -148,7 +149,7 @@ async def test_live_call_state_follows_the_call() -> None:
 
 
 async def test_citations_are_saved_with_the_agents_message(db: Database) -> None:
-    recorder = DatabaseCallRecorder(db, SETTINGS)
+    recorder = StoreCallRecorder(ConversationStore(db, SETTINGS))
     agent = await make_agent(db)
     sid, t0 = f"CA{uuid.uuid4().hex}", time.time()
     await recorder.call_started(start(agent, sid, t0))

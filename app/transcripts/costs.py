@@ -1,8 +1,11 @@
-"""What a call cost, by part: telephony minutes, STT, LLM per tier, TTS (USD, from settings)."""
+"""What a conversation cost, by part: telephony minutes, STT, LLM per tier, TTS (USD, from
+settings)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.settings import Settings
 
@@ -33,6 +36,25 @@ class CallUsage:
     stt_seconds: float = 0.0
     tts_chars: int = 0
     llm_tokens: TierTokens = field(default_factory=dict)
+
+    @classmethod
+    def from_cost(cls, cost: Mapping[str, Any]) -> CallUsage:
+        """The usage a stored `cost` breakdown was priced from (empty for `{}`)."""
+        tokens = cost.get("llm_tokens") or {}
+        return cls(
+            stt_seconds=float(cost.get("stt_seconds") or 0.0),
+            tts_chars=int(cost.get("tts_chars") or 0),
+            llm_tokens={tier: dict(counts) for tier, counts in tokens.items()},
+        )
+
+    def add(
+        self, *, stt_seconds: float = 0.0, tts_chars: int = 0, llm_tokens: TierTokens | None = None
+    ) -> CallUsage:
+        """This usage plus one turn's (in place, and returned)."""
+        self.stt_seconds += stt_seconds
+        self.tts_chars += tts_chars
+        add_tokens(self.llm_tokens, llm_tokens or {})
+        return self
 
 
 def cost_breakdown(usage: CallUsage, duration_s: float, settings: Settings) -> dict[str, object]:
