@@ -19,13 +19,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.audio import resample_pcm16  # noqa: E402
 from app.llm.base import Message, collect_reply  # noqa: E402
 from app.llm.llama_cpp_llm import LlamaCppLLM  # noqa: E402
 from app.llm.model_files import qwen_gguf_path  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from app.speech.piper_tts import PiperTTS  # noqa: E402
 from app.speech.whisper_stt import WhisperSTT  # noqa: E402
-from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw, resample_pcm16  # noqa: E402
+from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw  # noqa: E402
 
 # Utterances whose Piper rendering lasts about 1 s, 2.5 s and 5 s.
 UTTERANCES = {

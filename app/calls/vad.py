@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import webrtcvad
 
-from app.telephony.audio import pcm16_to_float32
+from app.audio import pcm16_to_float32
 
 
 class VoiceActivity(Protocol):

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.audio import pcm16_to_float32, resample_pcm16
 from app.speech.base import Transcript, Word
-from app.telephony.audio import pcm16_to_float32, resample_pcm16
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

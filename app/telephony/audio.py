@@ -1,9 +1,10 @@
-"""G.711 mu-law coding and resampling between the phone (8 kHz) and the models' rates."""
+"""The phone's audio: G.711 mu-law at 8 kHz in 20 ms frames, to and from 16-bit PCM."""
 
 from __future__ import annotations
 
 import numpy as np
-import soxr
+
+from app.audio import Resampler
 
 TWILIO_SAMPLE_RATE = 8000
 FRAME_MS = 20
@@ -47,45 +48,6 @@ def pcm16_to_mulaw(pcm16: bytes) -> bytes:
     magnitude = np.where(negative, -pcm, pcm)
     code = _ENCODE[np.minimum(magnitude, 8191)] ^ np.where(negative, 0x7F, 0xFF)
     return code.astype(np.uint8).tobytes()
-
-
-def resample_pcm16(pcm16: bytes, from_rate: int, to_rate: int) -> bytes:
-    """Resample 16-bit mono PCM (soxr, high quality) from one rate to another."""
-    if from_rate == to_rate or not pcm16:
-        return pcm16
-    out = soxr.resample(pcm16_to_float32(pcm16), from_rate, to_rate, quality="HQ")
-    return _float_to_pcm16(out)
-
-
-def pcm16_to_float32(pcm16: bytes) -> np.ndarray:
-    """16-bit PCM as float32 samples in [-1, 1), the form speech models take."""
-    return np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def _float_to_pcm16(samples: np.ndarray) -> bytes:
-    # soxr's int16 path dithers digital silence into ±1 LSB noise; float keeps zeros exact.
-    scaled = np.clip(np.rint(samples * 32768.0), -32768, 32767)
-    return scaled.astype("<i2").tobytes()
-
-
-class Resampler:
-    """Streaming resampler for one audio stream: chunks in, chunks out, no seams between them."""
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self.from_rate = from_rate
-        self.to_rate = to_rate
-        self._stream = (
-            None
-            if from_rate == to_rate
-            else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ")
-        )
-
-    def process(self, pcm16: bytes, *, last: bool = False) -> bytes:
-        """Resample the next chunk; `last=True` flushes what the filter still holds."""
-        if self._stream is None:
-            return pcm16
-        out = self._stream.resample_chunk(pcm16_to_float32(pcm16), last=last)
-        return _float_to_pcm16(out)
 
 
 def frames(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:

@@ -35,13 +35,13 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from app.audio import resample_pcm16
 from app.telephony.audio import (
     FRAME_BYTES,
     TWILIO_SAMPLE_RATE,
     frames,
     mulaw_to_pcm16,
     pcm16_to_mulaw,
-    resample_pcm16,
 )
 
 logger = logging.getLogger(__name__)

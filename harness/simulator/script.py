@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.audio import resample_pcm16
 from app.speech.base import SpeechToText, TextToSpeech
-from app.telephony.audio import mulaw_to_pcm16, resample_pcm16
+from app.telephony.audio import mulaw_to_pcm16
 from harness.simulator.caller import CallerTurn, CallResult, load_wav_8k, mulaw_to_wav, place_call
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.audio import pcm16_to_float32, resample_pcm16
 from app.engines import build_slm
 from app.llm.base import Message, TextDelta, Usage, collect_reply
 from app.llm.llama_cpp_llm import LlamaCppLLM
@@ -16,7 +17,7 @@ from app.settings import get_settings
 from app.speech.base import AudioChunk
 from app.speech.piper_tts import PiperTTS
 from app.speech.whisper_stt import SHORT_MAX_AUDIO_S, WHISPER_SAMPLE_RATE, WhisperSTT
-from app.telephony.audio import mulaw_to_pcm16, pcm16_to_float32, pcm16_to_mulaw, resample_pcm16
+from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.audio import resample_pcm16
 from app.calls.vad import SileroVAD, WebRtcVAD
 from app.speech.piper_tts import PiperTTS
-from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw, resample_pcm16
+from app.telephony.audio import mulaw_to_pcm16, pcm16_to_mulaw
 
 pytestmark = pytest.mark.integration
 FRAME = 320  # bytes of 20 ms at 8 kHz

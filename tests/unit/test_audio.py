@@ -7,15 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from app.telephony.audio import (
-    FRAME_BYTES,
-    Resampler,
-    frames,
-    mulaw_to_pcm16,
-    pcm16_to_float32,
-    pcm16_to_mulaw,
-    resample_pcm16,
-)
+from app.audio import Resampler, pcm16_to_float32, resample_pcm16
+from app.telephony.audio import FRAME_BYTES, frames, mulaw_to_pcm16, pcm16_to_mulaw
 
 with warnings.catch_warnings():
     # audioop is deprecated (removed in 3.13) but is still the reference G.711 codec in 3.11.

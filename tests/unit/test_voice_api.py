@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
-from app.calls.hub import CallHub
-from app.calls.hub import Engines
+from app.calls.hub import CallHub, Engines
 from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony.signature import SignatureVerifier

@@ -40,7 +40,7 @@ def serve(
     # its own handler in ray.init, is up).
     signal.signal(signal.SIGTERM, _interrupt)
     stop_db = _prepare_database(settings)
-    import launch  # the one place the CLI reaches up to the Serve application
+    import launch
 
     try:
         base = launch.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
