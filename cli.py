@@ -167,7 +167,7 @@ def org_create(
     key_name: Annotated[str, typer.Option(help="A label for its first API key")] = "first key",
 ) -> None:
     """Create an organization and print its first API key (shown once)."""
-    from app.db.tenants import create_org_with_key
+    from app.db.organizations import create_org_with_key
 
     configure_logging(logging.WARNING)
     settings = get_settings()

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from app.agents.directory import AgentDirectory
 from app.auth.clerk import ClerkVerifier
 from app.auth.principal import Authenticator
-from app.calls.directory import AgentDirectory
+from app.call_state.live import LiveCallRecorder
+from app.call_state.store import CallStateStore, make_call_state
 from app.calls.hub import CallHub, Engines
-from app.calls.live import LiveCallRecorder
 from app.calls.recorder import FanoutRecorder
-from app.calls.state import CallStateStore, make_call_state
 from app.db.database import Database
 from app.db.setup import open_database
 from app.observability.metrics import Metrics

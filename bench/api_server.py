@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app.api.app import create_app
 from app.auth.principal import Authenticator
-from app.calls.state import make_call_state
+from app.call_state.store import make_call_state
 from app.db.setup import open_database
 from app.settings import get_settings
 

@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.agents.directory import profile_of
 from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
 from app.api.errors import responses
-from app.calls.directory import profile_of
 from app.calls.hub import CallHub
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app.calls.turns import TurnTiming
+from app.calls.endpointing import TurnTiming
 from app.settings import Settings
 
 

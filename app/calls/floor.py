@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from app.calls.config import Listening
+from app.calls.endpointing import TurnDetector, TurnEvent, sounds_complete
 from app.calls.ledger import Turn
-from app.calls.turns import TurnDetector, TurnEvent, sounds_complete
 
 FRAME_MS = 20
 PREROLL_FRAMES = 15  # 300 ms before the detected onset belong to the utterance

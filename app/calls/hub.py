@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from app.agents.directory import AgentDirectory, SingleAgent
 from app.calls.config import CallConfig
-from app.calls.directory import AgentDirectory, SingleAgent
 from app.calls.phrases import PhraseCache
 from app.calls.reader import MediaSocket
 from app.calls.recorder import CallRecorder, CallSummary

@@ -25,10 +25,10 @@ from app.conversation.engine import (
     TurnResult,
 )
 from app.conversation.grounding import KnowledgeLookup, Source
-from app.conversation.sentences import SentenceSplitter
 from app.llm.base import TextDelta
 from app.observability.metrics import Metrics
 from app.speech.base import SpeechToText, TextToSpeech
+from app.speech.pieces import SentenceSplitter
 from app.telephony.audio import PhoneFrameEncoder
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,21 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.speech.base import AudioChunk
+from app.speech.pieces import split_for_speech
 
 if TYPE_CHECKING:
     from piper import PiperVoice, SynthesisConfig
 
 logger = logging.getLogger(__name__)
-
-# Sentences longer than this are cut at clause boundaries: Piper renders a whole piece before
-# the first sample exists, so a 25-word sentence would hold back the first audio by ~0.5 s.
-CLAUSE_SPLIT_MIN_WORDS = 12
-# A clause shorter than this is glued to the next one; very short pieces sound clipped.
-MIN_CLAUSE_WORDS = 3
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# A comma, semicolon or colon followed by a space: "1,000" and "10:30" stay whole.
-_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
 
 _END = object()
 
@@ -128,28 +118,3 @@ class PiperTTS:
             samples = np.clip(chunk.audio_float_array * 32767.0, -32767.0, 32767.0)
             out.append(samples.astype("<i2").tobytes())
         return out
-
-
-def split_for_speech(text: str) -> list[str]:
-    """Split text into sentences, and long sentences into clauses, for earlier first audio."""
-    pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(text.strip()):
-        sentence = sentence.strip()
-        if not sentence:
-            continue
-        if len(sentence.split()) <= CLAUSE_SPLIT_MIN_WORDS:
-            pieces.append(sentence)
-            continue
-        clauses: list[str] = []
-        pending = ""
-        for clause in _CLAUSE_END.split(sentence):
-            pending = f"{pending} {clause}".strip()
-            if len(pending.split()) >= MIN_CLAUSE_WORDS:
-                clauses.append(pending)
-                pending = ""
-        if pending and clauses:
-            clauses[-1] = f"{clauses[-1]} {pending}"
-        elif pending:
-            clauses.append(pending)
-        pieces.extend(clauses)
-    return pieces

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from app.calls.state import LiveCall
+from app.call_state.store import LiveCall
 from app.db.models import Conversation
 from app.services import Services
 from tests.api.conftest import Tenant, agent_body

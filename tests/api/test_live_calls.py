@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.calls.state import LiveCall
+from app.call_state.store import LiveCall
 from app.services import Services
 from tests.api.conftest import Tenant
 

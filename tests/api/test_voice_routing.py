@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 
-from app.calls.directory import AgentDirectory
+from app.agents.directory import AgentDirectory
 from app.db.demo import ensure_demo_org
 from app.services import Services
 from app.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db.tenants import create_org_with_key
+from app.db.organizations import create_org_with_key
 from app.settings import Settings
 from harness.simulator.script import run_scripted_call
 from tests.e2e.conftest import TWILIO_TOKEN

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 import redis.asyncio as aioredis
 
-from app.calls.state import (
+from app.call_state.store import (
     DEFAULT_TTL_S,
     CallStateStore,
     LiveCall,

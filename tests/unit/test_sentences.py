@@ -1,4 +1,4 @@
-from app.conversation.sentences import SentenceSplitter
+from app.speech.pieces import SentenceSplitter
 
 
 def feed(text: str, step: int = 3) -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from app.agents.directory import SingleAgent
 from app.calls.config import CallConfig
-from app.calls.directory import SingleAgent
 from app.calls.floor import is_backchannel
 from app.calls.hub import Engines
 from app.calls.phrases import PhraseCache

@@ -1,4 +1,4 @@
-from app.calls.turns import TurnDetector, TurnEvent, TurnTiming, sounds_complete
+from app.calls.endpointing import TurnDetector, TurnEvent, TurnTiming, sounds_complete
 
 
 def run(detector: TurnDetector, pattern: list[tuple[bool, int]]) -> list[tuple[TurnEvent, int]]:

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from app.calls.live import LiveCallRecorder
+from app.call_state.live import LiveCallRecorder
+from app.call_state.store import MemoryCallState
 from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
-from app.calls.state import MemoryCallState
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
 from app.db.models import Agent, Message

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.calls.config import Listening
+from app.calls.endpointing import TurnTiming
 from app.calls.floor import Abandon, Action, Answer, Clear, Close, Floor, Note, TurnEnded
 from app.calls.ledger import Turn
-from app.calls.turns import TurnTiming
 
 FRAME = b"\x01\x00" * 160  # 20 ms of 8 kHz PCM; the floor never looks inside
 TIMING = TurnTiming(onset_ms=60, pause_ms=140, end_ms=500, end_incomplete_ms=1100)

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from app.api.deps import CurrentPrincipal
 from app.api.errors import responses
-from app.calls.state import CallStateStore
+from app.call_state.store import CallStateStore
 
 
 class LiveCallOut(BaseModel):

@@ -1,12 +1,12 @@
-"""Keeps the shared call state (`app.calls.state`) in step with this replica's live calls."""
+"""Keeps the shared call state (`app.call_state.store`) in step with this replica's live calls."""
 
 from __future__ import annotations
 
 import os
 import socket
 
+from app.call_state.store import CallStateStore, LiveCall
 from app.calls.recorder import CallStart, CallSummary, TurnRecord
-from app.calls.state import CallStateStore, LiveCall
 
 
 def replica_id() -> str:
