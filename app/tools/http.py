@@ -6,13 +6,14 @@ The HTTP contracts are in the README, "Tool HTTP contracts"; `velox demo-backend
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -128,10 +129,23 @@ def idempotency_key(ctx: ToolContext, tool: str, arguments: Mapping[str, Any]) -
 
 
 class ToolHttp:
-    """Sends the tools' requests over one shared client and says what came of each."""
+    """Sends the tools' requests over one shared client and says what came of each.
 
-    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None) -> None:
+    `clock` times each run for its outcome's `latency_s`; `sleep` waits out the backoff between
+    attempts. Tests pass their own, to check both without a stopwatch.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        self._sleep = sleep
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             headers={"User-Agent": "velox-tools", "Accept": "application/json"},
@@ -146,12 +160,14 @@ class ToolHttp:
         ctx: ToolContext,
         started: float,
     ) -> ToolOutcome:
-        """Send `request` (a POST with an idempotency key) and read the answer."""
+        """Send `request` (a POST with an idempotency key) and read the answer; `started` is
+        when the run began, on `clock`."""
         name, voice = exchange.name, exchange.voice
         endpoint = exchange.backend.endpoint(ctx.url_overrides.get(name))
         if endpoint is None:
             why = f"{name} is not set up ({exchange.backend.url_setting} is not set)"
-            return failure(name, args, started, ctx, why, voice.unreachable, level=logging.INFO)
+            latency = self.clock() - started
+            return failure(name, args, latency, ctx, why, voice.unreachable, level=logging.INFO)
         base, token = endpoint
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         key = idempotency_key(ctx, name, args) if request.method == "POST" else None
@@ -165,11 +181,11 @@ class ToolHttp:
             response = exc.response
         except httpx.TimeoutException:
             why = f"{voice.system} did not answer within {self.settings.tool_timeout_s:g} s"
-            return failure(name, args, started, ctx, why, voice.unreachable)
+            return failure(name, args, self.clock() - started, ctx, why, voice.unreachable)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             why = f"{voice.system} is unreachable ({type(exc).__name__})"
-            return failure(name, args, started, ctx, why, voice.unreachable)
-        return _interpret(exchange, args, response, ctx, started)
+            return failure(name, args, self.clock() - started, ctx, why, voice.unreachable)
+        return _interpret(exchange, args, response, ctx, self.clock() - started)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object made it."""
@@ -191,6 +207,7 @@ class ToolHttp:
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(attempts) | stop_before_delay(budget),
             wait=wait_exponential(multiplier=0.1, max=1.0),
+            sleep=self._sleep,
             reraise=True,
         ):
             with attempt:
@@ -257,7 +274,8 @@ class HttpTool(Tool):
     async def ask(self, call: ToolCall, ctx: ToolContext) -> ToolOutcome:
         """Check the model's arguments, ask the system, and say what came of it (all an HTTP
         tool needs of the turn is the call)."""
-        started = time.perf_counter()
+        http = self.deps.http
+        started = http.clock()
         name, voice = self.name, self.voice
         raw = self.complete(
             dict(call.arguments) if isinstance(call.arguments, Mapping) else {}, ctx
@@ -266,25 +284,24 @@ class HttpTool(Tool):
             args = self.check(raw)
         except ToolArgumentError as exc:
             why = f"invalid arguments: {exc}. Ask the caller, then call {name} again."
-            return failure(name, raw, started, ctx, why, voice.invalid)
+            return failure(name, raw, http.clock() - started, ctx, why, voice.invalid)
         if (missing := self.lacking(args)) is not None:
-            return failure(name, args, started, ctx, missing, voice.invalid)
+            return failure(name, args, http.clock() - started, ctx, missing, voice.invalid)
         exchange = Exchange(name, self.backend(), voice, self.read)
-        return await self.deps.http.exchange(exchange, args, self.request(args), ctx, started)
+        return await http.exchange(exchange, args, self.request(args), ctx, started)
 
 
 def failure(
     name: str,
     args: dict[str, Any],
-    started: float,
+    latency: float,
     ctx: ToolContext,
     why: str,
     fallback: str,
     *,
     level: int = logging.WARNING,
 ) -> ToolOutcome:
-    """A failed run begun at `started` (perf_counter seconds), logged with its call."""
-    latency = time.perf_counter() - started
+    """A failed run that took `latency` seconds, logged with its call."""
     logger.log(
         level,
         "tool %s failed in %.2f s, call %s org %s: %s",
@@ -302,28 +319,27 @@ def _interpret(
     args: dict[str, Any],
     response: httpx.Response,
     ctx: ToolContext,
-    started: float,
+    latency: float,
 ) -> ToolOutcome:
     name, voice = exchange.name, exchange.voice
     status = response.status_code
     body = _json_object(response)
     if status in (401, 403):
         why = f"{voice.system} refused our credentials (HTTP {status})"
-        return failure(name, args, started, ctx, why, voice.unreachable)
+        return failure(name, args, latency, ctx, why, voice.unreachable)
     if status in _RETRY_STATUSES:
         why = f"{voice.system} is unavailable (HTTP {status})"
-        return failure(name, args, started, ctx, why, voice.unreachable)
+        return failure(name, args, latency, ctx, why, voice.unreachable)
     if 200 <= status < 300 and body is None and exchange.needs_body:
         why = f"{voice.system} sent an answer that is not a JSON object (HTTP {status})"
-        return failure(name, args, started, ctx, why, voice.unreachable)
+        return failure(name, args, latency, ctx, why, voice.unreachable)
     result = exchange.read(status, args, body)
     if result is None:
         detail = _detail(body)
         why = f"{voice.system} rejected the request (HTTP {status}"
         why += f": {detail})" if detail else ")"
         fallback = voice.rejected if 400 <= status < 500 else voice.unreachable
-        return failure(name, args, started, ctx, why, fallback)
-    latency = time.perf_counter() - started
+        return failure(name, args, latency, ctx, why, fallback)
     logger.info(
         "tool %s ok (HTTP %d) in %.2f s, call %s org %s",
         name,

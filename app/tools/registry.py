@@ -5,8 +5,10 @@ Adding a tool: write its module (a `Tool` subclass), import it here and add it t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -83,8 +85,11 @@ class ToolBox:
         lookup: KnowledgeLookup | None = None,
         transfer_number: str | None = None,
         client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.http = ToolHttp(settings, client=client)
+        # `client`, `clock` and `sleep` are the HTTP tools' (see ToolHttp).
+        self.http = ToolHttp(settings, client=client, clock=clock, sleep=sleep)
         self.twilio = twilio
         deps = ToolDeps(
             settings=settings,

@@ -68,7 +68,7 @@ class HandoffNotice:
         transcript: list[dict[str, str]],
     ) -> ToolOutcome:
         """Tell the team taking the call who is coming and why."""
-        started = time.perf_counter()
+        started = self.deps.http.clock()
         args = {"reason": reason, "summary": summary}
         body = {
             "conversation_id": ctx.conversation_id,

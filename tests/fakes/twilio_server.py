@@ -15,7 +15,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +50,7 @@ class FakeTwilio:
         self.twiml: dict[str, list[str]] = {}
         self.delay_s = 0.0  # answer this late, for timeout tests
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # cuts delays short when the server stops
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -70,6 +70,7 @@ class FakeTwilio:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -180,8 +181,8 @@ class FakeTwilio:
                 username, password = _basic_auth(self.headers.get("authorization"))
                 with fake._lock:
                     fake.requests.append(FakeRequest(method, path, username, password, form))
-                if fake.delay_s:
-                    time.sleep(fake.delay_s)
+                if fake.delay_s and fake._closing.wait(fake.delay_s):
+                    return None
                 if (username, password) != (fake.account_sid, fake.auth_token):
                     # Source: twilio.com/docs/errors/20003 (Authentication Error)
                     return self._reply(401, _error(401, 20003, "Authenticate"), challenge=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
@@ -318,12 +317,11 @@ async def test_a_tool_result_that_is_not_json_is_wrapped(
 async def test_server_errors_raise_at_once_for_the_router(
     llm: GeminiLLM, gemini: FakeGemini
 ) -> None:
-    gemini.fail_next = [503]
-    started = time.perf_counter()
+    gemini.fail_next = [503]  # only the first request fails: a retry would have succeeded
     with pytest.raises(errors.ServerError) as caught:
         await run(llm, [Message("user", "hello")])
     assert caught.value.code == 503
-    assert len(gemini.requests) == 1 and time.perf_counter() - started < 1.0  # no retries
+    assert len(gemini.requests) == 1  # no retries
     assert (await run(llm, [Message("user", "hello")]))[-1]  # the next turn goes through
 
 
@@ -347,14 +345,15 @@ async def test_a_blocked_prompt_or_reply_raises(llm: GeminiLLM, gemini: FakeGemi
 
 async def test_a_slow_server_times_out(gemini: FakeGemini) -> None:
     engine = GeminiLLM(api_key=API_KEY, base_url=gemini.url, timeout_s=0.3)
-    gemini.script = [FakeTurn(text="too late", delay_s=3.0)]
-    started = time.perf_counter()
+    # The reply comes after 1.5 s: only a deadline shorter than that (not the 10 s default)
+    # raises, and a retry would be answered at once.
+    gemini.script = [FakeTurn(text="too late", delay_s=1.5)]
     try:
         with pytest.raises(TimeoutError, match="sent nothing for 0.3s"):
             await run(engine, [Message("user", "hello")])
     finally:
         await engine.aclose()
-    assert time.perf_counter() - started < 2.0
+    assert len(gemini.requests) == 1
 
 
 async def test_closing_early_hangs_up_the_stream(llm: GeminiLLM, gemini: FakeGemini) -> None:

@@ -214,10 +214,11 @@ async def test_unreachable_clerk_fails_within_timeout() -> None:
     )
     token = FakeClerk().session_token()
 
-    started = time.monotonic()
     error = await refusal(verifier, token)
 
-    assert time.monotonic() - started < 5
+    # Our deadline ended it, not the SDK giving up (it would report jwks-unreachable).
+    assert error.code == "jwks-timeout"
+    assert "did not answer within 0.5s" in error.reason
     assert error.upstream
     assert "JWKS" in error.reason
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -75,6 +74,28 @@ def handoff_notice(tools: ToolBox) -> HandoffNotice:
     return transfer.notice
 
 
+class TickingClock:
+    """A clock for the tools that moves on by `step` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@dataclass
+class Backoff:
+    """Stands in for asyncio.sleep between attempts: keeps each wait, and waits for none."""
+
+    waits: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
 @dataclass
 class Demo:
     url: str
@@ -89,7 +110,7 @@ class Demo:
 async def demo() -> AsyncIterator[Demo]:
     app = create_demo_backend(api_key=KEY, today=TODAY)
     with serving(app) as url:
-        tools = ToolBox(all_tools(url))
+        tools = ToolBox(all_tools(url), clock=TickingClock(0.25))
         try:
             yield Demo(url, app.state.data, tools)
         finally:
@@ -156,7 +177,7 @@ async def test_order_found(demo: Demo) -> None:
     assert outcome.result["eta"] == TOMORROW
     assert outcome.result["tracking_number"]
     assert outcome.result["items"][0]["sku"] == "CR-200"
-    assert 0 < outcome.latency_s < 2
+    assert outcome.latency_s == 0.25  # read when the run began and when its answer came
 
 
 async def test_order_not_found_is_an_answer_not_a_failure(demo: Demo) -> None:
@@ -342,15 +363,17 @@ async def test_post_retried_after_500_with_the_same_idempotency_key() -> None:
 
 
 async def test_retries_give_up_with_a_spoken_fallback() -> None:
+    backoff = Backoff()
     with scripted(default=503) as (server, url):
-        async with ToolBox(make_settings(order_api_url=url, tool_retries=2)) as tools:
+        settings = make_settings(order_api_url=url, tool_retries=2)
+        async with ToolBox(settings, sleep=backoff) as tools:
             outcome = await run(tools, ORDER)
     assert not outcome.ok
     assert outcome.result == {"error": "the order system is unavailable (HTTP 503)"}
     assert outcome.error == outcome.result["error"]
     assert outcome.spoken_fallback == "I can't reach our order system right now."
     assert len(server.seen) == 3
-    assert outcome.latency_s < 1.5  # backoff 0.1 s then 0.2 s
+    assert backoff.waits == [0.1, 0.2]
 
 
 @pytest.mark.parametrize("status", [400, 422])
@@ -365,15 +388,16 @@ async def test_client_errors_are_not_retried(status: int) -> None:
 
 
 async def test_hanging_server_times_out_within_the_budget() -> None:
+    backoff = Backoff()
     with scripted(default="hang") as (server, url):
-        async with ToolBox(make_settings(order_api_url=url, tool_timeout_s=0.5)) as tools:
-            started = time.perf_counter()
+        settings = make_settings(order_api_url=url, tool_timeout_s=0.5, tool_retries=2)
+        async with ToolBox(settings, sleep=backoff) as tools:
             outcome = await run(tools, ORDER)
-            elapsed = time.perf_counter() - started
     assert not outcome.ok
     assert outcome.result == {"error": "the order system did not answer within 0.5 s"}
     assert outcome.spoken_fallback == "I can't reach our order system right now."
-    assert elapsed < 1.0, "the tool's budget covers every attempt"
+    # The first attempt spent the whole budget: the two retries it allowed never started.
+    assert len(server.seen) == 1 and backoff.waits == [], "the budget covers every attempt"
 
 
 async def test_unreachable_server_is_a_failure_not_an_exception() -> None:
