@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.app import create_app
-from app.calls.hub import Engines
-from app.engines import build_embedder, build_local_engines, close_engines, prewarm_engines
+from app.engines import Engines, build_embedder, build_local_engines, close_engines, prewarm_engines
 from app.observability.metrics import Metrics
 from app.rag.embedder import Embedder
 from app.services import build_services

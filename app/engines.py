@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
-from app.calls.hub import Engines
 from app.llm.base import LanguageModel, Tier
-from app.llm.router import TieredLLM
+from app.llm.router import RoutingLLM, TieredLLM
 from app.rag.embedder import Embedder, MiniLMEmbedder
 from app.settings import Settings
 from app.speech.base import SpeechToText, TextToSpeech
@@ -15,6 +15,15 @@ from app.speech.base import SpeechToText, TextToSpeech
 logger = logging.getLogger(__name__)
 
 SLMBackend = Literal["llama_cpp", "vllm"]
+
+
+@dataclass(slots=True)
+class Engines:
+    """The three model roles a call uses."""
+
+    stt: SpeechToText
+    llm: LanguageModel | RoutingLLM  # a bare model gets a router around it (as_router)
+    tts: TextToSpeech
 
 
 def build_stt(settings: Settings) -> SpeechToText:

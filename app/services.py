@@ -1,4 +1,5 @@
-"""What one web process shares: database, authenticator, call hub, call state, knowledge base.
+"""The one composition of a web process: database, auth, knowledge, tools, the conversation
+engine, transcripts, call state and the live calls, built around the engines it is given.
 
 Built the same way by the ingress replica (engines behind Ray handles) and by `velox dev` and
 the tests (engines in process), so the two can never drift apart.
@@ -6,6 +7,7 @@ the tests (engines in process), so the two can never drift apart.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -15,10 +17,18 @@ from app.auth.clerk import ClerkVerifier
 from app.auth.principal import Authenticator
 from app.call_state.live import LiveCallRecorder
 from app.call_state.store import CallStateStore, make_call_state
-from app.calls.hub import CallHub, Engines
+from app.calls.config import CallConfig
+from app.calls.hub import CallHub
+from app.calls.phrases import PhraseCache
 from app.calls.recorder import FanoutRecorder
+from app.calls.session import CallServices
+from app.conversation.agent import AgentProfile
+from app.conversation.engine import ConversationEngine
+from app.conversation.grounding import AgentKnowledge
 from app.db.database import Database
 from app.db.setup import open_database
+from app.engines import Engines
+from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.rag.embedder import Embedder
 from app.rag.ingest import ChunkingPolicy, Ingestor
@@ -27,33 +37,40 @@ from app.rag.service import KnowledgeService
 from app.rag.storage import FileStore
 from app.rag.tokens import wordpiece_counter
 from app.settings import Settings
+from app.telephony.calls_api import TwilioCalls
+from app.tools.registry import ToolBox
 from app.transcripts.call_recorder import StoreCallRecorder
 from app.transcripts.store import ConversationStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Services:
-    """The long-lived objects behind the routes."""
+    """The long-lived objects behind the routes and the calls; each is one route dependency."""
 
+    settings: Settings
     db: Database
     auth: Authenticator
-    hub: CallHub
-    calls: CallStateStore
+    engines: Engines
+    metrics: Metrics
     knowledge: KnowledgeService
+    agent_knowledge: AgentKnowledge
+    toolbox: ToolBox
+    conversation: ConversationEngine
+    transcripts: ConversationStore
+    calls: CallStateStore
+    hub: CallHub
 
     def attach(self, api: FastAPI) -> None:
-        """Make the services reachable from the routes (`request.app.state`)."""
-        api.state.db = self.db
-        api.state.auth = self.auth
-        api.state.hub = self.hub
-        api.state.calls = self.calls
-        api.state.knowledge = self.knowledge
-        api.state.settings = self.hub.settings
+        """Make every service reachable from the routes (`app.api.deps` reads them)."""
+        for name in self.__dataclass_fields__:
+            setattr(api.state, name, getattr(self, name))
 
     async def close(self) -> None:
         """Stop ingestion (resumed on the next start), release the pool and connections."""
         await self.knowledge.ingestor.close()
-        await self.hub.toolbox.aclose()
+        await self.toolbox.aclose()
         await self.calls.close()
         await self.db.close()
 
@@ -88,26 +105,54 @@ def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> Kno
 async def build_services(
     settings: Settings, engines: Engines, metrics: Metrics, embedder: Embedder
 ) -> Services:
-    """Open (and migrate) the database and assemble the hub around `engines`."""
+    """Open (and migrate) the database and assemble everything around `engines`."""
     db = await open_database(settings)
     calls = make_call_state(settings.redis_url)
     knowledge = build_knowledge(db, embedder, settings)
-    hub = CallHub(
-        engines=engines,
-        settings=settings,
-        metrics=metrics,
-        recorder=FanoutRecorder(
-            StoreCallRecorder(ConversationStore(db, settings)), LiveCallRecorder(calls)
-        ),
-        directory=AgentDirectory(db, settings),
-        knowledge=knowledge,
+    agent_knowledge = AgentKnowledge(knowledge)
+    toolbox = ToolBox(
+        settings,
+        twilio=TwilioCalls.from_settings(settings),
+        lookup=agent_knowledge.search,
+        transfer_number=settings.transfer_number,
     )
-    await hub.prewarm()
+    conversation = ConversationEngine(
+        llm=as_router(engines.llm),
+        toolbox=toolbox,
+        holding_after_s=settings.holding_phrase_after_s,
+    )
+    transcripts = ConversationStore(db, settings)
+    hub = CallHub(
+        CallServices(
+            stt=engines.stt,
+            tts=engines.tts,
+            conversation=conversation,
+            agents=AgentDirectory(db, settings),
+            recorder=FanoutRecorder(StoreCallRecorder(transcripts), LiveCallRecorder(calls)),
+            phrases=PhraseCache(engines.tts),
+            metrics=metrics,
+            lookup=agent_knowledge.context,
+        ),
+        CallConfig.from_settings(settings),
+    )
+    await hub.prewarm(AgentProfile.default(settings))
     await knowledge.ingestor.resume()
+    if settings.twilio_auth_token is None:
+        logger.warning(
+            "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
+            "can reach this server can place calls. Set it before exposing the server."
+        )
     return Services(
+        settings=settings,
         db=db,
         auth=Authenticator(db, clerk_verifier(settings)),
-        hub=hub,
-        calls=calls,
+        engines=engines,
+        metrics=metrics,
         knowledge=knowledge,
+        agent_knowledge=agent_knowledge,
+        toolbox=toolbox,
+        conversation=conversation,
+        transcripts=transcripts,
+        calls=calls,
+        hub=hub,
     )

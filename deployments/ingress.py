@@ -9,8 +9,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from app.api.app import create_app
-from app.calls.hub import Engines
-from app.engines import build_router, close_engines, prewarm_engines
+from app.engines import Engines, build_router, close_engines, prewarm_engines
 from app.observability.logs import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.ray_metrics import RayMetricFactory

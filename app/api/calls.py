@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.api.deps import CurrentPrincipal
+from app.api.deps import CallStateDep, CurrentPrincipal
 from app.api.errors import responses
-from app.call_state.store import CallStateStore
 
 
 class LiveCallOut(BaseModel):
@@ -34,8 +33,7 @@ router = APIRouter(prefix="/api/calls", tags=["conversations"], responses=respon
 
 
 @router.get("/live", summary="Calls in progress")
-async def live_calls(request: Request, principal: CurrentPrincipal) -> LiveCallList:
+async def live_calls(principal: CurrentPrincipal, store: CallStateDep) -> LiveCallList:
     """What the dashboard's live view polls."""
-    store: CallStateStore = request.app.state.calls
     calls = await store.live(str(principal.org_id))
     return LiveCallList(items=[LiveCallOut.model_validate(c, from_attributes=True) for c in calls])

@@ -6,19 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi import status as http
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from app.api.deps import CurrentPrincipal, TenantSession, get_or_404
+from app.api.deps import CurrentPrincipal, KnowledgeDep, SettingsDep, TenantSession, get_or_404
 from app.api.errors import responses
-from app.api.knowledge import knowledge_of, resolve_knowledge_base
+from app.api.knowledge import resolve_knowledge_base
 from app.api.limits import BodyTooLarge
 from app.db.models import Document
 from app.rag.parsing import ParseError, UnsupportedType
 from app.rag.service import DuplicateDocument
-from app.settings import Settings
 
 router = APIRouter(prefix="/api/documents", tags=["knowledge base"], responses=responses(401, 422))
 
@@ -50,11 +49,6 @@ class DocumentList(BaseModel):
     items: list[DocumentOut]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.post(
     "/upload",
     status_code=http.HTTP_202_ACCEPTED,
@@ -62,7 +56,8 @@ def _settings(request: Request) -> Settings:
     responses=responses(404, 409, 413, 415),
 )
 async def upload(
-    request: Request,
+    settings: SettingsDep,
+    service: KnowledgeDep,
     principal: CurrentPrincipal,
     session: TenantSession,
     file: Annotated[UploadFile, File(description="PDF, DOCX, TXT, Markdown or HTML")],
@@ -70,13 +65,12 @@ async def upload(
 ) -> DocumentOut:
     """Store the file and ingest it in the background; poll `GET /api/documents/{id}`."""
     # UploadSizeLimit has already refused bodies far over the limit; this is the exact check.
-    limit = _settings(request).max_upload_mb * 1024 * 1024
+    limit = settings.max_upload_mb * 1024 * 1024
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise BodyTooLarge(_settings(request).max_upload_mb)
+        raise BodyTooLarge(settings.max_upload_mb)
     if not data:
         raise HTTPException(422, f"{file.filename or 'the file'} is empty")
-    service = knowledge_of(request)
     kb = await resolve_knowledge_base(session, service, knowledge_base_id)
     try:
         document = await service.upload(
@@ -120,9 +114,9 @@ async def get_document(document_id: uuid.UUID, session: TenantSession) -> Docume
     responses=responses(404),
 )
 async def delete_document(
-    document_id: uuid.UUID, session: TenantSession, request: Request
+    document_id: uuid.UUID, session: TenantSession, service: KnowledgeDep
 ) -> Response:
     """The document, its chunks and its stored file are gone; searches stop finding it."""
     document = await get_or_404(session, Document, document_id, "document")
-    await knowledge_of(request).delete(session, document)
+    await service.delete(session, document)
     return Response(status_code=http.HTTP_204_NO_CONTENT)

@@ -7,25 +7,23 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
-from starlette.requests import HTTPConnection
 
-from app.calls.hub import CallHub
+from app.api.deps import CallHubDep, EnginesDep, MetricsDep, SettingsDep, ToolBoxDep
 from app.db.database import Database
+from app.settings import Settings
 
 router = APIRouter(tags=["operations"])
 
 
-def hub_of(connection: HTTPConnection) -> CallHub:
-    """The CallHub this replica serves calls with."""
-    hub: CallHub = connection.app.state.hub
-    return hub
-
-
 @router.get("/health", summary="Liveness and the engines in use")
-async def health(request: Request) -> dict[str, Any]:
+async def health(
+    request: Request,
+    settings: SettingsDep,
+    engines: EnginesDep,
+    toolbox: ToolBoxDep,
+    hub: CallHubDep,
+) -> dict[str, Any]:
     """`{"status": "ok", ...}` with each engine, and warnings an operator should act on."""
-    hub = hub_of(request)
-    settings = hub.settings
     warnings: list[str] = []
     if settings.twilio_auth_token is None:
         warnings.append(
@@ -34,16 +32,16 @@ async def health(request: Request) -> dict[str, Any]:
         )
     if settings.gemini_api_key is None:
         warnings.append("GEMINI_API_KEY is not set: every LLM tier runs on the local model")
-    local = hub.engines.llm.name
+    local = engines.llm.name
     cloud = settings.gemini_api_key is not None
-    database = await _database_status(request)
+    database = await _database_status(request, settings)
     if database.get("reachable") is False:
         warnings.append("the database is unreachable: calls are answered but not recorded")
     return {
         "status": "ok",
         "engines": {
-            "stt": hub.engines.stt.name,
-            "tts": hub.engines.tts.name,
+            "stt": engines.stt.name,
+            "tts": engines.tts.name,
             "llm": {
                 "slm": local,
                 "flash": settings.gemini_flash_model if cloud else local,
@@ -51,9 +49,9 @@ async def health(request: Request) -> dict[str, Any]:
             },
         },
         "llm_tiers": "gemini" if cloud else "local only",
-        "tools": sorted(hub.toolbox.configured()),
+        "tools": sorted(toolbox.configured()),
         "twilio_signature_validation": settings.twilio_auth_token is not None,
-        "active_calls": len(hub.sessions),
+        "active_calls": hub.active,
         "database": database,
         "call_state": "redis" if settings.redis_url else "in-process",
         "demo_agent": settings.demo_agent_enabled,
@@ -62,11 +60,10 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
-async def _database_status(request: Request) -> dict[str, Any]:
-    db: Database | None = getattr(request.app.state, "db", None)
+async def _database_status(request: Request, settings: Settings) -> dict[str, Any]:
+    db: Database | None = getattr(request.app.state, "db", None)  # none in database-less tests
     if db is None:
         return {"configured": False}
-    settings = hub_of(request).settings
     embedded = str((settings.velox_data_dir / "postgres").resolve())
     url = settings.database_url or ""
     kind = "embedded" if not url or embedded in url else "external"
@@ -81,7 +78,6 @@ async def _database_status(request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text exposition of the velox_* series."""
-    hub = hub_of(request)
-    return Response(await hub.metrics.exposition(), media_type=hub.metrics.content_type)
+    return Response(await metrics.exposition(), media_type=metrics.content_type)

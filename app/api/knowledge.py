@@ -7,23 +7,18 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import CurrentPrincipal, TenantSession, get_or_404
+from app.api.deps import CurrentPrincipal, KnowledgeDep, TenantSession, get_or_404
 from app.api.errors import FieldValidationError, responses
 from app.db.models import Agent, Document, KnowledgeBase
 from app.rag.service import KnowledgeService
 
 router = APIRouter(tags=["knowledge base"], responses=responses(401, 422))
 
-
-def knowledge_of(request: Request) -> KnowledgeService:
-    """The process's knowledge service."""
-    service: KnowledgeService = request.app.state.knowledge
-    return service
 
 
 class KnowledgeBaseCreate(BaseModel):
@@ -118,10 +113,10 @@ async def list_knowledge_bases(session: TenantSession) -> KnowledgeBaseList:
     responses=responses(409),
 )
 async def create_knowledge_base(
-    body: KnowledgeBaseCreate, session: TenantSession, request: Request
+    body: KnowledgeBaseCreate, session: TenantSession, service: KnowledgeDep
 ) -> KnowledgeBaseOut:
     """A knowledge base embedded with this server's model."""
-    kb = knowledge_of(request).new_knowledge_base(body.name)
+    kb = service.new_knowledge_base(body.name)
     session.add(kb)
     try:
         await session.commit()
@@ -133,10 +128,9 @@ async def create_knowledge_base(
 
 @router.post("/api/knowledge/search", summary="Search a knowledge base", responses=responses(404))
 async def search(
-    body: SearchRequest, session: TenantSession, principal: CurrentPrincipal, request: Request
+    body: SearchRequest, session: TenantSession, principal: CurrentPrincipal, service: KnowledgeDep
 ) -> SearchResponse:
     """Hybrid search, as the agent runs it mid-call."""
-    service = knowledge_of(request)
     kb = await resolve_knowledge_base(session, service, body.knowledge_base_id, body.agent_id)
     try:
         hits = await service.search(principal.org_id, kb, body.query, k=body.k, mode=body.mode)

@@ -14,16 +14,23 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.agents.directory import profile_of
-from app.api.deps import CurrentPrincipal, TenantSession, db_of, get_or_404
+from app.api.deps import (
+    AgentKnowledgeDep,
+    ConversationDep,
+    CurrentPrincipal,
+    TenantSession,
+    TranscriptsDep,
+    get_or_404,
+)
 from app.api.errors import responses
-from app.calls.hub import CallHub
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import (
+    ConversationEngine,
     ConversationState,
     EndCall,
     EngineEvent,
@@ -33,6 +40,7 @@ from app.conversation.engine import (
     TurnResult,
 )
 from app.conversation.flows import FlowState
+from app.conversation.grounding import AgentKnowledge
 from app.db.models import Agent
 from app.llm.base import TextDelta
 from app.transcripts.store import (
@@ -116,18 +124,23 @@ class ChatReply(BaseModel):
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat(
-    body: ChatRequest, request: Request, session: TenantSession, principal: CurrentPrincipal
+    body: ChatRequest,
+    session: TenantSession,
+    principal: CurrentPrincipal,
+    conversation: ConversationDep,
+    knowledge: AgentKnowledgeDep,
+    store: TranscriptsDep,
 ) -> Any:
     """One turn of a text conversation with the agent, as it would go on a call."""
-    hub: CallHub = request.app.state.hub
     row = await get_or_404(session, Agent, body.agent_id, "agent")
     agent = profile_of(row)
     await session.commit()  # the agent is read: its connection goes back before the store's
-    store = _store(request)
     transcript = await _transcript(store, principal.org_id, body)
     state = _state(transcript, agent)
     text = body.message if body.message is not None else state.press(body.dtmf or "")
-    turn = _PlaygroundTurn(hub, state, text, transcript.ref, transcript.last_seq)
+    turn = _PlaygroundTurn(
+        conversation, knowledge, state, text, transcript.ref, transcript.last_seq
+    )
     if body.stream:
         return StreamingResponse(
             _sse(turn, store),
@@ -144,13 +157,15 @@ class _PlaygroundTurn:
 
     def __init__(
         self,
-        hub: CallHub,
+        conversation: ConversationEngine,
+        knowledge: AgentKnowledge,
         state: ConversationState,
         text: str,
         ref: ConversationRef,
         answers_after: int,
     ) -> None:
-        self.hub = hub
+        self.conversation = conversation
+        self.knowledge = knowledge
         self.state = state
         self.text = text
         self.ref = ref
@@ -163,9 +178,9 @@ class _PlaygroundTurn:
         self.grounding_s = 0.0
 
     async def events(self) -> AsyncIterator[EngineEvent]:
-        sources = await self.hub.lookup(self.state.agent, self.text)
+        sources = await self.knowledge.context(self.state.agent, self.text)
         self.grounding_s = time.monotonic() - self.started
-        async for event in self.hub.conversation.respond(self.state, self.text, sources):
+        async for event in self.conversation.respond(self.state, self.text, sources):
             if isinstance(event, HoldingPhrase):
                 self.holding.append(event.text)
             elif isinstance(event, EndCall):
@@ -239,10 +254,6 @@ async def _sse(turn: _PlaygroundTurn, store: ConversationStore) -> AsyncIterator
 
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
-
-
-def _store(request: Request) -> ConversationStore:
-    return ConversationStore(db_of(request), request.app.state.settings)
 
 
 async def _transcript(

@@ -8,8 +8,10 @@ from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, stat
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.api.health import hub_of
+from app.api.deps import CallHubDep, SettingsDep
+from app.calls.hub import CallHub
 from app.calls.reader import SocketClosed
+from app.settings import Settings
 from app.telephony import twiml
 from app.telephony.messages import ProtocolError
 from app.telephony.signature import SignatureVerifier, public_request_url
@@ -32,13 +34,11 @@ NOT_IN_SERVICE = (
         403: {"description": "X-Twilio-Signature missing or wrong"},
     },
 )
-async def incoming_call(request: Request) -> Response:
+async def incoming_call(request: Request, settings: SettingsDep, hub: CallHubDep) -> Response:
     """Answer a call with `<Connect><Stream>` to this server's media-stream socket."""
-    hub = hub_of(request)
-    settings = hub.settings
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
-    if not signed_by_twilio(request, params):
+    if not signed_by_twilio(request, params, settings):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
@@ -67,9 +67,10 @@ async def incoming_call(request: Request) -> Response:
     return Response(twiml.connect_stream(stream, parameters), media_type=TWIML)
 
 
-def signed_by_twilio(connection: HTTPConnection, params: dict[str, str]) -> bool:
+def signed_by_twilio(
+    connection: HTTPConnection, params: dict[str, str], settings: Settings
+) -> bool:
     """True when X-Twilio-Signature matches the public URL (or no TWILIO_AUTH_TOKEN is set)."""
-    settings = hub_of(connection).settings
     if settings.twilio_auth_token is None:
         return True
     url = public_request_url(
@@ -115,22 +116,24 @@ class StarletteMediaSocket:
             await self._ws.close(code=code, reason=reason)
 
 
-async def _media_stream(websocket: WebSocket) -> None:
+async def _media_stream(websocket: WebSocket, settings: Settings, hub: CallHub) -> None:
     # Twilio signs the handshake over the stream URL alone, with no parameters.
-    if not signed_by_twilio(websocket, {}):
+    if not signed_by_twilio(websocket, {}, settings):
         await websocket.close(code=1008, reason="bad X-Twilio-Signature")
         return
     await websocket.accept()
-    await hub_of(websocket).serve(StarletteMediaSocket(websocket))
+    await hub.serve(StarletteMediaSocket(websocket))
 
 
 @router.websocket("/voice/stream")
-async def media_stream(websocket: WebSocket) -> None:
+async def media_stream(websocket: WebSocket, settings: SettingsDep, hub: CallHubDep) -> None:
     """Twilio Media Streams: one bidirectional call audio stream."""
-    await _media_stream(websocket)
+    await _media_stream(websocket, settings, hub)
 
 
 @router.websocket("/media-stream")
-async def media_stream_alias(websocket: WebSocket) -> None:
+async def media_stream_alias(
+    websocket: WebSocket, settings: SettingsDep, hub: CallHubDep
+) -> None:
     """Alias of /voice/stream."""
-    await _media_stream(websocket)
+    await _media_stream(websocket, settings, hub)

@@ -45,8 +45,13 @@ from app.telephony.messages import ProtocolError, StartEvent
 logger = logging.getLogger(__name__)
 
 
-class StreamAgents(Protocol):
-    """Finds the agent a media stream is for, from the parameters of our own TwiML."""
+class Agents(Protocol):
+    """Finds the agent that answers a call: by the number called (the webhook), then by the
+    parameters our own TwiML gave the media stream."""
+
+    async def for_number(self, number: str) -> AgentProfile | None:
+        """The agent for a call to `number`; None when nobody answers it."""
+        ...
 
     async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
         """The agent named by the stream's parameters; None when there is no such agent."""
@@ -60,7 +65,7 @@ class CallServices:
     stt: SpeechToText
     tts: TextToSpeech
     conversation: ConversationEngine
-    agents: StreamAgents
+    agents: Agents
     recorder: CallRecorder
     phrases: PhraseCache
     metrics: Metrics

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 
 from app.api.app import create_app
 from app.auth.api_keys import mint_api_key
-from app.calls.hub import Engines
 from app.db.database import Database
 from app.db.models import ApiKey, Organization
+from app.engines import Engines
 from app.observability.metrics import Metrics
 from app.rag.embedder import MiniLMEmbedder
 from app.services import Services, build_services

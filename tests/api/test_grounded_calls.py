@@ -34,7 +34,7 @@ async def agent_answering(org: Tenant, services: Services, number: str, **knowle
 
 async def test_the_callers_words_find_the_passage(org_a: Tenant, services: Services) -> None:
     profile = await agent_answering(org_a, services, "+14155550301", top_k=2)
-    sources = await services.hub.lookup(profile, QUESTION)
+    sources = await services.agent_knowledge.context(profile, QUESTION)
     assert 1 <= len(sources) <= 2
     assert "Returns and refunds" in (sources[0].heading or "")
     assert sources[0].document_name == "handbook.md" and "30 days" in sources[0].text
@@ -42,9 +42,10 @@ async def test_the_callers_words_find_the_passage(org_a: Tenant, services: Servi
 
 async def test_budget_and_switch_are_honoured(org_a: Tenant, services: Services) -> None:
     tight = await agent_answering(org_a, services, "+14155550302", top_k=5, token_budget=50)
-    assert len(await services.hub.lookup(tight, QUESTION)) == 1  # the best one always fits
+    # The best passage always fits, whatever the budget.
+    assert len(await services.agent_knowledge.context(tight, QUESTION)) == 1
     off = await agent_answering(org_a, services, "+14155550303", auto_context=False)
-    assert await services.hub.lookup(off, QUESTION) == []
+    assert await services.agent_knowledge.context(off, QUESTION) == []
 
 
 async def test_agent_knowledge_settings_are_validated(org_a: Tenant) -> None:

@@ -41,7 +41,7 @@ def settings(settings: Settings, demo_backend: str) -> Settings:
 
 
 def script(services: Services, *replies: str | ToolCall) -> FakeLLM:
-    llm = services.hub.engines.llm
+    llm = services.engines.llm
     assert isinstance(llm, FakeLLM)
     llm.replies = list(replies)
     return llm

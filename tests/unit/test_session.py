@@ -9,24 +9,20 @@ from typing import Any
 
 import pytest
 
-from app.agents.directory import SingleAgent
 from app.calls.config import CallConfig
 from app.calls.floor import is_backchannel
-from app.calls.hub import Engines
-from app.calls.phrases import PhraseCache
 from app.calls.reader import SocketClosed
 from app.calls.responder import APOLOGY, ReplicaLoad
-from app.calls.session import CallServices, CallSession
+from app.calls.session import CallSession
 from app.conversation.agent import AgentProfile
-from app.conversation.engine import ConversationEngine
 from app.conversation.flows import validate_flow
 from app.conversation.grounding import Source
+from app.engines import Engines
 from app.llm.base import ToolCall
-from app.llm.router import as_router
 from app.observability.metrics import Metrics
-from app.settings import Settings
 from app.telephony.audio import frames, pcm16_to_mulaw
-from app.tools.registry import TOOL_NAMES, ToolBox
+from app.tools.registry import TOOL_NAMES
+from tests import factories
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, silence, tone
 
 STREAM = "MZ" + "0" * 32
@@ -171,29 +167,19 @@ def make_session(
     # The scripted caller speaks in tones, which WebRTC VAD hears as voice and Silero rightly
     # does not; Silero is tested on real speech in tests/integration.
     overrides.setdefault("vad_engine", "webrtc")
-    settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
-    engines = Engines(stt=stt or FakeSTT(), llm=llm or FakeLLM(), tts=tts or FakeTTS())
+    config = factories.settings(**overrides)
+    engines = factories.engines(stt, llm, tts)
     recorder = MemoryRecorder()
-    metrics = Metrics()
-    agent = agent or AgentProfile(
-        id="default", name="Test", system_prompt="Be brief.", greeting="Hello, how can I help?"
-    )
-    services = CallServices(
-        stt=engines.stt,
-        tts=engines.tts,
-        conversation=ConversationEngine(
-            llm=as_router(engines.llm),
-            toolbox=ToolBox(settings),
-        ),
-        agents=SingleAgent(agent),
+    services = factories.call_services(
+        config,
+        engines,
+        agent=agent or factories.agent(),
         recorder=recorder,
-        phrases=PhraseCache(engines.tts),
-        metrics=metrics,
         lookup=lookup,
-        load=load or ReplicaLoad(),
+        load=load,
     )
-    session = CallSession(phone, services, CallConfig.from_settings(settings))
-    return session, recorder, metrics, engines
+    session = CallSession(phone, services, CallConfig.from_settings(config))
+    return session, recorder, services.metrics, engines
 
 
 async def reply_playing(phone: Phone, session: CallSession, played_s: float) -> asyncio.Task[Any]:

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
-from app.calls.hub import CallHub, Engines
+from app.conversation.agent import AgentProfile
 from app.observability.metrics import Metrics
-from app.settings import Settings
 from app.telephony.signature import SignatureVerifier
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder
+from app.tools.registry import ToolBox
+from tests import factories
 
 PARAMS = {
     "CallSid": "CA" + "a" * 32,
@@ -30,14 +30,14 @@ PARAMS = {
 def make_app(tmp_path, **settings: object) -> FastAPI:  # type: ignore[no-untyped-def]
     # Explicit values, so a TWILIO_AUTH_TOKEN in the environment cannot change the outcome.
     values: dict[str, object] = {"twilio_auth_token": None, "velox_public_url": None, **settings}
-    config = Settings(_env_file=None, velox_data_dir=tmp_path, **values)  # type: ignore[call-arg]
+    config = factories.settings(velox_data_dir=tmp_path, **values)
+    engines = factories.engines()
+    metrics = Metrics()
+    hub = factories.call_hub(config, engines, agent=AgentProfile.default(config), metrics=metrics)
     api = create_app()
-    api.state.hub = CallHub(
-        engines=Engines(stt=FakeSTT(), llm=FakeLLM(), tts=FakeTTS()),
-        settings=config,
-        metrics=Metrics(),
-        recorder=MemoryRecorder(),
-    )
+    # A database-less replica: what the voice and health routes depend on, nothing more.
+    api.state.settings, api.state.engines, api.state.hub = config, engines, hub
+    api.state.metrics, api.state.toolbox = metrics, ToolBox(config)
     return api
 
 
