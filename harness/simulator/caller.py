@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import bisect
-import contextlib
 import functools
 import json
 import logging
@@ -88,7 +87,7 @@ class CallerTurn:
 
 @dataclass
 class TurnResult:
-    """What happened in one caller turn. Times are `time.monotonic()` seconds."""
+    """What happened in one caller turn. Times are seconds on the call's clock."""
 
     index: int
     text: str | None
@@ -135,7 +134,7 @@ class TurnResult:
 
 @dataclass
 class CallResult:
-    """Everything one simulated call observed. Times are `time.monotonic()` seconds."""
+    """Everything one simulated call observed. Times are seconds on the call's clock."""
 
     call_sid: str
     account_sid: str
@@ -737,6 +736,10 @@ class SimulatedCall:
     `realtime=False` sends the caller's speech as fast as the socket takes it (silence between
     turns is still paced at 20 ms, or the server would be flooded) and plays the agent's audio
     the moment it arrives. `timeout_s` bounds each wait: the greeting, each reply.
+
+    `clock` stamps everything the call observes, and the 20 ms frames are paced against it with
+    `sleep`; pass both or neither (`time.monotonic` and `asyncio.sleep`). A test passes its own
+    pair to get timings that do not depend on how busy the machine is.
     """
 
     def __init__(
@@ -755,6 +758,8 @@ class SimulatedCall:
         hangup_abruptly: bool = False,
         public_url: str | None = None,
         on_event: EventCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.public_url = public_url
@@ -768,6 +773,8 @@ class SimulatedCall:
         self.expect_greeting = expect_greeting
         self.hangup_abruptly = hangup_abruptly
         self._on_event = on_event
+        self._now = clock
+        self._sleep = sleep
         self.result = CallResult(call_sid=_new_sid("CA"), account_sid=account_sid)
         self._stream: RawStream | None = None
         self._playback = _Playback(self._echo_mark, realtime=realtime)
@@ -820,7 +827,7 @@ class SimulatedCall:
             behind_proxy=self.public_url is not None,
             timeout_s=self.timeout_s,
         )
-        result.opened_at = time.monotonic()
+        result.opened_at = self._now()
         stream = self._stream = RawStream(
             ws,
             stream_sid=_new_sid("MZ"),
@@ -879,7 +886,7 @@ class SimulatedCall:
                     outcome.timed_out = not self._closed.is_set()
                 else:
                     await self._sleep_until(reply_at + turn.barge_in_after_s)
-            outcome.started_at = time.monotonic()
+            outcome.started_at = self._now()
             self._emit("caller.says", {"turn": index, "text": turn.text, "dtmf": turn.dtmf})
             await self._speak(turn, outcome)
             previous_end = outcome.speech_end_at or outcome.started_at
@@ -894,10 +901,10 @@ class SimulatedCall:
         assert self._stream is not None
         for position, digit in enumerate(turn.dtmf or ""):
             if position and self.realtime:
-                await asyncio.sleep(DTMF_GAP_S)
+                await self._sleep_until(self._now() + DTMF_GAP_S)
             await self._stream.send_dtmf(digit)
             outcome.dtmf_sent += digit
-            outcome.speech_end_at = time.monotonic()
+            outcome.speech_end_at = self._now()
         if not turn.audio_pcm16_8k:
             return
         utterance = self._utterance = _utterance(turn.audio_pcm16_8k)
@@ -915,7 +922,7 @@ class SimulatedCall:
             end = self._playback.last_audible_end
             if first is None or end < first:
                 return None
-            return end if time.monotonic() - end >= self.reply_silence_s else None
+            return end if self._now() - end >= self.reply_silence_s else None
 
         return await self._wait_for(done, self.timeout_s)
 
@@ -927,49 +934,48 @@ class SimulatedCall:
         self, condition: Callable[[], _T | None], limit_s: float | None
     ) -> _T | None:
         """Poll `condition` until it is not None; None when the call ends or time runs out."""
-        deadline = None if limit_s is None else time.monotonic() + limit_s
+        deadline = None if limit_s is None else self._now() + limit_s
         while not self._closed.is_set():
             value = condition()
             if value is not None:
                 return value
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self._now() >= deadline:
                 return None
             await asyncio.sleep(_POLL_S)
         return None
 
     async def _sleep_until(self, moment: float) -> None:
-        left = moment - time.monotonic()
-        if left > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), left)
+        """Wait until `moment` on the call's clock, or until the call ends."""
+        # Polled rather than slept: only the frame pacing waits with `sleep`, so that the call's
+        # clock moves on in one place.
+        await self._wait_for(lambda: True if self._now() >= moment else None, None)
 
     # --- the 20 ms clock: caller frames out, agent audio played ---
 
     async def _clock(self, stream: RawStream) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at = self._now()
         try:
             while not self._closed.is_set():
                 if self.realtime or self._utterance is None:
                     # Absolute schedule: a late frame shortens the next wait; drift never adds up.
-                    delay = next_at - loop.time()
+                    delay = next_at - self._now()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await self._sleep(delay)
                     elif delay < -MAX_SEND_LAG_S:
                         logger.warning(
                             "call %s: simulator clock %.2f s late; rebasing",
                             self.result.call_sid,
                             -delay,
                         )
-                        next_at = loop.time()
+                        next_at = self._now()
                     next_at += FRAME_S
                 else:
                     # Fast mode sends speech back to back, but still yields to the receiver.
                     await asyncio.sleep(0)
-                    next_at = loop.time() + FRAME_S
+                    next_at = self._now() + FRAME_S
                 frame, audible, utterance = self._next_frame()
                 await stream.send_media(frame)
-                now = time.monotonic()
+                now = self._now()
                 self._caller_audio += frame
                 if utterance is not None:
                     utterance.first_sent_at = utterance.first_sent_at or now
@@ -1000,7 +1006,7 @@ class SimulatedCall:
     async def _receive(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                await self._handle(raw, time.monotonic())
+                await self._handle(raw, self._now())
         except ConnectionClosed:
             pass
         except Exception:
@@ -1080,7 +1086,7 @@ class SimulatedCall:
             await self._stream.send_mark(name)
         except ConnectionClosed:
             return
-        self._echo_log.append((time.monotonic(), name))
+        self._echo_log.append((self._now(), name))
         self._emit("sent.mark", {"name": name})
 
     # --- hanging up and accounting ---
@@ -1112,7 +1118,7 @@ class SimulatedCall:
     def _finish(self) -> None:
         result = self.result
         assert result.opened_at is not None and self._stream is not None
-        ended = time.monotonic()
+        ended = self._now()
         result.duration_s = ended - result.opened_at
         result.events_sent = dict(self._stream.events_sent)
         result.agent_audio = b"".join(audio for _, audio in self._media_log)

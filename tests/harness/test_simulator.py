@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import socket
-import time
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,10 +29,12 @@ from harness.simulator import (
     place_call,
     save_wav,
 )
-from harness.simulator.caller import _Playback
+from harness.simulator.caller import FRAME_S, _Playback
 
 RATE = 8000
 VOICED_RMS = 500.0
+# On virtual time a message may still land one 20 ms step late when the event loop is busy.
+ONE_STEP = 1.5 * FRAME_S
 
 
 def tone(seconds: float, freq: float = 440.0, rate: int = RATE) -> bytes:
@@ -45,6 +46,24 @@ def tone(seconds: float, freq: float = 440.0, rate: int = RATE) -> bytes:
 def rms(mulaw: bytes) -> float:
     pcm = np.frombuffer(mulaw_to_pcm16(mulaw), dtype="<i2").astype(np.float64)
     return float(np.sqrt(np.mean(pcm**2))) if len(pcm) else 0.0
+
+
+class VirtualTime:
+    """The call's time as both ends read it: it moves on only when the simulated caller's 20 ms
+    pacing waits (which still takes that long for real, so the audio flows as on a phone line),
+    plus a nanosecond per reading so that no two events share an instant. Timings on it count
+    audio frames, whatever else the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1e-9
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.now += seconds
 
 
 @dataclass
@@ -65,6 +84,7 @@ class FakeState:
     marks_sent: dict[str, float] = field(default_factory=dict)
     mark_echoes: dict[str, float] = field(default_factory=dict)
     clears_sent: list[float] = field(default_factory=list)
+    clock: VirtualTime = field(default_factory=VirtualTime)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [m for _, m in self.received if m.get("event") == name]
@@ -127,7 +147,7 @@ def fake_app(state: FakeState) -> FastAPI:
                     {"event": "media", "streamSid": stream_sid, "media": {"payload": payload}}
                 )
             await ws.send_json({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})
-            state.marks_sent[name] = time.monotonic()
+            state.marks_sent[name] = state.clock()
             playing, cleared = name, False
 
         try:
@@ -136,7 +156,7 @@ def fake_app(state: FakeState) -> FastAPI:
                     message = json.loads(await ws.receive_text())
                 except ValueError:
                     continue  # a test sent garbage on purpose
-                now = time.monotonic()
+                now = state.clock()
                 state.received.append((now, message))
                 event = message["event"]
                 if event == "start":
@@ -164,7 +184,7 @@ def fake_app(state: FakeState) -> FastAPI:
                         if playing is not None and not cleared and voiced >= 3:
                             # The caller talks over the agent: stop its audio (barge-in).
                             await ws.send_json({"event": "clear", "streamSid": stream_sid})
-                            state.clears_sent.append(time.monotonic())
+                            state.clears_sent.append(state.clock())
                             cleared = True
                     elif voiced >= 15:
                         silent += 1
@@ -186,6 +206,10 @@ def fake_app(state: FakeState) -> FastAPI:
 class FakeServer:
     base_url: str
     state: FakeState
+
+    def virtual_time(self) -> dict[str, Any]:
+        """place_call's options that put the caller on the fake's clock."""
+        return {"clock": self.state.clock, "sleep": self.state.clock.sleep}
 
 
 @pytest.fixture
@@ -228,6 +252,7 @@ async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> N
         reply_silence_s=0.25,
         timeout_s=5,
         on_event=lambda name, _: events.append(name),
+        **server.virtual_time(),
     )
     state = server.state
     assert result.violations == []
@@ -265,22 +290,25 @@ async def test_call_speaks_twilio_and_measures_the_turn(server: FakeServer) -> N
     assert all(len(base64.b64decode(m["media"]["payload"])) == 160 for m in media)
     assert all(m["media"]["track"] == "inbound" for m in media)
 
-    # Paced in real time: N frames take roughly N * 20 ms (loosely; CI machines jitter).
+    # Paced: one frame per 20 ms step of the pacing (the only thing that moves the clock).
     media_times = [t for t, m in state.received if m.get("event") == "media"]
     span = media_times[-1] - media_times[0]
-    assert 0.7 < span / ((len(media_times) - 1) * 0.02) < 1.4
+    assert span == pytest.approx((len(media_times) - 1) * FRAME_S, abs=ONE_STEP)
 
-    # Marks come back once the audio before them has played (0.5 s), not on arrival.
+    # Marks come back once the 0.5 s of audio before them has played (echoed on the tick
+    # after its last 20 ms), not on arrival.
     assert result.marks_echoed == ["greeting", "reply-1"]
     for name in ("greeting", "reply-1"):
         delay = state.mark_echoes[name] - state.marks_sent[name]
-        assert 0.4 < delay < 1.5, (name, delay)
+        assert delay == pytest.approx(0.5 + FRAME_S, abs=ONE_STEP), (name, delay)
 
-    assert result.greeting_latency_s is not None and 0 < result.greeting_latency_s < 1
+    # The fake greets on `start`, before the caller's first 20 ms step is over.
+    assert result.greeting_latency_s is not None and 0 < result.greeting_latency_s < ONE_STEP
     assert len(result.greeting_audio) == 4000
     turn = result.turns[0]
     assert turn.text == "hello" and not turn.timed_out
-    assert turn.voice_to_voice_s is not None and 0.3 < turn.voice_to_voice_s < 1.5
+    # The fake answers after 20 silent frames: voice to voice is that pause, 0.4 s.
+    assert turn.voice_to_voice_s == pytest.approx(20 * FRAME_S, abs=ONE_STEP)
     assert turn.first_reply_audio_at is not None and turn.speech_end_at is not None
     assert turn.first_reply_audio_at > turn.speech_end_at
     assert len(turn.reply_audio) == 4000
@@ -303,19 +331,21 @@ async def test_barge_in_gets_a_clear_and_pending_marks_come_back_at_once(
         ],
         reply_silence_s=0.25,
         timeout_s=5,
+        **server.virtual_time(),
     )
     state = server.state
     assert result.violations == []
     assert len(state.clears_sent) == 1
     # The 2 s reply was cut short: its mark came back right after the clear.
     echo = state.mark_echoes["reply-1"]
-    assert echo - state.clears_sent[0] < 0.2
+    assert 0 < echo - state.clears_sent[0] < ONE_STEP
     assert echo - state.marks_sent["reply-1"] < 1.5
 
     first, interruption = result.turns
     assert first.voice_to_voice_s is not None and first.voice_to_voice_s > 0
     assert interruption.barge_in and interruption.clear_at is not None
-    assert interruption.barge_in_stop_s is not None and 0 < interruption.barge_in_stop_s < 0.5
+    # The fake clears on the third voiced frame: two 20 ms steps after the first.
+    assert interruption.barge_in_stop_s == pytest.approx(2 * FRAME_S, abs=ONE_STEP)
     assert interruption.voice_to_voice_s is not None and interruption.voice_to_voice_s > 0
     assert interruption.marks_echoed == ["reply-1", "reply-2"]
 
@@ -341,6 +371,7 @@ async def test_fast_mode_sends_speech_unpaced(server: FakeServer) -> None:
         realtime=False,
         reply_silence_s=0.2,
         timeout_s=5,
+        **server.virtual_time(),
     )
     state = server.state
     assert result.violations == []
@@ -353,9 +384,10 @@ async def test_fast_mode_sends_speech_unpaced(server: FakeServer) -> None:
         for t, m in state.received
         if m.get("event") == "media" and rms(base64.b64decode(m["media"]["payload"])) > 500
     ]
-    assert len(loud) == 18 and loud[-1] - loud[0] < 0.2  # 0.36 s of speech, sent in a burst
-    # Audio counts as played on arrival, so marks come straight back.
-    assert state.mark_echoes["greeting"] - state.marks_sent["greeting"] < 0.2
+    # 0.36 s of speech sent in a burst, within one 20 ms step (paced: 17 steps apart).
+    assert len(loud) == 18 and loud[-1] - loud[0] < ONE_STEP
+    # Audio counts as played on arrival, so marks come straight back (paced: after 0.52 s).
+    assert state.mark_echoes["greeting"] - state.marks_sent["greeting"] < 2 * ONE_STEP
     assert result.turns[0].dtmf_sent == "12"
     assert result.turns[0].voice_to_voice_s is not None
 
