@@ -63,7 +63,8 @@ from app.rag.chunking import approx_tokens, chunk_document  # noqa: E402
 from app.rag.embedder import MiniLMEmbedder  # noqa: E402
 from app.rag.ingest import ChunkingPolicy, Ingestor  # noqa: E402
 from app.rag.parsing import parse_document  # noqa: E402
-from app.rag.search import HybridSearch, Mode, SearchHit  # noqa: E402
+from app.rag.passage import SearchHit  # noqa: E402
+from app.rag.search import HybridSearch, Mode  # noqa: E402
 from app.rag.service import KnowledgeService  # noqa: E402
 from app.rag.storage import FileStore  # noqa: E402
 from app.rag.tokens import wordpiece_counter  # noqa: E402

@@ -7,47 +7,25 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
+from app.conversation.routing import TierPolicy
 from app.db.models import Agent, KnowledgeBase
+from app.rag.policy import KnowledgeSettings
 from app.tools.registry import HTTP_TOOL_NAMES, TOOL_NAMES, ToolName
 from app.tools.transfer import HANDOFF
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
 
-TierName = Literal["slm", "flash", "pro"]
 if TYPE_CHECKING:
     HttpToolName = str
 else:  # the tools that take a base URL, and the handoff notice
     HttpToolName = Literal[(*HTTP_TOOL_NAMES, HANDOFF)]
-
-
-class LlmPolicy(BaseModel):
-    """Which model tiers the agent may use (the router picks among them per turn)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    default_tier: TierName = "slm"
-    max_tier: TierName = "pro"
-    escalate_when_unsure: bool = True
-    min_confidence: float = Field(
-        default=0.6,
-        ge=0.0,
-        le=1.0,
-        description="the small model's mean top-token probability under which it is unsure",
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LlmPolicy:
-        order = ("slm", "flash", "pro")
-        if order.index(self.default_tier) > order.index(self.max_tier):
-            raise ValueError("default_tier must not be above max_tier")
-        return self
 
 
 class ToolSettings(BaseModel):
@@ -63,16 +41,6 @@ class ToolSettings(BaseModel):
     )
 
 
-class KnowledgeUse(BaseModel):
-    """How the agent uses its knowledge base on calls."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    top_k: int = Field(default=3, ge=1, le=10, description="passages per turn at most")
-    token_budget: int = Field(default=400, ge=50, le=2000, description="their tokens at most")
-    auto_context: bool = Field(default=True, description="look up every turn automatically")
-
-
 class AgentFields(BaseModel):
     """What a client may set on an agent (all optional, for PATCH)."""
 
@@ -83,14 +51,14 @@ class AgentFields(BaseModel):
     greeting: str | None = Field(default=None, min_length=1, max_length=1_000)
     voice_id: str | None = Field(default=None, min_length=1, max_length=100)
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
-    llm_policy: LlmPolicy | None = None
+    llm_policy: TierPolicy | None = None
     tools: list[ToolName] | None = None
     tool_settings: ToolSettings | None = None
     flow: dict[str, Any] | None = Field(
         default=None, description="conversation flow: {start, nodes[]} (validated; see docs)"
     )
     knowledge_base_id: uuid.UUID | None = None
-    knowledge: KnowledgeUse | None = None
+    knowledge: KnowledgeSettings | None = None
     enabled: bool | None = None
 
 
@@ -103,10 +71,10 @@ class AgentCreate(AgentFields):
     greeting: str = Field(min_length=1, max_length=1_000)
     voice_id: str = Field(default="joe", min_length=1, max_length=100)
     language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
-    llm_policy: LlmPolicy = Field(default_factory=LlmPolicy)
+    llm_policy: TierPolicy = Field(default_factory=TierPolicy)
     tools: list[ToolName] = Field(default_factory=list)
     tool_settings: ToolSettings = Field(default_factory=ToolSettings)
-    knowledge: KnowledgeUse = Field(default_factory=KnowledgeUse)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     enabled: bool = True
 
 
@@ -121,12 +89,12 @@ class AgentOut(BaseModel):
     greeting: str
     voice_id: str
     language: str
-    llm_policy: LlmPolicy
+    llm_policy: TierPolicy
     tools: list[str]
     tool_settings: ToolSettings
     flow: dict[str, Any] | None
     knowledge_base_id: uuid.UUID | None
-    knowledge: KnowledgeUse
+    knowledge: KnowledgeSettings
     enabled: bool
     phone_numbers: list[str]
     created_at: datetime

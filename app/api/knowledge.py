@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.api.deps import CurrentPrincipal, KnowledgeDep, TenantSession, get_or_404
 from app.api.errors import FieldValidationError, responses
 from app.db.models import Agent, Document, KnowledgeBase
+from app.rag.passage import SearchHit
 from app.rag.service import KnowledgeService
 
 router = APIRouter(tags=["knowledge base"], responses=responses(401, 422))
@@ -60,31 +61,11 @@ class SearchRequest(BaseModel):
     mode: Literal["hybrid", "text", "vector"] = "hybrid"
 
 
-class SearchHitOut(BaseModel):
-    """A chunk found, its document and position, and each side's score."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    document_name: str
-    position: int
-    heading: str | None
-    text: str
-    score: float = Field(description="reciprocal-rank fusion of both sides")
-    text_rank: int | None
-    text_score: float | None = Field(
-        description="full-text side: BM25 score, the IDF of the question's words it holds"
-    )
-    vector_rank: int | None
-    vector_distance: float | None = Field(description="cosine distance")
-
-
 class SearchResponse(BaseModel):
     """Best first."""
 
     knowledge_base_id: uuid.UUID
-    items: list[SearchHitOut]
+    items: list[SearchHit]
 
 
 @router.get("/api/knowledge-bases", summary="List knowledge bases")
@@ -136,9 +117,7 @@ async def search(
         hits = await service.search(principal.org_id, kb, body.query, k=body.k, mode=body.mode)
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from exc
-    return SearchResponse(
-        knowledge_base_id=kb.id, items=[SearchHitOut.model_validate(h) for h in hits]
-    )
+    return SearchResponse(knowledge_base_id=kb.id, items=hits)
 
 
 async def resolve_knowledge_base(

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -43,6 +42,7 @@ from app.conversation.flows import FlowState
 from app.conversation.grounding import AgentKnowledge
 from app.db.models import Agent
 from app.llm.base import TextDelta
+from app.rag.passage import Passage
 from app.transcripts.store import (
     ConversationNotFound,
     ConversationRef,
@@ -89,17 +89,6 @@ class ToolRun(BaseModel):
     result: dict[str, Any]
     latency_s: float
     error: str | None
-
-
-class Passage(BaseModel):
-    """A knowledge-base passage the reply could draw on."""
-
-    document_id: str
-    document_name: str
-    chunk_id: str
-    position: int
-    heading: str | None
-    text: str
 
 
 class ChatReply(BaseModel):
@@ -198,7 +187,7 @@ class _PlaygroundTurn:
             model=result.model,
             routing=result.routing_record(),
             tool_calls=[ToolRun(**run.record()) for run in result.tool_runs],
-            passages=[Passage(**asdict(s)) for s in result.sources],
+            passages=result.sources,
             node=result.node,
             holding_phrases=self.holding,
             ended=self.ended,

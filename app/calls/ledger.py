@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from app.calls.playback import Reply
 from app.calls.recorder import CallRecorder, TurnRecord, TurnTimings
 from app.conversation.engine import ConversationState, TurnResult
-from app.conversation.grounding import Source
 from app.llm.base import Message
 from app.observability.metrics import Metrics
+from app.rag.passage import Passage
 from app.tools.base import ToolOutcome
 
 PCM_BYTES_PER_S = 2 * 8000  # the caller's audio: 8 kHz 16-bit mono
@@ -33,7 +33,7 @@ class Turn:
     result: TurnResult | None = None  # what the engine did: tier, tools, tokens
     tool_runs: list[ToolOutcome] = field(default_factory=list)  # as they happen: a hang-up
     # mid-turn must not lose the booking a tool already made
-    sources: list[Source] = field(default_factory=list)
+    sources: list[Passage] = field(default_factory=list)
     ends_call: str | None = None  # the agent hangs up once this reply has been heard, and why
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded

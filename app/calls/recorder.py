@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.conversation.agent import AgentProfile
+from app.rag.passage import Citation
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class TurnRecord:
     timings: TurnTimings = field(default_factory=TurnTimings)
     model: str | None = None
     caller_audio_s: float = 0.0  # what STT listened to
-    citations: list[dict[str, Any]] = field(default_factory=list)  # knowledge-base passages used
+    citations: list[Citation] = field(default_factory=list)  # knowledge-base passages used
     # By tier, over every model round: {"flash": {"prompt": n, "completion": n}}.
     llm_tokens: dict[str, dict[str, int]] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # name, arguments, outcome

@@ -24,9 +24,10 @@ from app.conversation.engine import (
     ToolRan,
     TurnResult,
 )
-from app.conversation.grounding import KnowledgeLookup, Source
+from app.conversation.grounding import KnowledgeLookup
 from app.llm.base import TextDelta
 from app.observability.metrics import Metrics
+from app.rag.passage import Passage
 from app.speech.base import SpeechToText, TextToSpeech
 from app.speech.pieces import SentenceSplitter
 from app.telephony.audio import PhoneFrameEncoder
@@ -128,7 +129,7 @@ class Responder:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.say(turn, APOLOGY, voice), APOLOGY_TIMEOUT_S)
 
-    async def _ground(self, state: ConversationState, text: str) -> list[Source]:
+    async def _ground(self, state: ConversationState, text: str) -> list[Passage]:
         """Passages for the caller's words; a slow or failing lookup only loses the grounding."""
         if self._lookup is None:
             return []

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import TRANSITION_TOOL, FlowState, FlowTransitionError
-from app.conversation.grounding import Source, grounded_question
+from app.conversation.grounding import grounded_question
 from app.conversation.routing import (
     RouteDecision,
     TurnFeatures,
@@ -44,6 +44,7 @@ from app.llm.base import (
 )
 from app.llm.plan import ToolOffer
 from app.llm.router import RoutingLLM
+from app.rag.passage import Passage
 from app.tools import end_call, knowledge_search
 from app.tools.base import ToolContext, ToolOutcome, tool_outcome
 from app.tools.registry import ToolBox
@@ -132,7 +133,7 @@ class TurnResult:
     usage: list[tuple[Tier, Usage]] = field(default_factory=list)
     tool_runs: list[ToolOutcome] = field(default_factory=list)
     tool_messages: list[Message] = field(default_factory=list)  # calls and results, in order
-    sources: list[Source] = field(default_factory=list)
+    sources: list[Passage] = field(default_factory=list)
     node: str | None = None
     first_text_s: float | None = None
     total_s: float = 0.0
@@ -194,7 +195,7 @@ class ConversationEngine:
         self,
         state: ConversationState,
         text: str,
-        sources: list[Source] | None = None,
+        sources: list[Passage] | None = None,
         result: TurnResult | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """The agent's answer to `text`: its events, ending with one TurnResult.

@@ -5,34 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from app.rag.passage import Passage
 
 if TYPE_CHECKING:
     from app.conversation.agent import AgentProfile
     from app.rag.service import KnowledgeService
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A passage a reply may draw on, and where it came from."""
-
-    document_id: str
-    document_name: str
-    chunk_id: str
-    position: int
-    heading: str | None
-    text: str
-
-    def citation(self) -> dict[str, Any]:
-        """What the conversation record keeps (the passage text stays in the knowledge base)."""
-        data = asdict(self)
-        data.pop("text")
-        return data
-
-
 # Finds the passages of the agent's knowledge base that bear on what the caller said.
-KnowledgeLookup = Callable[["AgentProfile", str], Awaitable[list[Source]]]
+KnowledgeLookup = Callable[["AgentProfile", str], Awaitable[list[Passage]]]
 
 
 class AgentKnowledge:
@@ -42,33 +25,24 @@ class AgentKnowledge:
     def __init__(self, knowledge: KnowledgeService) -> None:
         self._knowledge = knowledge
 
-    async def context(self, agent: AgentProfile, question: str) -> list[Source]:
+    async def context(self, agent: AgentProfile, question: str) -> list[Passage]:
         """Passages for the caller's words, put in front of the question (automatic context)."""
         if not agent.knowledge.auto_context:
             return []
         return await self.search(agent, question)
 
-    async def search(self, agent: AgentProfile, question: str) -> list[Source]:
+    async def search(self, agent: AgentProfile, question: str) -> list[Passage]:
         """Passages of the agent's knowledge base for `question`."""
         if agent.org_id is None or agent.knowledge_base_id is None:
             return []
         hits = await self._knowledge.context(
             uuid.UUID(agent.org_id), uuid.UUID(agent.knowledge_base_id), question, agent.knowledge
         )
-        return [
-            Source(
-                document_id=str(h.document_id),
-                document_name=h.document_name,
-                chunk_id=str(h.chunk_id),
-                position=h.position,
-                heading=h.heading,
-                text=h.text,
-            )
-            for h in hits
-        ]
+        # A hit is a passage: it grounds the turn and is cited as one (its scores go unused).
+        return list(hits)
 
 
-def grounded_question(question: str, sources: list[Source]) -> str:
+def grounded_question(question: str, sources: list[Passage]) -> str:
     """The user message with the passages first.
 
     The passages go in the user turn, not the system prompt: the system prompt stays the same

@@ -20,7 +20,17 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 from app.llm.base import Message, Tier, ToolChoice, ToolSpec
 from app.llm.plan import ToolOffer, TurnPlan
@@ -85,25 +95,44 @@ _SIMPLE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TierPolicy:
-    """An agent's tier settings (its `llm_policy`)."""
+def _tier_schema(_source: Any, _handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    # Checked as a choice of values, then made a Tier: the API's schema lists the values inline
+    # (not as a `Tier` schema of its own) and a wrong one is refused as a plain choice.
+    values = [tier.value for tier in TIER_ORDER]
+    return core_schema.no_info_after_validator_function(Tier, core_schema.literal_schema(values))
 
-    default_tier: Tier = Tier.SLM
-    max_tier: Tier = Tier.PRO
+
+TierName = Annotated[Tier, GetPydanticSchema(_tier_schema)]
+
+
+class TierPolicy(BaseModel):
+    """Which model tiers the agent may use (the router picks among them per turn)."""
+
+    # Forbidden in what a client sends; `from_json` drops unknown keys of a stored row instead.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_tier: TierName = Tier.SLM
+    max_tier: TierName = Tier.PRO
     escalate_when_unsure: bool = True
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    min_confidence: float = Field(
+        default=DEFAULT_MIN_CONFIDENCE,
+        ge=0.0,
+        le=1.0,
+        description="the small model's mean top-token probability under which it is unsure",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierPolicy:
+        if _rank(self.default_tier) > _rank(self.max_tier):
+            raise ValueError("default_tier must not be above max_tier")
+        return self
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> TierPolicy:
-        """From the agent's stored JSON (unknown keys ignored, missing ones defaulted)."""
-        data = data or {}
-        return cls(
-            default_tier=Tier(data.get("default_tier", Tier.SLM)),
-            max_tier=Tier(data.get("max_tier", Tier.PRO)),
-            escalate_when_unsure=bool(data.get("escalate_when_unsure", True)),
-            min_confidence=float(data.get("min_confidence", DEFAULT_MIN_CONFIDENCE)),
-        )
+        """From the agent's stored JSON (its `llm_policy`): unknown keys ignored, missing ones
+        defaulted."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.model_fields}
+        return cls.model_validate(known)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
-@dataclass(frozen=True, slots=True)
-class KnowledgeSettings:
-    """Per-agent use of the knowledge base (the agent's `knowledge` column)."""
+class KnowledgeSettings(BaseModel):
+    """How the agent uses its knowledge base on calls."""
 
-    top_k: int = 3
-    token_budget: int = 400
-    auto_context: bool = True
+    # Forbidden in what a client sends; `from_json` drops unknown keys of a stored row instead.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int = Field(default=3, ge=1, le=10, description="passages per turn at most")
+    token_budget: int = Field(default=400, ge=50, le=2000, description="their tokens at most")
+    auto_context: bool = Field(default=True, description="look up every turn automatically")
 
     @classmethod
-    def from_json(cls, data: dict[str, object] | None) -> KnowledgeSettings:
-        """From the agent row, ignoring keys this version does not know."""
-        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)  # type: ignore[arg-type]
+    def from_json(cls, data: dict[str, Any] | None) -> KnowledgeSettings:
+        """From the agent row (its `knowledge` column), ignoring keys this version does not
+        know."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.model_fields}
+        return cls.model_validate(known)

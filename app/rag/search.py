@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.database import Database
 from app.db.models import Chunk, Document, KnowledgeTerm
 from app.rag.embedder import Embedder
+from app.rag.passage import SearchHit
 
 Mode = Literal["hybrid", "text", "vector"]
 # Reciprocal-rank fusion: score = sum over lists of weight / (RRF_K + rank). A small constant
@@ -39,24 +40,6 @@ MIN_TEXT_CANDIDATES = 5  # fewer matches than this: ask for one word fewer, then
 MAX_QUERY_LEXEMES = 8  # the rarest 8; at most C(8, 4) = 70 groups in a minimum-should-match query
 MAX_RANKED_ROWS = 1500  # passages the full-text side ranks when the question has rare words
 INDEXED_DIMENSIONS = (384, 768)  # dimensions with an HNSW partial index (see app.db.models)
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    """One chunk found, with where it came from and how each side ranked it."""
-
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    document_name: str
-    position: int
-    heading: str | None
-    text: str
-    token_count: int
-    score: float  # fused reciprocal-rank score
-    text_rank: int | None  # 1-based place in the full-text list, None when not there
-    text_score: float | None  # the full-text side's BM25 score (IDF of the words matched)
-    vector_rank: int | None
-    vector_distance: float | None  # cosine distance
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +213,12 @@ class HybridSearch:
                     position=chunk.position,
                     heading=chunk.heading,
                     text=chunk.text,
-                    token_count=chunk.token_count,
                     score=round(score, 6),
                     text_rank=t.rank if t else None,
                     text_score=round(t.value, 6) if t else None,
                     vector_rank=v.rank if v else None,
                     vector_distance=round(v.value, 6) if v else None,
+                    token_count=chunk.token_count,
                 )
             )
         return hits

@@ -15,8 +15,9 @@ from app.db.models import Document, KnowledgeBase
 from app.rag.embedder import Embedder
 from app.rag.ingest import Ingestor
 from app.rag.parsing import detect_kind
+from app.rag.passage import SearchHit
 from app.rag.policy import KnowledgeSettings
-from app.rag.search import HybridSearch, Mode, SearchHit
+from app.rag.search import HybridSearch, Mode
 from app.rag.storage import FileStore
 
 DEFAULT_KB_NAME = "Default"

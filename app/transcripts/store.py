@@ -18,6 +18,7 @@ from app.db.database import Database
 from app.db.models import Conversation
 from app.db.models import Message as MessageRow
 from app.llm.base import Message, ToolCall
+from app.rag.passage import Citation
 from app.settings import Settings
 from app.transcripts.costs import CallUsage, TierTokens, cost_breakdown
 
@@ -79,7 +80,7 @@ class TurnEntry:
     latency: dict[str, float] = field(default_factory=dict)  # stage → seconds
     model: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # name, arguments, outcome
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     routing: dict[str, Any] = field(default_factory=dict)
     llm_tokens: TierTokens = field(default_factory=dict)
     node: str | None = None  # the flow step after the turn (None leaves the stored one)

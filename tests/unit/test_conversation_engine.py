@@ -4,6 +4,7 @@ phrases, escalation of an unsure SLM and fallback from a failing cloud tier."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -21,10 +22,10 @@ from app.conversation.engine import (
     TurnResult,
 )
 from app.conversation.flows import validate_flow
-from app.conversation.grounding import Source
 from app.conversation.routing import TierPolicy
 from app.llm.base import Message, TextDelta, Tier, ToolCall
 from app.llm.router import TieredLLM
+from app.rag.passage import Passage
 from app.settings import Settings
 from app.tools.registry import TOOL_NAMES, ToolBox
 from tests.fakes import FakeLLM
@@ -38,7 +39,14 @@ AGENT = AgentProfile(
     tools=("end_call", "search_knowledge_base", "check_order_status"),
     knowledge_base_id="kb1",
 )
-PASSAGE = Source("d1", "policy.md", "c1", 0, "Returns", "Returns are accepted for 45 days.")
+PASSAGE = Passage(
+    chunk_id=uuid.UUID(int=0xC1),
+    document_id=uuid.UUID(int=0xD1),
+    document_name="policy.md",
+    position=0,
+    heading="Returns",
+    text="Returns are accepted for 45 days.",
+)
 
 
 def make_engine(
@@ -91,7 +99,7 @@ async def test_without_gemini_a_flash_turn_is_served_locally_and_says_so() -> No
 
 
 async def test_tool_call_result_goes_back_to_the_model_and_into_history() -> None:
-    async def lookup(agent: AgentProfile, query: str) -> list[Source]:
+    async def lookup(agent: AgentProfile, query: str) -> list[Passage]:
         assert query == "return policy"
         return [PASSAGE]
 
@@ -137,7 +145,7 @@ async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() ->
 
 
 async def test_a_slow_tool_gets_a_holding_phrase() -> None:
-    async def slow_lookup(agent: AgentProfile, query: str) -> list[Source]:
+    async def slow_lookup(agent: AgentProfile, query: str) -> list[Passage]:
         await asyncio.sleep(0.3)
         return [PASSAGE]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -16,10 +17,10 @@ from app.calls.responder import APOLOGY, ReplicaLoad
 from app.calls.session import CallSession
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import validate_flow
-from app.conversation.grounding import Source
 from app.engines import Engines
 from app.llm.base import ToolCall
 from app.observability.metrics import Metrics
+from app.rag.passage import Passage
 from app.telephony.audio import frames, pcm16_to_mulaw
 from app.tools.registry import TOOL_NAMES
 from tests import factories
@@ -524,10 +525,11 @@ async def test_no_speculation_while_other_calls_wait_for_stt() -> None:
     assert load.stt_inflight == 1, "the session's own STT work is counted in and out"
 
 
-RETURNS = Source(
-    document_id="d1",
+DOCUMENT_ID, CHUNK_ID = uuid.UUID(int=0xD1), uuid.UUID(int=0xC1)
+RETURNS = Passage(
+    document_id=DOCUMENT_ID,
     document_name="policies.pdf",
-    chunk_id="c1",
+    chunk_id=CHUNK_ID,
     position=4,
     heading="Returns",
     text="Unused parts may be sent back within 30 days.",
@@ -554,7 +556,7 @@ async def one_question(lookup: Any, **overrides: Any) -> tuple[FakeLLM, MemoryRe
 async def test_passages_ground_the_question_and_are_cited() -> None:
     asked: list[str] = []
 
-    async def lookup(agent: AgentProfile, question: str) -> list[Source]:
+    async def lookup(agent: AgentProfile, question: str) -> list[Passage]:
         asked.append(question)
         return [RETURNS]
 
@@ -568,9 +570,9 @@ async def test_passages_ground_the_question_and_are_cited() -> None:
     (turn,) = [t for t in recorder.turns if t.caller_text]
     assert turn.citations == [
         {
-            "document_id": "d1",
+            "document_id": str(DOCUMENT_ID),
             "document_name": "policies.pdf",
-            "chunk_id": "c1",
+            "chunk_id": str(CHUNK_ID),
             "position": 4,
             "heading": "Returns",
         }
@@ -579,7 +581,7 @@ async def test_passages_ground_the_question_and_are_cited() -> None:
 
 @pytest.mark.parametrize("failure", ["slow", "broken"])
 async def test_a_failing_lookup_only_loses_the_grounding(failure: str) -> None:
-    async def lookup(agent: AgentProfile, question: str) -> list[Source]:
+    async def lookup(agent: AgentProfile, question: str) -> list[Passage]:
         if failure == "slow":
             await asyncio.sleep(30)
         raise RuntimeError("database down")
