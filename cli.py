@@ -28,14 +28,14 @@ def serve(
     """Start the Ray Serve application (graph.py) on this machine and wait."""
     configure_logging()
     settings = get_settings()
-    port = port or settings.velox_port
-    settings.velox_data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or settings.server.velox_port
+    settings.server.velox_data_dir.mkdir(parents=True, exist_ok=True)
     from app.llm.model_files import slm_model_path
     from app.rag.minilm_model import int8_model
 
     # Assemble the SLM and build the embedder's model once, before replicas race for them.
-    slm_model_path(settings.slm_model_path, settings.velox_data_dir)
-    int8_model(settings.velox_data_dir / "models")
+    slm_model_path(settings.models.slm_model_path, settings.server.velox_data_dir)
+    int8_model(settings.server.velox_data_dir / "models")
     # SIGTERM unwinds like Ctrl-C, so the cleanup below runs (set again once Ray, which installs
     # its own handler in ray.init, is up).
     signal.signal(signal.SIGTERM, _interrupt)
@@ -43,7 +43,7 @@ def serve(
     import launch
 
     try:
-        base = launch.run_local(host=settings.velox_host, port=port, dashboard=dashboard)
+        base = launch.run_local(host=settings.server.velox_host, port=port, dashboard=dashboard)
         signal.signal(signal.SIGTERM, _interrupt)
         typer.echo(f"\nVelox is up at {base}  (health: {base}/health, metrics: {base}/metrics)")
         if dashboard:
@@ -78,8 +78,8 @@ def dev(
     uvicorn.run(
         "app.devserver:create_dev_app",
         factory=True,
-        host=settings.velox_host,
-        port=port or settings.velox_port,
+        host=settings.server.velox_host,
+        port=port or settings.server.velox_port,
         log_level="info",
     )
 
@@ -109,7 +109,11 @@ def call(
     lines = list(say or [])
     if not lines and not wav and not dtmf:
         lines = ["Hi, what are your opening hours?", "Thanks, goodbye."]
-    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    token = (
+        settings.telephony.twilio_auth_token.get_secret_value()
+        if settings.telephony.twilio_auth_token
+        else None
+    )
     report = asyncio.run(
         run_scripted_call(
             url,
@@ -217,13 +221,13 @@ def _prepare_database(settings: Settings) -> Callable[[], None]:
     from app.db.embedded import embedded_postgres_running, stop_embedded_postgres
     from app.db.setup import database_url
 
-    pgdata = settings.velox_data_dir / "postgres"
-    started_here = not settings.database_url and not embedded_postgres_running(pgdata)
+    pgdata = settings.server.velox_data_dir / "postgres"
+    started_here = not settings.database.database_url and not embedded_postgres_running(pgdata)
     url = database_url(settings)
     migrate.upgrade(url)
     # Ray replicas inherit the environment: they join this server instead of looking for one.
     os.environ["DATABASE_URL"] = url
-    if not settings.database_url:
+    if not settings.database.database_url:
         typer.echo(f"Embedded Postgres (pgvector) in {pgdata}")
     return (lambda: stop_embedded_postgres(pgdata)) if started_here else (lambda: None)
 

@@ -27,7 +27,7 @@ def create_dev_app(
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         local = engines or build_local_engines(settings)
         own_embedder = embedder or build_embedder(settings)
-        await prewarm_engines(local, settings.velox_system_prompt)
+        await prewarm_engines(local, settings.telephony.velox_system_prompt)
         await own_embedder.prewarm()
         services = await build_services(settings, local, Metrics(), own_embedder)
         services.attach(api)

@@ -30,47 +30,47 @@ def build_stt(settings: Settings) -> SpeechToText:
     """Local Whisper (tiny.en, int8)."""
     from app.speech.whisper_stt import WhisperSTT
 
-    return WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
+    return WhisperSTT(threads=settings.speech.stt_threads, beam_size=settings.speech.stt_beam_size)
 
 
 def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> LanguageModel:
     """The local small model: llama.cpp on CPU, or vLLM on a GPU."""
     from app.llm.model_files import slm_model_path
 
-    model_path = slm_model_path(settings.slm_model_path, settings.velox_data_dir)
+    model_path = slm_model_path(settings.models.slm_model_path, settings.server.velox_data_dir)
     if backend == "vllm":
         from app.llm.vllm_llm import VllmLLM
 
         return VllmLLM(
             model_path=model_path,
-            max_tokens=settings.slm_max_tokens,
-            temperature=settings.slm_temperature,
-            max_num_seqs=settings.slm_gpu_max_seqs,
-            gpu_memory_utilization=settings.slm_gpu_memory_utilization,
+            max_tokens=settings.models.slm_max_tokens,
+            temperature=settings.models.slm_temperature,
+            max_num_seqs=settings.models.slm_gpu_max_seqs,
+            gpu_memory_utilization=settings.models.slm_gpu_memory_utilization,
         )
     from app.llm.llama_cpp_llm import LlamaCppLLM
 
     return LlamaCppLLM(
         model_path=model_path,
-        threads=settings.slm_threads,
-        context=settings.slm_context,
-        max_tokens=settings.slm_max_tokens,
-        temperature=settings.slm_temperature,
+        threads=settings.models.slm_threads,
+        context=settings.models.slm_context,
+        max_tokens=settings.models.slm_max_tokens,
+        temperature=settings.models.slm_temperature,
     )
 
 
 def build_cloud_tiers(settings: Settings) -> dict[Tier, LanguageModel]:
     """Gemini Flash and Pro with GEMINI_API_KEY; nothing without (every tier is then local)."""
-    if settings.gemini_api_key is None:
+    if settings.models.gemini_api_key is None:
         return {}
     from app.llm.gemini_llm import GeminiLLM
 
     gemini = GeminiLLM(
-        api_key=settings.gemini_api_key.get_secret_value(),
-        base_url=settings.gemini_base_url,
-        flash_model=settings.gemini_flash_model,
-        pro_model=settings.gemini_pro_model,
-        timeout_s=settings.gemini_timeout_s,
+        api_key=settings.models.gemini_api_key.get_secret_value(),
+        base_url=settings.models.gemini_base_url,
+        flash_model=settings.models.gemini_flash_model,
+        pro_model=settings.models.gemini_pro_model,
+        timeout_s=settings.models.gemini_timeout_s,
     )
     return {Tier.FLASH: gemini, Tier.PRO: gemini}
 
@@ -80,7 +80,7 @@ def build_router(settings: Settings, slm: LanguageModel) -> TieredLLM:
     return TieredLLM(
         slm=slm,
         tiers=build_cloud_tiers(settings),
-        first_event_timeout_s=settings.llm_tier_first_event_timeout_s,
+        first_event_timeout_s=settings.models.llm_tier_first_event_timeout_s,
     )
 
 
@@ -88,22 +88,23 @@ def build_tts(settings: Settings) -> TextToSpeech:
     """Local Piper voice."""
     from app.speech.piper_tts import PiperTTS
 
-    return PiperTTS(threads=settings.tts_threads)
+    return PiperTTS(threads=settings.speech.tts_threads)
 
 
 def build_embedder(settings: Settings) -> Embedder:
     """Gemini embeddings with GEMINI_API_KEY, else all-MiniLM-L6-v2 on this machine."""
-    if settings.gemini_api_key is not None:
+    if settings.models.gemini_api_key is not None:
         from app.rag.gemini_embedder import GeminiEmbedder
 
         return GeminiEmbedder(
-            settings.gemini_api_key.get_secret_value(),
-            model=settings.gemini_embedding_model,
-            dimension=settings.gemini_embedding_dimension,
-            base_url=settings.gemini_base_url,
+            settings.models.gemini_api_key.get_secret_value(),
+            model=settings.knowledge.gemini_embedding_model,
+            dimension=settings.knowledge.gemini_embedding_dimension,
+            base_url=settings.models.gemini_base_url,
         )
     return MiniLMEmbedder(
-        threads=settings.embedder_threads, models_dir=settings.velox_data_dir / "models"
+        threads=settings.knowledge.embedder_threads,
+        models_dir=settings.server.velox_data_dir / "models",
     )
 
 

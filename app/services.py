@@ -77,26 +77,27 @@ class Services:
 
 def clerk_verifier(settings: Settings) -> ClerkVerifier | None:
     """Clerk sign-in, when CLERK_SECRET_KEY is set."""
-    if settings.clerk_secret_key is None:
+    if settings.auth.clerk_secret_key is None:
         return None
     return ClerkVerifier(
-        secret_key=settings.clerk_secret_key.get_secret_value(),
-        api_url=settings.clerk_api_url,
-        issuer=settings.clerk_issuer,
-        authorized_parties=settings.clerk_parties,
+        secret_key=settings.auth.clerk_secret_key.get_secret_value(),
+        api_url=settings.auth.clerk_api_url,
+        issuer=settings.auth.clerk_issuer,
+        authorized_parties=settings.auth.clerk_parties,
     )
 
 
 def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> KnowledgeService:
     """Uploads land under VELOX_DATA_DIR/documents; chunks are sized in the embedder's tokens."""
-    store = FileStore(settings.velox_data_dir / "documents")
+    store = FileStore(settings.server.velox_data_dir / "documents")
     ingestor = Ingestor(
         db,
         embedder,
         store,
         count_tokens=wordpiece_counter(),
         policy=ChunkingPolicy(
-            max_tokens=settings.rag_chunk_tokens, overlap_tokens=settings.rag_chunk_overlap_tokens
+            max_tokens=settings.knowledge.rag_chunk_tokens,
+            overlap_tokens=settings.knowledge.rag_chunk_overlap_tokens,
         ),
     )
     return KnowledgeService(db, embedder, store, ingestor, HybridSearch(db, embedder))
@@ -107,19 +108,19 @@ async def build_services(
 ) -> Services:
     """Open (and migrate) the database and assemble everything around `engines`."""
     db = await open_database(settings)
-    calls = make_call_state(settings.redis_url)
+    calls = make_call_state(settings.database.redis_url)
     knowledge = build_knowledge(db, embedder, settings)
     agent_knowledge = AgentKnowledge(knowledge)
     toolbox = ToolBox(
         settings,
         twilio=TwilioCalls.from_settings(settings),
         lookup=agent_knowledge.search,
-        transfer_number=settings.transfer_number,
+        transfer_number=settings.telephony.transfer_number,
     )
     conversation = ConversationEngine(
         llm=as_router(engines.llm),
         toolbox=toolbox,
-        holding_after_s=settings.holding_phrase_after_s,
+        holding_after_s=settings.tools.holding_phrase_after_s,
     )
     transcripts = ConversationStore(db, settings)
     hub = CallHub(
@@ -137,7 +138,7 @@ async def build_services(
     )
     await hub.prewarm(AgentProfile.default(settings))
     await knowledge.ingestor.resume()
-    if settings.twilio_auth_token is None:
+    if settings.telephony.twilio_auth_token is None:
         logger.warning(
             "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
             "can reach this server can place calls. Set it before exposing the server."

@@ -1,21 +1,24 @@
-"""Every environment variable the product reads, in one pydantic-settings object."""
+"""Every environment variable the product reads, in one settings object grouped by concern.
+
+Each field keeps the env var of its own name, upper-cased (TWILIO_AUTH_TOKEN is
+`settings.telephony.twilio_auth_token`), so grouping changed no deployment. The groups are plain
+models; the environment and the .env file are read once, through a flat pydantic-settings model
+made from the groups' own fields, so an env name can never drift from its field.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
-    """Velox configuration. Each field maps to the upper-case env var of the same name."""
+class Server(BaseModel):
+    """Where the web server listens and keeps its files."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    # Serving
     velox_host: str = "127.0.0.1"
     velox_port: int = 8000
     velox_public_url: str | None = Field(
@@ -24,16 +27,22 @@ class Settings(BaseSettings):
     )
     velox_data_dir: Path = Path("var")
 
-    # Data. No DATABASE_URL: an embedded Postgres under VELOX_DATA_DIR/postgres. No REDIS_URL:
-    # live-call state stays in this process (fine for one ingress replica).
+
+class Database(BaseModel):
+    """Postgres and Redis.
+
+    No DATABASE_URL: an embedded Postgres under VELOX_DATA_DIR/postgres. No REDIS_URL: live-call
+    state stays in this process (fine for one ingress replica).
+    """
+
     database_url: str | None = None
     database_pool_size: int = 10
     redis_url: str | None = None
-    # The demo organization answers numbers nobody claimed, so `make run` + `velox call` works
-    # out of the box. None: on unless Clerk or Stripe is configured (a real deployment).
-    velox_demo_agent: bool | None = None
 
-    # Auth: Clerk session JWTs (verified against the instance's JWKS) or org API keys.
+
+class Auth(BaseModel):
+    """Sign-in: Clerk session JWTs (verified against the instance's JWKS) or org API keys."""
+
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
     clerk_issuer: str | None = Field(
@@ -42,9 +51,18 @@ class Settings(BaseSettings):
     clerk_authorized_parties: str | None = Field(
         default=None, description="Comma-separated origins allowed in `azp`"
     )
-    stripe_secret_key: SecretStr | None = None
 
-    # Twilio
+    @property
+    def clerk_parties(self) -> list[str] | None:
+        """CLERK_AUTHORIZED_PARTIES as a list (None: any `azp` is accepted)."""
+        if not self.clerk_authorized_parties:
+            return None
+        return [p.strip() for p in self.clerk_authorized_parties.split(",") if p.strip()]
+
+
+class Telephony(BaseModel):
+    """Twilio, and the agent that answers numbers nobody claimed."""
+
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
     twilio_api_url: str | None = Field(
@@ -53,7 +71,10 @@ class Settings(BaseSettings):
     transfer_number: str | None = Field(
         default=None, description="Where transfer_to_agent dials when the agent names no number"
     )
-
+    max_call_seconds: int = 3600
+    # The demo organization answers numbers nobody claimed, so `make run` + `velox call` works
+    # out of the box. None: on unless Clerk or Stripe is configured (a real deployment).
+    velox_demo_agent: bool | None = None
     # The agent that answers until the data layer assigns agents to numbers.
     velox_agent_name: str = "Rosa's Bakery"
     velox_greeting: str = "Hi, thanks for calling Rosa's Bakery. How can I help you today?"
@@ -64,18 +85,11 @@ class Settings(BaseSettings):
         "cake orders need two days' notice. "
         "Reply in one or two short, friendly spoken sentences."
     )
-    velox_voice: str = "joe"
 
-    # Knowledge base
-    max_upload_mb: int = 20
-    rag_chunk_tokens: int = 200
-    rag_chunk_overlap_tokens: int = 40
-    embedder_threads: int = 1  # texts embedded at once, one core each
-    rag_timeout_s: float = 1.0  # a turn waits this long for its passages, then answers without
 
-    # Local engines
-    stt_threads: int = 2
-    stt_beam_size: int = 1
+class Models(BaseModel):
+    """The language models: the local SLM, and Gemini's tiers with GEMINI_API_KEY."""
+
     # A GGUF to serve instead of the shipped Qwen2.5-Coder-0.5B (a larger instruct model on a GPU,
     # say); it must carry its chat template, since tool calls are rendered through it.
     slm_model_path: Path | None = None
@@ -87,8 +101,28 @@ class Settings(BaseSettings):
     # max_ongoing_requests, which also bounds the CUDA graphs captured at start (up to twice it).
     slm_gpu_max_seqs: int = 64
     slm_gpu_memory_utilization: float = 0.3  # the GPU's share for weights and KV cache
-    tts_threads: int = 1
+    llm_first_token_timeout_s: float = 8.0
+    llm_total_timeout_s: float = 25.0
+    # A cloud tier that sends nothing for this long hands the turn to the next tier down.
+    llm_tier_first_event_timeout_s: float = 3.0
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = Field(
+        default=None, description="Another Gemini API endpoint (a proxy, or the tests' fake)"
+    )
+    gemini_flash_model: str = "gemini-2.5-flash"
+    gemini_pro_model: str = "gemini-2.5-pro"
+    gemini_timeout_s: float = 10.0
 
+
+class Speech(BaseModel):
+    """Hearing and speaking: STT, TTS, voice activity and turn-taking."""
+
+    stt_threads: int = 2
+    stt_beam_size: int = 1
+    stt_timeout_s: float = 6.0
+    tts_threads: int = 1
+    velox_voice: str = "joe"
+    tts_timeout_s: float = 8.0
     # Turn-taking (milliseconds)
     vad_engine: Literal["silero", "webrtc"] = "silero"
     vad_aggressiveness: int = 2  # webrtc only
@@ -100,30 +134,27 @@ class Settings(BaseSettings):
     # Skip speculative replies while this many utterances of other calls await STT (a safety
     # valve: with 4 calls on 2 cores, skipping at 1 cost 0.4 s of p50 and saved nothing at p95).
     speculate_max_stt_inflight: int = 3
+    # Read but not used yet: their engines come with the cloud speech issue.
+    deepgram_api_key: SecretStr | None = None
+    elevenlabs_api_key: SecretStr | None = None
 
-    # Deadlines for each stage of a turn (seconds)
-    stt_timeout_s: float = 6.0
-    llm_first_token_timeout_s: float = 8.0
-    llm_total_timeout_s: float = 25.0
-    tts_timeout_s: float = 8.0
-    max_call_seconds: int = 3600
 
-    # What a call costs, for its cost breakdown (USD). Local engines cost compute only.
-    price_telephony_per_min: float = 0.0085  # Twilio inbound, US local
-    price_stt_per_min: float = 0.0
-    price_tts_per_1k_chars: float = 0.0
-    # Gemini bills prompt and output tokens apart (thinking counts as output). Defaults: 2.5
-    # Flash and 2.5 Pro list prices for prompts under 200k tokens, from
-    # ai.google.dev/gemini-api/docs/pricing; the local SLM costs compute only.
-    price_slm_input_per_1k_tokens: float = 0.0
-    price_slm_output_per_1k_tokens: float = 0.0
-    price_flash_input_per_1k_tokens: float = 0.0003
-    price_flash_output_per_1k_tokens: float = 0.0025
-    price_pro_input_per_1k_tokens: float = 0.00125
-    price_pro_output_per_1k_tokens: float = 0.01
+class Knowledge(BaseModel):
+    """Knowledge bases: uploads, chunking, embedding and the lookup a turn waits for."""
 
-    # Tools: each HTTP tool is offered to the model only when its URL is set (an agent's tool
-    # settings may override the URL). Keys are sent as bearer tokens.
+    max_upload_mb: int = 20
+    rag_chunk_tokens: int = 200
+    rag_chunk_overlap_tokens: int = 40
+    embedder_threads: int = 1  # texts embedded at once, one core each
+    rag_timeout_s: float = 1.0  # a turn waits this long for its passages, then answers without
+    gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_embedding_dimension: int = 768
+
+
+class Tools(BaseModel):
+    """The business tools' backends. Each HTTP tool is offered to the model only when its URL is
+    set (an agent's tool settings may override the URL); keys are sent as bearer tokens."""
+
     order_api_url: str | None = None
     order_api_key: SecretStr | None = None
     inventory_api_url: str | None = None
@@ -138,35 +169,122 @@ class Settings(BaseSettings):
     tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
     holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
 
-    # Cloud engines switch on with their keys: Gemini now; Deepgram and ElevenLabs are read but
-    # not used yet (their engines come with a later issue).
-    gemini_api_key: SecretStr | None = None
-    gemini_base_url: str | None = Field(
-        default=None, description="Another Gemini API endpoint (a proxy, or the tests' fake)"
-    )
-    gemini_embedding_model: str = "gemini-embedding-001"
-    gemini_flash_model: str = "gemini-2.5-flash"
-    gemini_pro_model: str = "gemini-2.5-pro"
-    gemini_timeout_s: float = 10.0
-    # A cloud tier that sends nothing for this long hands the turn to the next tier down.
-    llm_tier_first_event_timeout_s: float = 3.0
-    gemini_embedding_dimension: int = 768
-    deepgram_api_key: SecretStr | None = None
-    elevenlabs_api_key: SecretStr | None = None
+
+class Billing(BaseModel):
+    """Stripe, and what a call costs for its cost breakdown (USD; local engines cost compute
+    only)."""
+
+    stripe_secret_key: SecretStr | None = None
+    price_telephony_per_min: float = 0.0085  # Twilio inbound, US local
+    price_stt_per_min: float = 0.0
+    price_tts_per_1k_chars: float = 0.0
+    # Gemini bills prompt and output tokens apart (thinking counts as output). Defaults: 2.5
+    # Flash and 2.5 Pro list prices for prompts under 200k tokens, from
+    # ai.google.dev/gemini-api/docs/pricing; the local SLM costs compute only.
+    price_slm_input_per_1k_tokens: float = 0.0
+    price_slm_output_per_1k_tokens: float = 0.0
+    price_flash_input_per_1k_tokens: float = 0.0003
+    price_flash_output_per_1k_tokens: float = 0.0025
+    price_pro_input_per_1k_tokens: float = 0.00125
+    price_pro_output_per_1k_tokens: float = 0.01
+
+    def token_prices(self, tier: str) -> tuple[float, float]:
+        """USD per 1,000 prompt and per 1,000 output tokens of `tier` (slm, flash or pro)."""
+        prices = {
+            "slm": (self.price_slm_input_per_1k_tokens, self.price_slm_output_per_1k_tokens),
+            "flash": (self.price_flash_input_per_1k_tokens, self.price_flash_output_per_1k_tokens),
+            "pro": (self.price_pro_input_per_1k_tokens, self.price_pro_output_per_1k_tokens),
+        }
+        return prices.get(tier, (0.0, 0.0))
+
+
+GROUPS: dict[str, type[BaseModel]] = {
+    "server": Server,
+    "database": Database,
+    "auth": Auth,
+    "telephony": Telephony,
+    "models": Models,
+    "speech": Speech,
+    "knowledge": Knowledge,
+    "tools": Tools,
+    "billing": Billing,
+}
+
+
+class _EnvironmentBase(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+
+# Reads each field from the env var of its name (and .env): one flat model of every group's field.
+_FIELDS: dict[str, Any] = {
+    name: (info.annotation, info)
+    for group in GROUPS.values()
+    for name, info in group.model_fields.items()
+}
+_Environment: type[BaseSettings] = create_model(
+    "_Environment", __base__=_EnvironmentBase, **_FIELDS
+)
+
+
+class Settings(BaseModel):
+    """Velox configuration: `Settings()` reads the environment (and `.env`, or `_env_file=`).
+
+    Flat keyword arguments override single fields by their env names' lower case, as before the
+    grouping (`Settings(twilio_auth_token="…")`); groups may be passed whole as well.
+    """
+
+    server: Server = Field(default_factory=Server)
+    database: Database = Field(default_factory=Database)
+    auth: Auth = Field(default_factory=Auth)
+    telephony: Telephony = Field(default_factory=Telephony)
+    models: Models = Field(default_factory=Models)
+    speech: Speech = Field(default_factory=Speech)
+    knowledge: Knowledge = Field(default_factory=Knowledge)
+    tools: Tools = Field(default_factory=Tools)
+    billing: Billing = Field(default_factory=Billing)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        env_file = data.pop("_env_file", ".env")
+        whole = {name: data.pop(name) for name in list(data) if name in GROUPS}
+        flat = _Environment(_env_file=env_file, **data)
+        read = {name: getattr(flat, name) for name in type(flat).model_fields}
+        grouped: dict[str, Any] = {
+            group: {name: read[name] for name in model.model_fields}
+            for group, model in GROUPS.items()
+        }
+        return {**grouped, **whole}
+
+    def replace(self, **values: Any) -> Settings:
+        """A copy with single fields replaced, named as their env vars in lower case."""
+        unknown = set(values) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"not settings: {', '.join(sorted(unknown))}")
+        groups = {
+            group: getattr(self, group).model_copy(
+                update={k: v for k, v in values.items() if k in model.model_fields}
+            )
+            for group, model in GROUPS.items()
+        }
+        return self.model_copy(update=groups)
 
     @property
     def demo_agent_enabled(self) -> bool:
         """Whether unclaimed numbers reach the demo organization's agent."""
-        if self.velox_demo_agent is not None:
-            return self.velox_demo_agent
-        return self.clerk_secret_key is None and self.stripe_secret_key is None
+        if self.telephony.velox_demo_agent is not None:
+            return self.telephony.velox_demo_agent
+        return self.auth.clerk_secret_key is None and self.billing.stripe_secret_key is None
 
-    @property
-    def clerk_parties(self) -> list[str] | None:
-        """CLERK_AUTHORIZED_PARTIES as a list (None: any `azp` is accepted)."""
-        if not self.clerk_authorized_parties:
-            return None
-        return [p.strip() for p in self.clerk_authorized_parties.split(",") if p.strip()]
+
+def env_names() -> dict[str, str]:
+    """Every setting's env var, with the group its field is in."""
+    return {
+        name.upper(): group for group, model in GROUPS.items() for name in model.model_fields
+    }
 
 
 @lru_cache

@@ -23,7 +23,7 @@ def create() -> FastAPI:
         db = await open_database(settings)
         api.state.db = db
         api.state.auth = Authenticator(db)
-        api.state.calls = make_call_state(settings.redis_url)
+        api.state.calls = make_call_state(settings.database.redis_url)
         yield
         await db.close()
 

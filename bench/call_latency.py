@@ -181,7 +181,11 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = get_settings()
-    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+    token = (
+        settings.telephony.twilio_auth_token.get_secret_value()
+        if settings.telephony.twilio_auth_token
+        else None
+    )
     url = args.url
     if url is None:
         import launch

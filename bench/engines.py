@@ -155,19 +155,19 @@ async def main() -> None:
     settings = get_settings()
 
     started = time.perf_counter()
-    tts = PiperTTS(threads=settings.tts_threads)
+    tts = PiperTTS(threads=settings.speech.tts_threads)
     tts_load = time.perf_counter() - started
     started = time.perf_counter()
-    stt = WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
+    stt = WhisperSTT(threads=settings.speech.stt_threads, beam_size=settings.speech.stt_beam_size)
     stt_load = time.perf_counter() - started
     started = time.perf_counter()
-    model_path = qwen_gguf_path(settings.velox_data_dir)
+    model_path = qwen_gguf_path(settings.server.velox_data_dir)
     llm = LlamaCppLLM(
         model_path=model_path,
-        threads=settings.slm_threads,
-        context=settings.slm_context,
-        max_tokens=settings.slm_max_tokens,
-        temperature=settings.slm_temperature,
+        threads=settings.models.slm_threads,
+        context=settings.models.slm_context,
+        max_tokens=settings.models.slm_max_tokens,
+        temperature=settings.models.slm_temperature,
     )
     llm_load = time.perf_counter() - started
 

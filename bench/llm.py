@@ -224,16 +224,18 @@ async def tier_shares(llm: LanguageModel, system: str, settings: Settings) -> di
         "max_tier_flash_cost_usd_per_1000_turns": round(capped_cost * 1000, 4),
         "max_tier_flash_saving_vs_all_flash": round(capped_saving, 3),
         "prices_per_1k_tokens": {
-            f"{tier.value}_{kind}": getattr(settings, f"price_{tier.value}_{kind}_per_1k_tokens")
+            f"{tier.value}_{kind}": price
             for tier in Tier
-            for kind in ("input", "output")
+            for kind, price in zip(
+                ("input", "output"), settings.billing.token_prices(tier.value), strict=True
+            )
         },
     }
 
 
 async def main(repeats: int, backend: SLMBackend) -> dict[str, Any]:
     settings = get_settings()
-    system = f"{settings.velox_system_prompt}\n\nToday is {TODAY}."
+    system = f"{settings.telephony.velox_system_prompt}\n\nToday is {TODAY}."
     started = time.perf_counter()
     slm = build_slm(settings, backend)
     print(f"{'slm':>14}: {slm.name} ready in {time.perf_counter() - started:.1f} s")
@@ -247,7 +249,7 @@ async def main(repeats: int, backend: SLMBackend) -> dict[str, Any]:
         results["engines"][tier.value] = await engine_latency(
             f"gemini {tier.value}", engine, tier, system, repeats
         )
-    if settings.gemini_api_key is None:
+    if settings.models.gemini_api_key is None:
         print("        gemini: GEMINI_API_KEY not set; Flash and Pro not measured")
     results["slm_tool_calls"] = await slm_tool_calls(slm, system)
     results["routing"] = await tier_shares(slm, system, settings)

@@ -17,7 +17,7 @@ class SLMDeployment:
 
     async def __init__(self, settings: Settings, backend: SLMBackend = "llama_cpp") -> None:
         self.engine = build_slm(settings, backend)
-        await self.engine.prewarm(settings.velox_system_prompt)
+        await self.engine.prewarm(settings.telephony.velox_system_prompt)
 
     async def __del__(self) -> None:
         # Serve awaits this when the replica stops (scale-down, redeploy, shutdown).

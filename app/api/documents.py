@@ -65,10 +65,10 @@ async def upload(
 ) -> DocumentOut:
     """Store the file and ingest it in the background; poll `GET /api/documents/{id}`."""
     # UploadSizeLimit has already refused bodies far over the limit; this is the exact check.
-    limit = settings.max_upload_mb * 1024 * 1024
+    limit = settings.knowledge.max_upload_mb * 1024 * 1024
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise BodyTooLarge(settings.max_upload_mb)
+        raise BodyTooLarge(settings.knowledge.max_upload_mb)
     if not data:
         raise HTTPException(422, f"{file.filename or 'the file'} is empty")
     kb = await resolve_knowledge_base(session, service, knowledge_base_id)

@@ -25,15 +25,15 @@ async def health(
 ) -> dict[str, Any]:
     """`{"status": "ok", ...}` with each engine, and warnings an operator should act on."""
     warnings: list[str] = []
-    if settings.twilio_auth_token is None:
+    if settings.telephony.twilio_auth_token is None:
         warnings.append(
             "TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT verified; "
             "anyone can place calls to this server"
         )
-    if settings.gemini_api_key is None:
+    if settings.models.gemini_api_key is None:
         warnings.append("GEMINI_API_KEY is not set: every LLM tier runs on the local model")
     local = engines.llm.name
-    cloud = settings.gemini_api_key is not None
+    cloud = settings.models.gemini_api_key is not None
     database = await _database_status(request, settings)
     if database.get("reachable") is False:
         warnings.append("the database is unreachable: calls are answered but not recorded")
@@ -44,18 +44,18 @@ async def health(
             "tts": engines.tts.name,
             "llm": {
                 "slm": local,
-                "flash": settings.gemini_flash_model if cloud else local,
-                "pro": settings.gemini_pro_model if cloud else local,
+                "flash": settings.models.gemini_flash_model if cloud else local,
+                "pro": settings.models.gemini_pro_model if cloud else local,
             },
         },
         "llm_tiers": "gemini" if cloud else "local only",
         "tools": sorted(toolbox.configured()),
-        "twilio_signature_validation": settings.twilio_auth_token is not None,
+        "twilio_signature_validation": settings.telephony.twilio_auth_token is not None,
         "active_calls": hub.active,
         "database": database,
-        "call_state": "redis" if settings.redis_url else "in-process",
+        "call_state": "redis" if settings.database.redis_url else "in-process",
         "demo_agent": settings.demo_agent_enabled,
-        "clerk_auth": settings.clerk_secret_key is not None,
+        "clerk_auth": settings.auth.clerk_secret_key is not None,
         "warnings": warnings,
     }
 
@@ -64,8 +64,8 @@ async def _database_status(request: Request, settings: Settings) -> dict[str, An
     db: Database | None = getattr(request.app.state, "db", None)  # none in database-less tests
     if db is None:
         return {"configured": False}
-    embedded = str((settings.velox_data_dir / "postgres").resolve())
-    url = settings.database_url or ""
+    embedded = str((settings.server.velox_data_dir / "postgres").resolve())
+    url = settings.database.database_url or ""
     kind = "embedded" if not url or embedded in url else "external"
     status: dict[str, Any] = {"kind": kind}
     try:

@@ -31,7 +31,7 @@ class BodyTooLarge(HTTPException):
 
 
 class UploadSizeLimit:
-    """ASGI middleware for the upload routes; the limit is `settings.max_upload_mb`."""
+    """ASGI middleware for the upload routes; the limit is `settings.knowledge.max_upload_mb`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -44,10 +44,10 @@ class UploadSizeLimit:
         if settings is None:
             await self.app(scope, receive, send)
             return
-        limit = settings.max_upload_mb * 1024 * 1024 + MULTIPART_SLACK
+        limit = settings.knowledge.max_upload_mb * 1024 * 1024 + MULTIPART_SLACK
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await _too_large(send, settings.max_upload_mb)
+            await _too_large(send, settings.knowledge.max_upload_mb)
             return
         received = 0
 
@@ -57,13 +57,13 @@ class UploadSizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(settings.max_upload_mb)
+                    raise BodyTooLarge(settings.knowledge.max_upload_mb)
             return message
 
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            await _too_large(send, settings.max_upload_mb)
+            await _too_large(send, settings.knowledge.max_upload_mb)
 
 
 async def _too_large(send: Send, limit_mb: int) -> None:

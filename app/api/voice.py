@@ -54,7 +54,7 @@ async def incoming_call(request: Request, settings: SettingsDep, hub: CallHubDep
         logger.warning("call %s: nobody answers %s (from %s); hanging up", call_sid, called, caller)
         return Response(twiml.say_and_hangup(NOT_IN_SERVICE), media_type=TWIML)
     stream = twiml.stream_url(
-        public_url=settings.velox_public_url,
+        public_url=settings.server.velox_public_url,
         scheme=request.url.scheme,
         host=request.headers.get("host", request.url.netloc),
         forwarded_proto=request.headers.get("x-forwarded-proto"),
@@ -71,15 +71,15 @@ def signed_by_twilio(
     connection: HTTPConnection, params: dict[str, str], settings: Settings
 ) -> bool:
     """True when X-Twilio-Signature matches the public URL (or no TWILIO_AUTH_TOKEN is set)."""
-    if settings.twilio_auth_token is None:
+    if settings.telephony.twilio_auth_token is None:
         return True
     url = public_request_url(
         str(connection.url),
         connection.headers.get("x-forwarded-proto"),
         connection.headers.get("x-forwarded-host"),
-        settings.velox_public_url,
+        settings.server.velox_public_url,
     )
-    verifier = SignatureVerifier(settings.twilio_auth_token)
+    verifier = SignatureVerifier(settings.telephony.twilio_auth_token)
     if verifier.verify(url, params, connection.headers.get("x-twilio-signature")):
         return True
     logger.warning("rejected %s: bad X-Twilio-Signature for %s", connection.url.path, url)

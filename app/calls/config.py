@@ -49,23 +49,23 @@ class CallConfig:
         """The call's part of the product settings."""
         return cls(
             listening=Listening(
-                vad_engine=settings.vad_engine,
-                vad_aggressiveness=settings.vad_aggressiveness,
+                vad_engine=settings.speech.vad_engine,
+                vad_aggressiveness=settings.speech.vad_aggressiveness,
                 timing=TurnTiming(
-                    pause_ms=settings.turn_pause_ms,
-                    end_ms=settings.turn_end_ms,
-                    end_incomplete_ms=settings.turn_end_incomplete_ms,
+                    pause_ms=settings.speech.turn_pause_ms,
+                    end_ms=settings.speech.turn_end_ms,
+                    end_incomplete_ms=settings.speech.turn_end_incomplete_ms,
                 ),
-                barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
-                backchannel_max_ms=settings.backchannel_max_ms,
-                speculate_max_stt_inflight=settings.speculate_max_stt_inflight,
+                barge_in_min_speech_ms=settings.speech.barge_in_min_speech_ms,
+                backchannel_max_ms=settings.speech.backchannel_max_ms,
+                speculate_max_stt_inflight=settings.speech.speculate_max_stt_inflight,
             ),
             deadlines=Deadlines(
-                stt_s=settings.stt_timeout_s,
-                rag_s=settings.rag_timeout_s,
-                llm_first_token_s=settings.llm_first_token_timeout_s,
-                llm_total_s=settings.llm_total_timeout_s,
-                tts_s=settings.tts_timeout_s,
+                stt_s=settings.speech.stt_timeout_s,
+                rag_s=settings.knowledge.rag_timeout_s,
+                llm_first_token_s=settings.models.llm_first_token_timeout_s,
+                llm_total_s=settings.models.llm_total_timeout_s,
+                tts_s=settings.speech.tts_timeout_s,
             ),
-            max_call_s=settings.max_call_seconds,
+            max_call_s=settings.telephony.max_call_seconds,
         )

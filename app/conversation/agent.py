@@ -36,8 +36,8 @@ class AgentProfile:
         """The agent built from settings: the demo organization's agent is seeded from it."""
         return cls(
             id="default",
-            name=settings.velox_agent_name,
-            system_prompt=settings.velox_system_prompt,
-            greeting=settings.velox_greeting,
-            voice=settings.velox_voice,
+            name=settings.telephony.velox_agent_name,
+            system_prompt=settings.telephony.velox_system_prompt,
+            greeting=settings.telephony.velox_greeting,
+            voice=settings.speech.velox_voice,
         )

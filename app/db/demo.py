@@ -28,10 +28,10 @@ async def ensure_demo_org(db: Database, settings: Settings) -> uuid.UUID:
             session.add(
                 Agent(
                     org_id=org_id,
-                    name=settings.velox_agent_name,
-                    system_prompt=settings.velox_system_prompt,
-                    greeting=settings.velox_greeting,
-                    voice_id=settings.velox_voice,
+                    name=settings.telephony.velox_agent_name,
+                    system_prompt=settings.telephony.velox_system_prompt,
+                    greeting=settings.telephony.velox_greeting,
+                    voice_id=settings.speech.velox_voice,
                 )
             )
         await session.commit()

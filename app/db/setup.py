@@ -20,16 +20,16 @@ logger = logging.getLogger(__name__)
 
 def database_url(settings: Settings) -> str:
     """DATABASE_URL, or the embedded server's URL (started if it is not running)."""
-    if settings.database_url:
-        return settings.database_url
-    return start_embedded_postgres(settings.velox_data_dir / "postgres")
+    if settings.database.database_url:
+        return settings.database.database_url
+    return start_embedded_postgres(settings.server.velox_data_dir / "postgres")
 
 
 async def open_database(settings: Settings) -> Database:
     """A migrated database with the demo organization in place when it is enabled."""
     url = await asyncio.to_thread(database_url, settings)
     await asyncio.to_thread(migrate.upgrade, url)
-    db = Database(url, pool_size=settings.database_pool_size)
+    db = Database(url, pool_size=settings.database.database_pool_size)
     if settings.demo_agent_enabled:
         await ensure_demo_org(db, settings)
     return db

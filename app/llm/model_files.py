@@ -42,7 +42,7 @@ def qwen_part_paths() -> list[Path]:
 
 
 def slm_model_path(override: Path | None, data_dir: Path) -> Path:
-    """The SLM's GGUF: `override` (settings.slm_model_path) when set, else the shipped Qwen."""
+    """The SLM's GGUF: `override` (SLM_MODEL_PATH) when set, else the shipped Qwen."""
     if override is None:
         return qwen_gguf_path(data_dir)
     if not override.is_file():

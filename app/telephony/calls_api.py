@@ -72,15 +72,18 @@ class TwilioCalls:
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioCalls | None:
         """A client from TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_API_URL; None if unset."""
-        if not settings.twilio_account_sid or settings.twilio_auth_token is None:
+        if (
+            not settings.telephony.twilio_account_sid
+            or settings.telephony.twilio_auth_token is None
+        ):
             return None
-        token = settings.twilio_auth_token.get_secret_value()
+        token = settings.telephony.twilio_auth_token.get_secret_value()
         if not token:
             return None
         return cls(
-            account_sid=settings.twilio_account_sid,
+            account_sid=settings.telephony.twilio_account_sid,
             auth_token=token,
-            api_url=settings.twilio_api_url,
+            api_url=settings.telephony.twilio_api_url,
         )
 
     async def transfer(

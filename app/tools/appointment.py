@@ -102,7 +102,9 @@ class Appointment(HttpTool):
 
     def backend(self) -> Backend:
         settings = self.deps.settings
-        return Backend("CALENDAR_API_URL", settings.calendar_api_url, settings.calendar_api_key)
+        return Backend(
+            "CALENDAR_API_URL", settings.tools.calendar_api_url, settings.tools.calendar_api_key
+        )
 
     def request(self, args: dict[str, Any]) -> Request:
         return Request("POST", "/appointments", body=args)

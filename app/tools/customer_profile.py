@@ -49,7 +49,7 @@ class CustomerProfile(HttpTool):
 
     def backend(self) -> Backend:
         settings = self.deps.settings
-        return Backend("CRM_API_URL", settings.crm_api_url, settings.crm_api_key)
+        return Backend("CRM_API_URL", settings.tools.crm_api_url, settings.tools.crm_api_key)
 
     def complete(self, raw: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         if not raw.get("phone") and ctx.caller_number:

@@ -180,7 +180,7 @@ class ToolHttp:
         except _RetryableStatus as exc:
             response = exc.response
         except httpx.TimeoutException:
-            why = f"{voice.system} did not answer within {self.settings.tool_timeout_s:g} s"
+            why = f"{voice.system} did not answer within {self.settings.tools.tool_timeout_s:g} s"
             return failure(name, args, self.clock() - started, ctx, why, voice.unreachable)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             why = f"{voice.system} is unreachable ({type(exc).__name__})"
@@ -199,9 +199,9 @@ class ToolHttp:
 
         TOOL_TIMEOUT_S bounds the whole run, retries included: a caller is waiting on the line.
         """
-        budget = self.settings.tool_timeout_s
+        budget = self.settings.tools.tool_timeout_s
         deadline = time.monotonic() + budget
-        attempts = 1 + (max(self.settings.tool_retries, 0) if safe else 0)
+        attempts = 1 + (max(self.settings.tools.tool_retries, 0) if safe else 0)
         response: httpx.Response | None = None
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),

@@ -48,7 +48,9 @@ class ItemStock(HttpTool):
 
     def backend(self) -> Backend:
         settings = self.deps.settings
-        return Backend("INVENTORY_API_URL", settings.inventory_api_url, settings.inventory_api_key)
+        return Backend(
+            "INVENTORY_API_URL", settings.tools.inventory_api_url, settings.tools.inventory_api_key
+        )
 
     def request(self, args: dict[str, Any]) -> Request:
         return Request("GET", "/stock", params={"item": args["item"]})

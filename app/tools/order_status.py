@@ -54,7 +54,7 @@ class OrderStatus(HttpTool):
 
     def backend(self) -> Backend:
         settings = self.deps.settings
-        return Backend("ORDER_API_URL", settings.order_api_url, settings.order_api_key)
+        return Backend("ORDER_API_URL", settings.tools.order_api_url, settings.tools.order_api_key)
 
     def request(self, args: dict[str, Any]) -> Request:
         return Request("GET", f"/orders/{quote(args['order_id'], safe='')}")

@@ -52,7 +52,9 @@ class HandoffNotice:
 
     def backend(self) -> Backend:
         settings = self.deps.settings
-        return Backend("HANDOFF_API_URL", settings.handoff_api_url, settings.handoff_api_key)
+        return Backend(
+            "HANDOFF_API_URL", settings.tools.handoff_api_url, settings.tools.handoff_api_key
+        )
 
     def base_url(self, overrides: Mapping[str, str] = MappingProxyType({})) -> str | None:
         """The base URL the notice goes to: the agent's override, else the settings'."""

@@ -24,8 +24,7 @@ def add_tokens(totals: TierTokens, more: TierTokens) -> TierTokens:
 
 def llm_cost(tier: str, prompt: int, completion: int, settings: Settings) -> float:
     """USD for one tier's tokens at the configured prices."""
-    price_in = getattr(settings, f"price_{tier}_input_per_1k_tokens", 0.0)
-    price_out = getattr(settings, f"price_{tier}_output_per_1k_tokens", 0.0)
+    price_in, price_out = settings.billing.token_prices(tier)
     return float(prompt / 1000 * price_in + completion / 1000 * price_out)
 
 
@@ -68,9 +67,9 @@ def cost_breakdown(usage: CallUsage, duration_s: float, settings: Settings) -> d
         for tier, counts in usage.llm_tokens.items()
     }
     parts = {
-        "telephony": minutes * settings.price_telephony_per_min,
-        "stt": usage.stt_seconds / 60 * settings.price_stt_per_min,
-        "tts": usage.tts_chars / 1000 * settings.price_tts_per_1k_chars,
+        "telephony": minutes * settings.billing.price_telephony_per_min,
+        "stt": usage.stt_seconds / 60 * settings.billing.price_stt_per_min,
+        "tts": usage.tts_chars / 1000 * settings.billing.price_tts_per_1k_chars,
     }
     total = sum(parts.values()) + sum(llm.values())
     return {

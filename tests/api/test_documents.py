@@ -96,7 +96,7 @@ async def test_unsupported_empty_and_oversize_files(org_a: Tenant, services: Ser
     )
     assert "PDF" in str(error["message"])
     assert_error(await upload(org_a, "empty.txt", b"", "text/plain"), 422, "invalid_request")
-    limit = services.settings.max_upload_mb * 1024 * 1024
+    limit = services.settings.knowledge.max_upload_mb * 1024 * 1024
     error = assert_error(
         await upload(org_a, "huge.txt", b"a " * (limit // 2 + 10), "text/plain"), 413, "too_large"
     )

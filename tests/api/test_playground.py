@@ -31,12 +31,8 @@ def demo_backend() -> Iterator[str]:
 
 @pytest.fixture
 def settings(settings: Settings, demo_backend: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "order_api_url": demo_backend,
-            "handoff_api_url": demo_backend,
-            "transfer_number": "+15550100",
-        }
+    return settings.replace(
+        order_api_url=demo_backend, handoff_api_url=demo_backend, transfer_number="+15550100"
     )
 
 

@@ -69,13 +69,13 @@ async def test_unknown_unassigned_and_disabled_numbers_hang_up(
 async def test_demo_agent_answers_only_unclaimed_numbers(
     services: Services, settings: Settings, org_a: Tenant
 ) -> None:
-    demo_settings = settings.model_copy(update={"velox_demo_agent": True})
+    demo_settings = settings.replace(velox_demo_agent=True)
     demo_org = await ensure_demo_org(services.db, demo_settings)
     assert await ensure_demo_org(services.db, demo_settings) == demo_org  # idempotent
     directory = AgentDirectory(services.db, demo_settings)
     agent = await directory.for_number("+14155550299")
     assert agent is not None and agent.org_id == str(demo_org)
-    assert agent.greeting == settings.velox_greeting
+    assert agent.greeting == settings.telephony.velox_greeting
     await org_a.client.post("/api/phone-numbers", json={"number": "+14155550298"})
     assert await directory.for_number("+14155550298") is None  # claimed, no agent: nobody
     assert await AgentDirectory(services.db, settings).for_number("+14155550299") is None

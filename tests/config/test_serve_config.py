@@ -102,7 +102,7 @@ def test_vllm_batches_as_many_turns_as_serve_sends_a_replica() -> None:
     (gpu_app,) = yaml.safe_load(GPU_CONFIG.read_text())["applications"]
     (gpu_slm,) = [d for d in gpu_app["deployments"] if d["name"] == "slm"]
     # Fewer, and turns would queue in vLLM; more, and start-up captures CUDA graphs for nothing.
-    assert gpu_slm["max_ongoing_requests"] == Settings().slm_gpu_max_seqs
+    assert gpu_slm["max_ongoing_requests"] == Settings().models.slm_gpu_max_seqs
 
 
 def test_the_builder_validates_its_arguments() -> None:

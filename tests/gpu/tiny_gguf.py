@@ -81,4 +81,4 @@ if __name__ == "__main__":
     from app.llm.model_files import qwen_gguf_path
     from app.settings import get_settings
 
-    build(qwen_gguf_path(get_settings().velox_data_dir), Path(sys.argv[1]))
+    build(qwen_gguf_path(get_settings().server.velox_data_dir), Path(sys.argv[1]))

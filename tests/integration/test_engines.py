@@ -26,13 +26,13 @@ SYSTEM = "You are a helpful phone assistant. Answer in one short sentence."
 
 @pytest.fixture(scope="module")
 def tts() -> PiperTTS:
-    return PiperTTS(threads=get_settings().tts_threads)
+    return PiperTTS(threads=get_settings().speech.tts_threads)
 
 
 @pytest.fixture(scope="module")
 def stt() -> WhisperSTT:
     settings = get_settings()
-    return WhisperSTT(threads=settings.stt_threads, beam_size=settings.stt_beam_size)
+    return WhisperSTT(threads=settings.speech.stt_threads, beam_size=settings.speech.stt_beam_size)
 
 
 @pytest.fixture(scope="module")

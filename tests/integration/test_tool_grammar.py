@@ -26,7 +26,7 @@ SPECS = {tool.name: tool.spec() for tool in TOOLS}
 @pytest.fixture(scope="module")
 def vocab() -> Iterator[Llama]:
     llama = Llama(
-        model_path=str(qwen_gguf_path(get_settings().velox_data_dir)),
+        model_path=str(qwen_gguf_path(get_settings().server.velox_data_dir)),
         vocab_only=True,
         verbose=False,
     )

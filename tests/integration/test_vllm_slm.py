@@ -57,7 +57,7 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def shipped_gguf() -> Path:
-    return qwen_gguf_path(get_settings().velox_data_dir)
+    return qwen_gguf_path(get_settings().server.velox_data_dir)
 
 
 async def test_vllm_is_handed_the_tokens_llama_cpp_evaluates(shipped_gguf: Path) -> None:
