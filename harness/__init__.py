@@ -2,6 +2,6 @@
 example business backend (`harness.demo_backend`) used by `velox call`, `velox demo-backend`, the
 benchmarks and the tests.
 
-The harness may import `app`; `app` never imports the harness, except the CLI's commands, which
-import it lazily where they use it.
+The harness may import `app`; `app` never imports the harness (the `velox` CLI, above both,
+imports it in the commands that use it).
 """

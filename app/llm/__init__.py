@@ -1,2 +1,3 @@
 """Language-model engines behind one streaming interface (llama.cpp on CPU, vLLM on a GPU, Gemini
-Flash and Pro), and the tiered router that serves, escalates and falls back between them."""
+Flash and Pro), the turn plan the routing policy decides, and the tiered model that carries it
+out: serving, falling back and escalating between the tiers."""

@@ -1,2 +1,3 @@
 """Twilio's wire format and REST API: webhook signatures, TwiML, Media Streams messages, mu-law
-audio, and live-call updates (transfer, hang-up)."""
+audio in 20 ms frames, and live-call updates (transfer, hang-up). Generic PCM work (resampling)
+is app.audio's; the call loop is app.calls'."""
