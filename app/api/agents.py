@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from app.api.crud import check_reference, commit_or_409, delete_or_404
 from app.api.deps import TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
@@ -130,7 +130,7 @@ async def create_agent(body: AgentCreate, session: TenantSession) -> AgentOut:
     agent = Agent(**body.model_dump(mode="json", exclude={"knowledge_base_id"}))
     agent.knowledge_base_id = body.knowledge_base_id
     session.add(agent)
-    await _commit(session, body.name)
+    await commit_or_409(session, _name_taken(body.name))
     await session.refresh(agent)
     return AgentOut.of(agent)
 
@@ -157,7 +157,7 @@ async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSe
         changes["knowledge_base_id"] = body.knowledge_base_id
     for field, value in changes.items():
         setattr(agent, field, value)
-    await _commit(session, agent.name)
+    await commit_or_409(session, _name_taken(agent.name))
     await session.refresh(agent)
     return AgentOut.of(agent)
 
@@ -172,7 +172,7 @@ async def replace_agent(agent_id: uuid.UUID, body: AgentCreate, session: TenantS
     for field, value in body.model_dump(mode="json", exclude={"knowledge_base_id"}).items():
         setattr(agent, field, value)
     agent.knowledge_base_id = body.knowledge_base_id
-    await _commit(session, body.name)
+    await commit_or_409(session, _name_taken(body.name))
     await session.refresh(agent)
     return AgentOut.of(agent)
 
@@ -186,20 +186,13 @@ async def replace_agent(agent_id: uuid.UUID, body: AgentCreate, session: TenantS
 async def delete_agent(agent_id: uuid.UUID, session: TenantSession) -> Response:
     """Delete the agent; its numbers stay with the organization, unassigned, and its past
     conversations keep their transcripts."""
-    agent = await get_or_404(session, Agent, agent_id, "agent")
-    await session.delete(agent)
-    await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await delete_or_404(session, Agent, agent_id, "agent")
 
 
 async def _check_knowledge_base(session: TenantSession, kb_id: uuid.UUID | None) -> None:
-    if kb_id is None:
-        return
-    found = await session.scalar(select(KnowledgeBase.id).where(KnowledgeBase.id == kb_id))
-    if found is None:
-        raise FieldValidationError(
-            "body.knowledge_base_id", f"no knowledge base {kb_id} in your organization"
-        )
+    await check_reference(
+        session, KnowledgeBase, kb_id, field="body.knowledge_base_id", what="knowledge base"
+    )
 
 
 def _check_flow(flow: dict[str, Any] | None) -> None:
@@ -213,9 +206,5 @@ def _check_flow(flow: dict[str, Any] | None) -> None:
         ) from exc
 
 
-async def _commit(session: TenantSession, name: str) -> None:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise HTTPException(409, f"an agent named {name!r} already exists") from exc
+def _name_taken(name: str) -> str:
+    return f"an agent named {name!r} already exists"

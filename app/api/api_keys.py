@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from app.api.crud import no_content
 from app.api.deps import TenantSession, get_or_404
 from app.api.errors import responses
 from app.auth.api_keys import mint_api_key
@@ -79,4 +80,4 @@ async def revoke_key(key_id: uuid.UUID, session: TenantSession) -> Response:
     row = await get_or_404(session, ApiKey, key_id, "API key")
     row.revoked_at = row.revoked_at or datetime.now(UTC)
     await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return no_content()

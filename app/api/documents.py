@@ -11,6 +11,7 @@ from fastapi import status as http
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from app.api.crud import no_content
 from app.api.deps import CurrentPrincipal, KnowledgeDep, SettingsDep, TenantSession, get_or_404
 from app.api.errors import responses
 from app.api.knowledge import resolve_knowledge_base
@@ -119,4 +120,4 @@ async def delete_document(
     """The document, its chunks and its stored file are gone; searches stop finding it."""
     document = await get_or_404(session, Document, document_id, "document")
     await service.delete(session, document)
-    return Response(status_code=http.HTTP_204_NO_CONTENT)
+    return no_content()

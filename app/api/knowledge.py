@@ -10,8 +10,8 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
+from app.api.crud import commit_or_409
 from app.api.deps import CurrentPrincipal, KnowledgeDep, TenantSession, get_or_404
 from app.api.errors import FieldValidationError, responses
 from app.db.models import Agent, Document, KnowledgeBase
@@ -99,11 +99,7 @@ async def create_knowledge_base(
     """A knowledge base embedded with this server's model."""
     kb = service.new_knowledge_base(body.name)
     session.add(kb)
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise HTTPException(409, f"a knowledge base named {body.name!r} already exists") from exc
+    await commit_or_409(session, f"a knowledge base named {body.name!r} already exists")
     return KnowledgeBaseOut.model_validate(kb)
 
 

@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
+from app.api.crud import check_reference, commit_or_409, delete_or_404
 from app.api.deps import TenantSession, get_or_404
-from app.api.errors import FieldValidationError, responses
+from app.api.errors import responses
 from app.db.models import Agent, PhoneNumber
 
 router = APIRouter(
@@ -78,11 +78,7 @@ async def create_number(body: PhoneNumberCreate, session: TenantSession) -> Phon
     await _check_agent(session, body.agent_id)
     row = PhoneNumber(number=body.number, agent_id=body.agent_id)
     session.add(row)
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise HTTPException(409, f"{body.number} is already attached to an agent") from exc
+    await commit_or_409(session, f"{body.number} is already attached to an agent")
     return PhoneNumberOut.model_validate(row)
 
 
@@ -114,14 +110,8 @@ async def update_number(
 )
 async def delete_number(number_id: uuid.UUID, session: TenantSession) -> Response:
     """The organization gives the number up; calls to it are no longer answered."""
-    row = await get_or_404(session, PhoneNumber, number_id, "phone number")
-    await session.delete(row)
-    await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await delete_or_404(session, PhoneNumber, number_id, "phone number")
 
 
 async def _check_agent(session: TenantSession, agent_id: uuid.UUID | None) -> None:
-    if agent_id is None:
-        return
-    if await session.scalar(select(Agent.id).where(Agent.id == agent_id)) is None:
-        raise FieldValidationError("body.agent_id", f"no agent {agent_id} in your organization")
+    await check_reference(session, Agent, agent_id, field="body.agent_id", what="agent")
