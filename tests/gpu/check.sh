@@ -7,7 +7,7 @@
 # There:  one call per part, back to back (the machine goes back 30 s after a call), carrying
 #         .gpu/cNN: `mkdir -p /tmp/velox-gpu/parts && cp .gpu/cNN/* /tmp/velox-gpu/parts/`;
 #         the last one then runs `bash tests/gpu/check.sh`, which unpacks the parts and runs the
-#         GPU test of tests/integration/test_vllm_slm.py through the same build_slm the Serve
+#         GPU test of tests/integration/llm/test_vllm_slm.py through the same build_slm the Serve
 #         graph uses, with SLM_MODEL_PATH at the tiny GGUF.
 #         It runs the GPU tests, then bench/llm.py --slm vllm (start-up time, first-token latency,
 #         tokens/s; on random weights only the engine's own speed means anything).
@@ -31,7 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, vllm, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'transformers', transformers.__version__)" || exit 4
 echo "== GPU tests (at ${SECONDS} s)"
 timeout $((LIMIT_S - 150 - SECONDS)) python3 -m pytest --noconftest -p no:cacheprovider -v -s -x \
-  -m gpu tests/integration/test_vllm_slm.py 2>&1 | tee "$OUT/pytest.log"
+  -m gpu tests/integration/llm/test_vllm_slm.py 2>&1 | tee "$OUT/pytest.log"
 tests=${PIPESTATUS[0]}
 echo "== bench/llm.py --slm vllm (at ${SECONDS} s)"
 timeout $((LIMIT_S - SECONDS)) python3 bench/llm.py --slm vllm --repeats 3 2>&1 | tee "$OUT/bench.log"
