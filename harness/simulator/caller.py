@@ -42,13 +42,11 @@ from app.telephony.audio import (
     mulaw_to_pcm16,
     pcm16_to_mulaw,
 )
+from harness.simulator.phone import FRAME_S, Playback, TwilioStream, is_audible
 
 logger = logging.getLogger(__name__)
 
-FRAME_S = FRAME_BYTES / TWILIO_SAMPLE_RATE
 MULAW_SILENCE_FRAME = b"\xff" * FRAME_BYTES
-# RMS of decoded PCM16 above which a 20 ms frame counts as speech rather than silence or hiss.
-AUDIBLE_RMS = 200.0
 # Twilio validates AccountSid as "AC" + 32 hex; a fixed default keeps runs reproducible.
 DEFAULT_ACCOUNT_SID = "AC" + "00" * 16
 # Gap between key presses when dialling DTMF digits in real time.
@@ -231,18 +229,6 @@ def mulaw_to_wav(path: str | Path, mulaw: bytes) -> None:
     save_wav(path, mulaw_to_pcm16(mulaw), TWILIO_SAMPLE_RATE)
 
 
-def _is_audible(mulaw: bytes) -> bool:
-    """True when any 20 ms stretch of the mu-law audio is louder than `AUDIBLE_RMS`."""
-    if not mulaw:
-        return False
-    pcm = np.frombuffer(mulaw_to_pcm16(mulaw), dtype="<i2").astype(np.float64)
-    pad = (-len(pcm)) % FRAME_BYTES
-    if pad:
-        pcm = np.concatenate([pcm, np.zeros(pad)])
-    rms = np.sqrt(np.mean(np.square(pcm.reshape(-1, FRAME_BYTES)), axis=1))
-    return bool(np.any(rms >= AUDIBLE_RMS))
-
-
 # --- the webhook and the TwiML answer -----------------------------------------------------------
 
 
@@ -399,8 +385,12 @@ class RawStream:
         self.custom_parameters = custom_parameters
         self.twiml = twiml
         self.events_sent: dict[str, int] = {}
-        self._sequence = 0
-        self._chunk = 0
+        self.messages = TwilioStream(
+            stream_sid=stream_sid,
+            call_sid=call_sid,
+            account_sid=account_sid,
+            custom_parameters=custom_parameters,
+        )
         # One message at a time, so that sequence numbers reach the server in order.
         self._send_lock = asyncio.Lock()
 
@@ -422,67 +412,39 @@ class RawStream:
 
     async def send_event(self, event: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send `{"event", "sequenceNumber", "streamSid", event: body}` with the next number."""
+        return await self._send_next(lambda: self.messages.event(event, body))
+
+    async def _send_next(self, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        # Numbered under the lock, so sequence numbers reach the server in order.
         async with self._send_lock:
-            self._sequence += 1
-            message: dict[str, Any] = {
-                "event": event,
-                "sequenceNumber": str(self._sequence),
-                "streamSid": self.stream_sid,
-            }
-            if body is not None:
-                message[event] = body
+            message = build()
             await self.ws.send(json.dumps(message))
         self._count(message)
         return message
 
     async def send_connected(self) -> None:
         """Twilio's first message on every stream."""
-        await self.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self.send_json(self.messages.connected())
 
     async def send_start(self) -> None:
         """The `start` message (sequenceNumber "1"), carrying the TwiML's <Parameter>s."""
-        await self.send_event(
-            "start",
-            {
-                "accountSid": self.account_sid,
-                "streamSid": self.stream_sid,
-                "callSid": self.call_sid,
-                "tracks": ["inbound"],
-                "customParameters": dict(self.custom_parameters),
-                "mediaFormat": {
-                    "encoding": "audio/x-mulaw",
-                    "sampleRate": TWILIO_SAMPLE_RATE,
-                    "channels": 1,
-                },
-            },
-        )
+        await self._send_next(self.messages.start)
 
     async def send_media(self, mulaw: bytes, *, timestamp_ms: int | None = None) -> None:
         """One inbound media message; `timestamp_ms` defaults to the audio time of this chunk."""
-        self._chunk += 1
-        if timestamp_ms is None:
-            timestamp_ms = round((self._chunk - 1) * FRAME_S * 1000)
-        await self.send_event(
-            "media",
-            {
-                "track": "inbound",
-                "chunk": str(self._chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(mulaw).decode("ascii"),
-            },
-        )
+        await self._send_next(lambda: self.messages.media(mulaw, timestamp_ms=timestamp_ms))
 
     async def send_dtmf(self, digit: str) -> None:
         """A key press on the caller's phone."""
-        await self.send_event("dtmf", {"track": "inbound_track", "digit": digit})
+        await self._send_next(lambda: self.messages.dtmf(digit))
 
     async def send_mark(self, name: str) -> None:
         """Echo a mark: playback reached it (or the queue was cleared)."""
-        await self.send_event("mark", {"name": name})
+        await self._send_next(lambda: self.messages.mark(name))
 
     async def send_stop(self) -> None:
         """The caller hung up."""
-        await self.send_event("stop", {"accountSid": self.account_sid, "callSid": self.call_sid})
+        await self._send_next(self.messages.stop)
 
     async def recv(self, timeout_s: float) -> dict[str, Any] | None:
         """The next server message; None on timeout or once closed. Non-JSON: {"_raw": text}."""
@@ -629,81 +591,6 @@ async def open_stream(
     return stream
 
 
-# --- the phone's loudspeaker --------------------------------------------------------------------
-
-
-@dataclass
-class _Mark:
-    name: str
-
-
-class _Playback:
-    """The caller's phone playing the agent's audio: 20 ms per tick, marks in line with it.
-
-    State changes are synchronous and the echoes are sent afterwards, so a `clear` arriving
-    while a tick is echoing cannot interleave with the queue's bookkeeping.
-    """
-
-    def __init__(self, echo: Callable[[str], Awaitable[None]], *, realtime: bool) -> None:
-        self._echo = echo
-        self._realtime = realtime
-        self._queue: deque[bytes | _Mark] = deque()
-        # Marks whose audio finishes playing during the current tick; echoed at the next one.
-        self._due: list[str] = []
-        self.last_audible_end = -math.inf
-
-    @property
-    def queued_bytes(self) -> int:
-        return sum(len(item) for item in self._queue if isinstance(item, bytes))
-
-    def push_audio(self, mulaw: bytes, now: float, audible: bool) -> None:
-        if not self._realtime:
-            # Fast mode: the phone "plays" audio the moment it arrives.
-            if audible:
-                self.last_audible_end = now
-            return
-        self._queue.append(mulaw)
-
-    async def push_mark(self, name: str) -> None:
-        if not self._realtime:
-            await self._echo(name)
-            return
-        self._queue.append(_Mark(name))
-
-    async def tick(self, now: float) -> None:
-        """Play the next 20 ms; echo the marks whose audio has finished."""
-        echo_now, self._due = self._due, []
-        played = bytearray()
-        while self._queue:
-            item = self._queue[0]
-            if isinstance(item, _Mark):
-                self._queue.popleft()
-                # A mark right behind audio played in this tick is reached when that audio ends.
-                (self._due if played else echo_now).append(item.name)
-                continue
-            budget = FRAME_BYTES - len(played)
-            if budget == 0:
-                break
-            played += item[:budget]
-            if len(item) > budget:
-                self._queue[0] = item[budget:]
-            else:
-                self._queue.popleft()
-        if played and _is_audible(bytes(played)):
-            self.last_audible_end = now + len(played) / TWILIO_SAMPLE_RATE
-        for name in echo_now:
-            await self._echo(name)
-
-    async def clear(self) -> list[str]:
-        """Drop queued audio and echo every pending mark at once, in order, as Twilio does."""
-        pending = self._due + [item.name for item in self._queue if isinstance(item, _Mark)]
-        self._due = []
-        self._queue.clear()
-        for name in pending:
-            await self._echo(name)
-        return pending
-
-
 # --- the caller's voice -------------------------------------------------------------------------
 
 
@@ -720,7 +607,7 @@ class _Utterance:
 
 def _utterance(pcm16_8k: bytes) -> _Utterance:
     chunks = frames(pcm16_to_mulaw(pcm16_8k))
-    return _Utterance(frames=deque(chunks), audible=deque(_is_audible(c) for c in chunks))
+    return _Utterance(frames=deque(chunks), audible=deque(is_audible(c) for c in chunks))
 
 
 # --- the call -----------------------------------------------------------------------------------
@@ -777,7 +664,7 @@ class SimulatedCall:
         self._sleep = sleep
         self.result = CallResult(call_sid=_new_sid("CA"), account_sid=account_sid)
         self._stream: RawStream | None = None
-        self._playback = _Playback(self._echo_mark, realtime=realtime)
+        self._playback = Playback(self._echo_mark, realtime=realtime)
         self._utterance: _Utterance | None = None
         self._closed = asyncio.Event()
         self._hanging_up = False
@@ -1072,7 +959,7 @@ class SimulatedCall:
         if not audio:
             self._violation("media with an empty payload")
             return
-        audible = _is_audible(audio)
+        audible = is_audible(audio)
         self._media_log.append((now, audio))
         if audible:
             self._audible_arrivals.append(now)

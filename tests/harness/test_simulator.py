@@ -29,7 +29,8 @@ from harness.simulator import (
     place_call,
     save_wav,
 )
-from harness.simulator.caller import FRAME_S, _Playback
+from harness.simulator.caller import FRAME_S
+from harness.simulator.phone import Playback
 
 RATE = 8000
 VOICED_RMS = 500.0
@@ -458,7 +459,7 @@ async def test_playback_clear_echoes_pending_marks_in_order() -> None:
     async def echo(name: str) -> None:
         echoed.append(name)
 
-    playback = _Playback(echo, realtime=True)
+    playback = Playback(echo, realtime=True)
     loud = pcm16_to_mulaw(tone(0.02))
     playback.push_audio(loud, 0.0, True)
     await playback.push_mark("a")

@@ -23,6 +23,7 @@ from app.observability.metrics import Metrics
 from app.rag.passage import Passage
 from app.telephony.audio import frames, pcm16_to_mulaw
 from app.tools.registry import TOOL_NAMES
+from harness.simulator.phone import Playback, TwilioStream
 from tests import factories
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, silence, tone
 
@@ -31,17 +32,22 @@ CALL = "CA" + "1" * 32
 
 
 class Phone:
-    """Twilio's side of the socket: plays outbound audio at 20 ms a frame and echoes marks."""
+    """Twilio's side of the socket, in memory: the harness's model of the Twilio peer (its wire
+    messages and the caller's loudspeaker, which echoes marks as their audio plays) ticking in
+    real time, 20 ms a frame."""
 
     def __init__(self) -> None:
         self.inbound: asyncio.Queue[str | None] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
-        self.queue: list[tuple[str, Any]] = []  # ("audio", bytes) | ("mark", name)
-        self.played = bytearray()
         self.closed: tuple[int, str] | None = None
-        self.wake = asyncio.Event()
+        self.twilio = TwilioStream(
+            stream_sid=STREAM,
+            call_sid=CALL,
+            account_sid="AC" + "2" * 32,
+            custom_parameters={"agentId": "default"},
+        )
+        self.speaker = Playback(self._echo, realtime=True)
         self.player = asyncio.get_event_loop().create_task(self._play())
-        self.seq = 0
 
     # MediaSocket
     async def receive_text(self) -> str:
@@ -54,94 +60,50 @@ class Phone:
         message = json.loads(data)
         self.sent.append(message)
         if message["event"] == "media":
-            self.queue.append(("audio", base64.b64decode(message["media"]["payload"])))
+            audio = base64.b64decode(message["media"]["payload"])
+            self.speaker.push_audio(audio, asyncio.get_running_loop().time(), audible=True)
         elif message["event"] == "mark":
-            self.queue.append(("mark", message["mark"]["name"]))
+            await self.speaker.push_mark(message["mark"]["name"])
         elif message["event"] == "clear":
-            marks = [v for k, v in self.queue if k == "mark"]
-            self.queue.clear()
-            for name in marks:
-                self._echo(name)
-        self.wake.set()
+            await self.speaker.clear()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
         self.player.cancel()
 
     async def _play(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            if not self.queue:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            kind, value = self.queue.pop(0)
-            if kind == "mark":
-                self._echo(value)
-            else:
-                self.played += value
-                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)
+            await self.speaker.tick(loop.time())
 
-    def _echo(self, name: str) -> None:
-        self.seq += 1
-        self.put(
-            {
-                "event": "mark",
-                "sequenceNumber": str(self.seq),
-                "streamSid": STREAM,
-                "mark": {"name": name},
-            }
-        )
+    async def _echo(self, name: str) -> None:
+        self.put(self.twilio.mark(name))
+
+    @property
+    def played(self) -> int:
+        """Bytes (8 kHz mu-law samples) of agent audio the caller has heard."""
+        return self.speaker.played_bytes
 
     # Caller side
     def put(self, message: dict[str, Any]) -> None:
         self.inbound.put_nowait(json.dumps(message))
 
     def start(self) -> None:
-        self.put({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        self.put(
-            {
-                "event": "start",
-                "sequenceNumber": "1",
-                "streamSid": STREAM,
-                "start": {
-                    "accountSid": "AC" + "2" * 32,
-                    "streamSid": STREAM,
-                    "callSid": CALL,
-                    "tracks": ["inbound"],
-                    "customParameters": {"agentId": "default"},
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-            }
-        )
+        self.put(self.twilio.connected())
+        self.put(self.twilio.start())
 
     async def say(self, pcm16: bytes, *, realtime: bool = True) -> None:
         for frame in frames(pcm16_to_mulaw(pcm16)):
-            self.seq += 1
-            self.put(
-                {
-                    "event": "media",
-                    "sequenceNumber": str(self.seq),
-                    "streamSid": STREAM,
-                    "media": {
-                        "track": "inbound",
-                        "chunk": str(self.seq),
-                        "timestamp": "0",
-                        "payload": base64.b64encode(frame).decode(),
-                    },
-                }
-            )
+            self.put(self.twilio.media(frame))
             if realtime:
                 await asyncio.sleep(0.02)
 
+    def press(self, digit: str) -> None:
+        self.put(self.twilio.dtmf(digit))
+
     def stop(self) -> None:
-        self.put(
-            {
-                "event": "stop",
-                "sequenceNumber": "99",
-                "streamSid": STREAM,
-                "stop": {"accountSid": "AC" + "2" * 32, "callSid": CALL},
-            }
-        )
+        self.put(self.twilio.stop())
 
     def media_count(self) -> int:
         return sum(1 for m in self.sent if m["event"] == "media")
@@ -149,7 +111,7 @@ class Phone:
     async def until_heard(self, timeout: float = 10.0) -> None:
         """Until some agent audio arrived and all of it has been played."""
         async with asyncio.timeout(timeout):
-            while not self.played or self.queue:
+            while not self.played or not self.speaker.idle:
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.1)
 
@@ -190,7 +152,7 @@ async def reply_playing(phone: Phone, session: CallSession, played_s: float) -> 
     await phone.until_heard()
     await phone.say(tone(0.6) + silence(0.8))
     async with asyncio.timeout(5):
-        while len(phone.played) < 8000 * played_s:
+        while phone.played < 8000 * played_s:
             await asyncio.sleep(0.05)
     return task
 
@@ -405,14 +367,7 @@ async def test_an_unfinished_sentence_is_not_sent_to_the_llm_early() -> None:
 
 def press(phone: Phone, digit: str) -> None:
     """The caller presses a key (Twilio's `dtmf` message)."""
-    phone.put(
-        {
-            "event": "dtmf",
-            "streamSid": STREAM,
-            "sequenceNumber": "50",
-            "dtmf": {"track": "inbound_track", "digit": digit},
-        }
-    )
+    phone.press(digit)
 
 
 async def test_keypad_digits_reach_the_conversation() -> None:
