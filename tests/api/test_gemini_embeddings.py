@@ -13,6 +13,7 @@ from app.engines import build_embedder
 from app.rag.gemini_embedder import GeminiEmbedder
 from app.services import Services, build_knowledge
 from app.settings import Settings
+from tests import factories
 from tests.api.conftest import Tenant
 from tests.fakes.gemini_server import API_KEY, FakeGemini
 from tests.fixtures.kb_corpus import HANDBOOK
@@ -27,7 +28,7 @@ def gemini() -> Iterator[FakeGemini]:
 
 
 def embedder_for(gemini: FakeGemini) -> GeminiEmbedder:
-    settings = Settings(_env_file=None, gemini_api_key=API_KEY, gemini_base_url=gemini.url)  # type: ignore[call-arg]
+    settings = factories.settings(gemini_api_key=API_KEY, gemini_base_url=gemini.url)
     embedder = build_embedder(settings)
     assert isinstance(embedder, GeminiEmbedder)
     return embedder

@@ -11,6 +11,7 @@ from app.agents.directory import AgentDirectory
 from app.db.demo import ensure_demo_org
 from app.services import Services
 from app.settings import Settings
+from tests import factories
 from tests.api.conftest import Tenant, agent_body
 
 pytestmark = pytest.mark.integration
@@ -82,10 +83,10 @@ async def test_demo_agent_answers_only_unclaimed_numbers(
 
 
 def test_demo_is_off_when_clerk_or_stripe_is_configured() -> None:
-    assert Settings(_env_file=None).demo_agent_enabled  # type: ignore[call-arg]
-    assert not Settings(_env_file=None, clerk_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
-    assert not Settings(_env_file=None, stripe_secret_key="sk").demo_agent_enabled  # type: ignore[call-arg]
-    assert not Settings(_env_file=None, velox_demo_agent=False).demo_agent_enabled  # type: ignore[call-arg]
+    assert factories.settings().demo_agent_enabled
+    assert not factories.settings(clerk_secret_key="sk").demo_agent_enabled
+    assert not factories.settings(stripe_secret_key="sk").demo_agent_enabled
+    assert not factories.settings(velox_demo_agent=False).demo_agent_enabled
 
 
 async def test_health_reports_the_data_layer(anonymous: httpx.AsyncClient) -> None:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.db.organizations import create_org_with_key
-from app.settings import Settings
 from harness.simulator.script import run_scripted_call
+from tests import factories
 from tests.e2e.conftest import TWILIO_TOKEN
 from tests.e2e.test_calls_on_serve import saved_call
 
@@ -31,7 +31,7 @@ async def test_the_agent_answers_from_an_uploaded_document(
     serve_url, speech_engines, postgres_url, tmp_path
 ):
     tts, stt = speech_engines
-    settings = Settings(_env_file=None, database_url=postgres_url)  # type: ignore[call-arg]
+    settings = factories.settings(database_url=postgres_url)
     _, key = await create_org_with_key(settings, "Acme Plumbing", "e2e")
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=serve_url, headers=headers, timeout=30) as api:

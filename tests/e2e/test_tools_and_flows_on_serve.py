@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.db.organizations import create_org_with_key
-from app.settings import Settings
 from harness.simulator.script import run_scripted_call
+from tests import factories
 from tests.e2e.conftest import TWILIO_TOKEN
 from tests.e2e.test_calls_on_serve import saved_call
 
@@ -58,7 +58,7 @@ INTAKE_THEN_BRANCH = {
 
 
 async def make_agent(serve_url: str, postgres_url: str, number: str, **fields: Any) -> None:
-    settings = Settings(_env_file=None, database_url=postgres_url)  # type: ignore[call-arg]
+    settings = factories.settings(database_url=postgres_url)
     _, key = await create_org_with_key(settings, f"Bakery {number}", "e2e")
     async with httpx.AsyncClient(
         base_url=serve_url, headers={"Authorization": f"Bearer {key}"}, timeout=30

@@ -16,15 +16,15 @@ from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
 from app.db.models import Agent, Message
-from app.settings import Settings
 from app.transcripts.call_recorder import StoreCallRecorder
 from app.transcripts.store import ConversationStore
+from tests import factories
 from tests.conversations import load_call
 from tests.db.conftest import new_org
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+SETTINGS = factories.settings()
 
 
 async def make_agent(db: Database) -> AgentProfile:

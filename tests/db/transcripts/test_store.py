@@ -18,7 +18,6 @@ from app.db.database import Database
 from app.db.models import Agent, Conversation, Message
 from app.llm.base import Message as LLMMessage
 from app.llm.base import ToolCall
-from app.settings import Settings
 from app.transcripts.call_recorder import StoreCallRecorder
 from app.transcripts.costs import CallUsage
 from app.transcripts.store import (
@@ -30,11 +29,12 @@ from app.transcripts.store import (
     TranscriptMoved,
     TurnEntry,
 )
+from tests import factories
 from tests.db.conftest import new_org
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+SETTINGS = factories.settings()
 
 # One turn, as both channels would report it.
 CALLER = "Where is my order A1042?"

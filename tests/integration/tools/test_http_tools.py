@@ -26,6 +26,7 @@ from app.tools.http import HttpTool
 from app.tools.registry import HTTP_TOOL_NAMES, ToolBox
 from app.tools.transfer import HandoffNotice, Transfer
 from harness.demo_backend import DemoData, create_demo_backend
+from tests import factories
 from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def make_settings(**values: Any) -> Settings:
     }
     fields.update(tool_timeout_s=2.0, tool_retries=2)
     fields.update(values)
-    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return factories.settings(**fields)
 
 
 def all_tools(url: str, key: str | None = KEY, **values: Any) -> Settings:

@@ -15,10 +15,10 @@ from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine, ConversationState, ToolRan
 from app.llm.base import Message, TextDelta, ToolCall
 from app.llm.router import TieredLLM
-from app.settings import Settings
 from app.telephony.calls_api import TwilioCalls
 from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
+from tests import factories
 from tests.fakes import FakeLLM
 from tests.fakes.serving import serving
 from tests.fakes.twilio_server import FakeTwilio
@@ -49,7 +49,7 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 async def transfer(backend: str, twilio: FakeTwilio, call_sid: str) -> list[Any]:
-    settings = Settings(_env_file=None, handoff_api_url=backend)  # type: ignore[call-arg]
+    settings = factories.settings(handoff_api_url=backend)
     calls = TwilioCalls(
         account_sid=twilio.account_sid, auth_token=twilio.auth_token, api_url=twilio.url
     )

@@ -28,6 +28,7 @@ from app.llm.router import TieredLLM
 from app.rag.passage import Passage
 from app.settings import Settings
 from app.tools.registry import TOOL_NAMES, ToolBox
+from tests import factories
 from tests.fakes import FakeLLM
 
 AGENT = AgentProfile(
@@ -57,7 +58,7 @@ def make_engine(
     settings: Settings | None = None,
     holding_after_s: float = 1.0,
 ) -> ConversationEngine:
-    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = settings or factories.settings()
     tiers = {Tier.FLASH: cloud, Tier.PRO: cloud} if cloud is not None else {}
     router = TieredLLM(slm=slm, tiers=tiers, first_event_timeout_s=0.3)
     return ConversationEngine(
@@ -135,7 +136,7 @@ async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
 
 async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() -> None:
     slm = FakeLLM(replies=["Could you give me the order number?", "One moment."])
-    engine = make_engine(slm, settings=Settings(_env_file=None, order_api_url="http://x"))  # type: ignore[call-arg]
+    engine = make_engine(slm, settings=factories.settings(order_api_url="http://x"))
     state = ConversationState.start(AGENT)
     await turn(engine, state, "Where is my order?")
     assert slm.offered[0] is None  # no number said: nothing to look up

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.settings import Settings, env_names
+from app.settings import env_names
 from app.tools.base import ToolContext
 from app.tools.http import HttpTool, idempotency_key
 from app.tools.registry import HTTP_TOOL_NAMES, TOOL_NAMES, ToolBox
 from app.tools.transfer import Transfer
+from tests import factories
 
 PREFIXES = ("order", "inventory", "calendar", "crm", "handoff")
 
@@ -27,7 +28,7 @@ def test_every_http_tool_reads_its_own_url_and_key_settings() -> None:
         assert f"{prefix}_API_KEY".upper() in env_names()
         values[f"{prefix}_api_url"] = f"http://{prefix}.test"
         values[f"{prefix}_api_key"] = f"key-{prefix}"
-    box = ToolBox(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+    box = ToolBox(factories.settings(**values))
     transfer = box.tools["transfer_to_agent"]
     assert isinstance(transfer, Transfer)
     backends = [box.tools[name].backend() for name in HTTP_TOOL_NAMES]  # type: ignore[attr-defined]

@@ -10,12 +10,12 @@ import pytest
 
 from app.api.agents import AgentCreate, AgentFields, ToolSettings
 from app.conversation import routing
-from app.settings import Settings
 from app.tools.arguments import ToolArguments
 from app.tools.base import Tool
 from app.tools.http import HttpTool
 from app.tools.registry import HTTP_TOOL_NAMES, TOOL_NAMES, TOOLS, ToolBox, tool_class
 from app.tools.transfer import HANDOFF
+from tests import factories
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=TOOL_NAMES)
@@ -47,6 +47,6 @@ def test_the_api_enums_are_the_registrys() -> None:
 def test_the_router_and_the_toolbox_read_the_list() -> None:
     intents = {tool.intent.name for tool in TOOLS if tool.intent is not None}
     assert {intent.name for intent in routing._INTENTS} == intents
-    box = ToolBox(Settings(_env_file=None))  # type: ignore[call-arg]
+    box = ToolBox(factories.settings())
     assert tuple(box.tools) == TOOL_NAMES
     assert all(type(box.tools[tool.name]) is tool for tool in TOOLS)
