@@ -1,4 +1,5 @@
-"""CallSession against scripted engines and an in-memory Twilio that plays audio in real time."""
+"""CallSession against scripted engines and an in-memory Twilio that plays audio at 20 ms a frame,
+on the event loop's fast-forwarded clock (looptime): every wait happens in order, none for real."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from app.tools.registry import TOOL_NAMES
 from harness.simulator.phone import Playback, TwilioStream
 from tests import factories
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, MemoryRecorder, StallingLLM, silence, tone
+
+# The loop's clock is fast-forwarded (looptime): a call plays out in real order without real waits.
+pytestmark = pytest.mark.looptime
 
 STREAM = "MZ" + "0" * 32
 CALL = "CA" + "1" * 32
@@ -141,7 +145,9 @@ def make_session(
         lookup=lookup,
         load=load,
     )
-    session = CallSession(phone, services, CallConfig.from_settings(config))
+    # Timings on the loop's (fast-forwarded) clock, as the call experiences them.
+    clock = asyncio.get_running_loop().time
+    session = CallSession(phone, services, CallConfig.from_settings(config), clock=clock)
     return session, recorder, services.metrics, engines
 
 
