@@ -71,7 +71,10 @@ async def test_two_turn_call_gets_relevant_spoken_answers(
     assert convo.sentiment is not None and convo.latency["turns"] == 3
     assert [m.role for m in messages] == ["agent", "caller", "agent", "caller", "agent"]
     assert "bakery" in messages[0].text.lower()
-    assert "saturday" in messages[1].text.lower()
+    # The first question, as heard: Whisper tiny.en hears Piper's "Saturday" as "setter day" in
+    # some renderings (Piper varies each one), so the turn is told by its other words. How well
+    # each voice is heard is the benchmarks' to measure (bench/engines.py).
+    assert "what time do you open" in messages[1].text.lower()
     assert set(messages[2].latency) >= {
         "stt_s",
         "llm_ttft_s",

@@ -113,7 +113,10 @@ async def test_killing_the_server_mid_call_keeps_finished_turns(
         assert convo is not None
         assert convo.status == "in_progress" and convo.ended_at is None  # nobody closed it
         assert [m.role for m in messages[:3]] == ["agent", "caller", "agent"]
-        assert "saturday" in messages[1].text.lower()
+        # The first question, as heard: Whisper tiny.en hears Piper's "Saturday" as "setter day"
+        # in some renderings (Piper varies each one), so the turn is told by its other words. How
+        # well each voice is heard is the benchmarks' to measure (bench/engines.py).
+        assert "what time do you open" in messages[1].text.lower()
         assert messages[2].text and messages[2].latency.get("voice_to_voice_s")
     finally:
         await db.close()
