@@ -4,7 +4,7 @@ scoped to it, and the process's services (each put on `app.state` by `Services.a
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
@@ -27,6 +27,7 @@ from app.tools.registry import ToolBox
 from app.transcripts.store import ConversationStore
 
 Row = TypeVar("Row")
+T = TypeVar("T")
 
 # auto_error=False: a missing header gets our 401 envelope, not FastAPI's 403.
 bearer = HTTPBearer(
@@ -35,70 +36,19 @@ bearer = HTTPBearer(
 )
 
 
-def db_of(connection: HTTPConnection) -> Database:
-    """The process's database."""
-    db: Database = connection.app.state.db
-    return db
+def _service(name: str, kind: type[T]) -> Callable[[HTTPConnection], T]:
+    """A dependency for the process's `name` service, as `Services.attach` put it on app.state
+    (`kind` types it)."""
+
+    def service_of(connection: HTTPConnection) -> T:
+        service: T = getattr(connection.app.state, name)
+        return service
+
+    service_of.__name__ = f"{name}_of"  # how FastAPI and tracebacks name the dependency
+    return service_of
 
 
-def settings_of(connection: HTTPConnection) -> Settings:
-    """The process's settings."""
-    settings: Settings = connection.app.state.settings
-    return settings
-
-
-def hub_of(connection: HTTPConnection) -> CallHub:
-    """This replica's live calls."""
-    hub: CallHub = connection.app.state.hub
-    return hub
-
-
-def engines_of(connection: HTTPConnection) -> Engines:
-    """The STT, LLM and TTS engines calls use."""
-    engines: Engines = connection.app.state.engines
-    return engines
-
-
-def metrics_of(connection: HTTPConnection) -> Metrics:
-    """The velox_* metrics."""
-    metrics: Metrics = connection.app.state.metrics
-    return metrics
-
-
-def toolbox_of(connection: HTTPConnection) -> ToolBox:
-    """The tools agents may call."""
-    toolbox: ToolBox = connection.app.state.toolbox
-    return toolbox
-
-
-def conversation_of(connection: HTTPConnection) -> ConversationEngine:
-    """The engine that runs agent turns, on calls and in the playground alike."""
-    conversation: ConversationEngine = connection.app.state.conversation
-    return conversation
-
-
-def knowledge_of(connection: HTTPConnection) -> KnowledgeService:
-    """Knowledge bases: ingestion and search."""
-    knowledge: KnowledgeService = connection.app.state.knowledge
-    return knowledge
-
-
-def agent_knowledge_of(connection: HTTPConnection) -> AgentKnowledge:
-    """The passages an agent's turn is grounded in."""
-    agent_knowledge: AgentKnowledge = connection.app.state.agent_knowledge
-    return agent_knowledge
-
-
-def transcripts_of(connection: HTTPConnection) -> ConversationStore:
-    """Stored conversations."""
-    transcripts: ConversationStore = connection.app.state.transcripts
-    return transcripts
-
-
-def call_state_of(connection: HTTPConnection) -> CallStateStore:
-    """Call state every ingress replica shares."""
-    calls: CallStateStore = connection.app.state.calls
-    return calls
+db_of = _service("db", Database)
 
 
 async def current_principal(
@@ -125,16 +75,18 @@ async def tenant_session(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 TenantSession = Annotated[AsyncSession, Depends(tenant_session)]
 DatabaseDep = Annotated[Database, Depends(db_of)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]
-CallHubDep = Annotated[CallHub, Depends(hub_of)]
-EnginesDep = Annotated[Engines, Depends(engines_of)]
-MetricsDep = Annotated[Metrics, Depends(metrics_of)]
-ToolBoxDep = Annotated[ToolBox, Depends(toolbox_of)]
-ConversationDep = Annotated[ConversationEngine, Depends(conversation_of)]
-KnowledgeDep = Annotated[KnowledgeService, Depends(knowledge_of)]
-AgentKnowledgeDep = Annotated[AgentKnowledge, Depends(agent_knowledge_of)]
-TranscriptsDep = Annotated[ConversationStore, Depends(transcripts_of)]
-CallStateDep = Annotated[CallStateStore, Depends(call_state_of)]
+SettingsDep = Annotated[Settings, Depends(_service("settings", Settings))]
+CallHubDep = Annotated[CallHub, Depends(_service("hub", CallHub))]
+EnginesDep = Annotated[Engines, Depends(_service("engines", Engines))]
+MetricsDep = Annotated[Metrics, Depends(_service("metrics", Metrics))]
+ToolBoxDep = Annotated[ToolBox, Depends(_service("toolbox", ToolBox))]
+ConversationDep = Annotated[
+    ConversationEngine, Depends(_service("conversation", ConversationEngine))
+]
+KnowledgeDep = Annotated[KnowledgeService, Depends(_service("knowledge", KnowledgeService))]
+AgentKnowledgeDep = Annotated[AgentKnowledge, Depends(_service("agent_knowledge", AgentKnowledge))]
+TranscriptsDep = Annotated[ConversationStore, Depends(_service("transcripts", ConversationStore))]
+CallStateDep = Annotated[CallStateStore, Depends(_service("calls", CallStateStore))]
 
 
 async def get_or_404(session: AsyncSession, model: type[Row], row_id: uuid.UUID, what: str) -> Row:
