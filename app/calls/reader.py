@@ -66,12 +66,7 @@ class KeyPressed:
     digit: str
 
 
-@dataclass(frozen=True, slots=True)
-class StreamStopped:
-    """Twilio ended the stream: the caller hung up, or the call moved on (a transfer)."""
-
-
-StreamEvent = CallerAudio | MarkPlayed | KeyPressed | StreamStopped
+StreamEvent = CallerAudio | MarkPlayed | KeyPressed
 
 
 class StreamReader:
@@ -94,7 +89,8 @@ class StreamReader:
             return event
 
     async def events(self) -> AsyncIterator[StreamEvent]:
-        """The stream's events until its `stop`; raises ProtocolError or SocketClosed."""
+        """The stream's events until Twilio's `stop` (the caller hung up, or the call moved on,
+        as after a transfer); raises ProtocolError or SocketClosed."""
         while True:
             event = parse_inbound(await self._socket.receive_text())
             if isinstance(event, MediaEvent):
@@ -111,7 +107,6 @@ class StreamReader:
                 self._check_stream(event.streamSid)
                 yield KeyPressed(event.dtmf.digit)
             elif isinstance(event, StopEvent):
-                yield StreamStopped()
                 return
             elif isinstance(event, StartEvent):
                 raise ProtocolError("a second 'start' on the same stream")

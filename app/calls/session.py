@@ -30,7 +30,6 @@ from app.calls.reader import (
     MediaSocket,
     SocketClosed,
     StreamReader,
-    StreamStopped,
 )
 from app.calls.recorder import CallRecorder, CallStart, CallSummary
 from app.calls.responder import ReplicaLoad, Responder, StageTimeout
@@ -228,10 +227,8 @@ class CallSession:
                 if not self._floor.caller_in_turn:
                     words = self.state.press(event.digit)
                     await self._carry_out(self._floor.key_pressed(words, self._clock()))
-            elif isinstance(event, StreamStopped):
-                # After a transfer Twilio stops the stream: the call goes on, with a person.
-                return "completed", self._stop_reason()
-        raise SocketClosed()  # unreachable: the reader returns only after a stop
+        # Twilio stopped the stream (after a transfer the call goes on, with a person).
+        return "completed", self._stop_reason()
 
     def _stop_reason(self) -> str:
         for turn in reversed(self.turns):
@@ -297,7 +294,8 @@ class CallSession:
                 if action.outcome == "backchannel":
                     logger.info("call %s: backchannel %r, resuming", self.call_sid, action.detail)
                 self._metrics.turns_total.labels(outcome=action.outcome).inc()
-        self._wake_pump()
+        if actions:  # most frames decide nothing: the pump need not look every 20 ms
+            self._wake_pump()
 
     async def _record(self, close: Close) -> None:
         assert self._ledger is not None
