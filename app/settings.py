@@ -8,6 +8,7 @@ made from the groups' own fields, so an env name can never drift from its field.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,28 @@ class Server(BaseModel):
         description="Public base URL Twilio reaches (https://…); else taken from the request.",
     )
     velox_data_dir: Path = Path("var")
+    # Without TWILIO_AUTH_TOKEN nobody can tell Twilio from an attacker: voice traffic is then
+    # served only on a loopback server, unless this loudly named development flag says otherwise.
+    velox_insecure_unsigned_voice: bool = False
+    velox_trusted_proxies: str | None = Field(
+        default=None,
+        description="Comma-separated proxy addresses or CIDRs whose X-Forwarded-* are believed",
+    )
+    velox_operator_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for /metrics and /health details (else loopback clients only)",
+    )
+    velox_max_body_kb: int = 1024  # every route but the upload, which has max_upload_mb
+
+    @property
+    def on_loopback(self) -> bool:
+        """The server listens on a loopback address only (a developer's machine)."""
+        return is_loopback_host(self.velox_host)
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """VELOX_TRUSTED_PROXIES as a list of addresses or networks."""
+        return _csv(self.velox_trusted_proxies)
 
 
 class Database(BaseModel):
@@ -72,8 +95,12 @@ class Telephony(BaseModel):
         default=None, description="Where transfer_to_agent dials when the agent names no number"
     )
     max_call_seconds: int = 3600
+    stream_token_ttl_s: int = 60  # the webhook's stream token is good for this long, once
+    media_idle_timeout_s: float = 10.0  # a started stream sending no media this long is closed
+    audio_burst_s: float = 2.0  # audio may run this far ahead of real time, then the stream ends
+    velox_max_calls_per_org: int = 10  # an org's concurrent calls (organizations may lower it)
     # The demo organization answers numbers nobody claimed, so `make run` + `velox call` works
-    # out of the box. None: on unless Clerk or Stripe is configured (a real deployment).
+    # out of the box. None: on only for a loopback server without Clerk or Stripe.
     velox_demo_agent: bool | None = None
     # The agent that answers until the data layer assigns agents to numbers.
     velox_agent_name: str = "Rosa's Bakery"
@@ -131,6 +158,7 @@ class Speech(BaseModel):
     turn_end_incomplete_ms: int = 1100
     barge_in_min_speech_ms: int = 160
     backchannel_max_ms: int = 700
+    max_utterance_s: float = 30.0  # a caller turn is ended here, however long they talk
     # Skip speculative replies while this many utterances of other calls await STT (a safety
     # valve: with 4 calls on 2 cores, skipping at 1 cost 0.4 s of p50 and saved nothing at p95).
     speculate_max_stt_inflight: int = 3
@@ -149,6 +177,16 @@ class Knowledge(BaseModel):
     rag_timeout_s: float = 1.0  # a turn waits this long for its passages, then answers without
     gemini_embedding_model: str = "gemini-embedding-001"
     gemini_embedding_dimension: int = 768
+    # Per organization: what it may store.
+    max_documents_per_org: int = 500
+    max_storage_mb_per_org: int = 1024
+    # Parsing runs in a worker process with these limits; office files are checked before they
+    # are unpacked (zip bombs).
+    parse_timeout_s: float = 120.0
+    parse_memory_mb: int = 1024
+    max_unpacked_mb: int = 200
+    max_compression_ratio: int = 100
+    max_archive_entries: int = 10_000
 
 
 class Tools(BaseModel):
@@ -165,9 +203,31 @@ class Tools(BaseModel):
     crm_api_key: SecretStr | None = None
     handoff_api_url: str | None = None
     handoff_api_key: SecretStr | None = None
+    # The deployment-wide URLs and keys above serve the demo organization and these orgs only;
+    # every other tenant brings its own.
+    velox_tool_url_orgs: str | None = Field(
+        default=None, description="Comma-separated org ids allowed the deployment's tool URLs"
+    )
+    tool_max_response_kb: int = 64
     tool_timeout_s: float = 4.0
     tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
     holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
+
+    @property
+    def operator_url_orgs(self) -> list[str]:
+        """VELOX_TOOL_URL_ORGS as a list."""
+        return _csv(self.velox_tool_url_orgs)
+
+
+class Limits(BaseModel):
+    """Rate limits (the `limits` library's notation, e.g. "20/minute"), shared through Redis when
+    REDIS_URL is set, and the playground's token budget."""
+
+    rate_limit_auth_failures: str = "20/minute"  # per client address and per presented key
+    rate_limit_webhooks: str = "300/minute"  # per client address
+    rate_limit_stream_handshakes: str = "300/minute"  # per client address
+    rate_limit_playground_turns: str = "30/minute"  # per API key or user
+    playground_tokens_per_day: int = 200_000  # per org, only while Gemini is configured
 
 
 class Billing(BaseModel):
@@ -208,6 +268,7 @@ GROUPS: dict[str, type[BaseModel]] = {
     "knowledge": Knowledge,
     "tools": Tools,
     "billing": Billing,
+    "limits": Limits,
 }
 
 
@@ -242,6 +303,7 @@ class Settings(BaseModel):
     knowledge: Knowledge = Field(default_factory=Knowledge)
     tools: Tools = Field(default_factory=Tools)
     billing: Billing = Field(default_factory=Billing)
+    limits: Limits = Field(default_factory=Limits)
 
     @model_validator(mode="before")
     @classmethod
@@ -277,7 +339,25 @@ class Settings(BaseModel):
         """Whether unclaimed numbers reach the demo organization's agent."""
         if self.telephony.velox_demo_agent is not None:
             return self.telephony.velox_demo_agent
-        return self.auth.clerk_secret_key is None and self.billing.stripe_secret_key is None
+        return (
+            self.server.on_loopback
+            and self.auth.clerk_secret_key is None
+            and self.billing.stripe_secret_key is None
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1; a name that must be resolved is not loopback."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _csv(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 def env_names() -> dict[str, str]:

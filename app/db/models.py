@@ -65,6 +65,11 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     clerk_org_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Card numbers and security codes are redacted from transcripts unless the org turns it off.
+    redact_payment_data: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
+    )
+    max_concurrent_calls: Mapped[int | None] = mapped_column(Integer)  # None: the deployment's
     created_at: Mapped[datetime] = _created()
 
 
@@ -101,7 +106,9 @@ class ApiKey(TenantOwned):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))  # the user or key that made it
     created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
