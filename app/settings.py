@@ -209,6 +209,9 @@ class Tools(BaseModel):
         default=None, description="Comma-separated org ids allowed the deployment's tool URLs"
     )
     tool_max_response_kb: int = 64
+    # Development only: tenants' tool URLs may name loopback and private addresses (and use
+    # http). Off, a tenant can never make the server fetch its own network.
+    velox_allow_private_tool_urls: bool = False
     tool_timeout_s: float = 4.0
     tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
     holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
