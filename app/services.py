@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from app.agents.directory import AgentDirectory
 from app.auth.clerk import ClerkVerifier
 from app.auth.principal import Authenticator
+from app.call_state.admission import CallAdmission
 from app.call_state.live import LiveCallRecorder
 from app.call_state.store import CallStateStore, make_call_state
 from app.calls.config import CallConfig
@@ -38,6 +39,7 @@ from app.rag.storage import FileStore
 from app.rag.tokens import wordpiece_counter
 from app.settings import Settings
 from app.telephony.calls_api import TwilioCalls
+from app.telephony.exposure import voice_refusal
 from app.tools.registry import ToolBox
 from app.transcripts.call_recorder import StoreCallRecorder
 from app.transcripts.store import ConversationStore
@@ -123,12 +125,20 @@ async def build_services(
         holding_after_s=settings.tools.holding_phrase_after_s,
     )
     transcripts = ConversationStore(db, settings)
+    agents = AgentDirectory(db, settings)
     hub = CallHub(
         CallServices(
             stt=engines.stt,
             tts=engines.tts,
             conversation=conversation,
-            agents=AgentDirectory(db, settings),
+            agents=agents,
+            admission=CallAdmission(
+                calls,
+                agents,
+                token_ttl_s=settings.telephony.stream_token_ttl_s,
+                max_calls_per_org=settings.telephony.velox_max_calls_per_org,
+                org_cap=agents.call_cap,
+            ),
             recorder=FanoutRecorder(StoreCallRecorder(transcripts), LiveCallRecorder(calls)),
             phrases=PhraseCache(engines.tts),
             metrics=metrics,
@@ -138,7 +148,9 @@ async def build_services(
     )
     await hub.prewarm(AgentProfile.default(settings))
     await knowledge.ingestor.resume()
-    if settings.telephony.twilio_auth_token is None:
+    if (refusal := voice_refusal(settings)) is not None:
+        logger.error("Voice is OFF: %s. Calls get a 503 until this is fixed.", refusal)
+    elif settings.telephony.twilio_auth_token is None:
         logger.warning(
             "TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT checked, so anyone who "
             "can reach this server can place calls. Set it before exposing the server."

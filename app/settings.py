@@ -365,9 +365,7 @@ def _csv(value: str | None) -> list[str]:
 
 def env_names() -> dict[str, str]:
     """Every setting's env var, with the group its field is in."""
-    return {
-        name.upper(): group for group, model in GROUPS.items() for name in model.model_fields
-    }
+    return {name.upper(): group for group, model in GROUPS.items() for name in model.model_fields}
 
 
 @lru_cache

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.agents.directory import SingleAgent
+from app.call_state.admission import TOKEN_PARAMETER, CallAdmission
+from app.call_state.store import MemoryCallState, StreamGrant
 from app.calls.config import CallConfig
 from app.calls.hub import CallHub
 from app.calls.phrases import PhraseCache
@@ -56,13 +58,15 @@ def call_services(
     metrics: Metrics | None = None,
 ) -> CallServices:
     """What a replica's calls share, around `engines`, with `agent` answering every call."""
+    agents = SingleAgent(agent)
     return CallServices(
         stt=engines.stt,
         tts=engines.tts,
         conversation=ConversationEngine(
             llm=as_router(engines.llm), toolbox=toolbox or ToolBox(config)
         ),
-        agents=SingleAgent(agent),
+        agents=agents,
+        admission=CallAdmission(MemoryCallState(), agents, replica="test-replica"),
         recorder=recorder or MemoryRecorder(),
         phrases=PhraseCache(engines.tts),
         metrics=metrics or Metrics(),
@@ -77,3 +81,20 @@ def call_hub(
     """Live calls of a database-less replica, `agent` answering every number."""
     services = call_services(config, engines, agent=agent, metrics=metrics)
     return CallHub(services, CallConfig.from_settings(config))
+
+
+async def stream_parameters(
+    services: CallServices, *, call_sid: str, account_sid: str, from_number: str = "+15550199"
+) -> dict[str, str]:
+    """The `<Parameter>`s the webhook would give the stream of this call to the one agent."""
+    agent = await services.agents.for_number("+15550100")
+    assert agent is not None
+    grant = StreamGrant(
+        call_sid=call_sid,
+        account_sid=account_sid,
+        org_id=agent.org_id or "",
+        agent_id=agent.id,
+        from_number=from_number,
+        to_number="+15550100",
+    )
+    return {TOKEN_PARAMETER: await services.admission.issue(grant)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 
 from sqlalchemy import select
 
@@ -51,21 +50,28 @@ class AgentDirectory:
             return profile_of(agent) if agent is not None else None
         return await self.demo_agent() if self.demo_enabled else None
 
-    async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
-        """The agent our TwiML named in the stream's parameters (`orgId`, `agentId`)."""
+    async def by_id(self, org_id: str, agent_id: str) -> AgentProfile | None:
+        """An enabled agent of `org_id` (None for ids that are not ours)."""
         try:
-            org_id, agent_id = uuid.UUID(parameters["orgId"]), uuid.UUID(parameters["agentId"])
-        except (KeyError, ValueError):
+            org, agent_uuid = uuid.UUID(org_id), uuid.UUID(agent_id)
+        except ValueError:
             return None
-        return await self.by_id(org_id, agent_id)
-
-    async def by_id(self, org_id: uuid.UUID, agent_id: uuid.UUID) -> AgentProfile | None:
-        """An enabled agent of `org_id`."""
-        async with self.db.tenant(org_id) as session:
+        async with self.db.tenant(org) as session:
             agent = await session.scalar(
-                select(Agent).where(Agent.id == agent_id, Agent.enabled.is_(True))
+                select(Agent).where(Agent.id == agent_uuid, Agent.enabled.is_(True))
             )
         return profile_of(agent) if agent is not None else None
+
+    async def call_cap(self, org_id: str) -> int | None:
+        """The org's own cap on concurrent calls (None: the deployment's)."""
+        try:
+            org = uuid.UUID(org_id)
+        except ValueError:
+            return None
+        async with self.db.system() as session:
+            return await session.scalar(
+                select(Organization.max_concurrent_calls).where(Organization.id == org)
+            )
 
     async def demo_agent(self) -> AgentProfile | None:
         """The demo organization's first agent."""
@@ -91,9 +97,11 @@ class SingleAgent:
         """The one agent, whatever the number."""
         return self.agent
 
-    async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
-        """The one agent, whatever the parameters."""
-        return self.agent
+    async def by_id(self, org_id: str, agent_id: str) -> AgentProfile | None:
+        """The one agent, when the ids are its own."""
+        if (org_id, agent_id) == (self.agent.org_id or "", self.agent.id):
+            return self.agent
+        return None
 
 
 def profile_of(agent: Agent) -> AgentProfile:

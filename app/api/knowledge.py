@@ -21,7 +21,6 @@ from app.rag.service import KnowledgeService
 router = APIRouter(tags=["knowledge base"], responses=responses(401, 422))
 
 
-
 class KnowledgeBaseCreate(BaseModel):
     """A new, empty knowledge base."""
 

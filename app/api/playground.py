@@ -245,9 +245,7 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _transcript(
-    store: ConversationStore, org_id: uuid.UUID, body: ChatRequest
-) -> Transcript:
+async def _transcript(store: ConversationStore, org_id: uuid.UUID, body: ChatRequest) -> Transcript:
     """A new playground conversation (stored before the slow turn runs), or the one to go on."""
     if body.conversation_id is None:
         ref = ConversationRef.new(org_id, time.time())

@@ -1,19 +1,29 @@
-"""Twilio voice: the incoming-call webhook (TwiML) and the Media Streams WebSocket."""
+"""Twilio voice: the incoming-call webhook (TwiML) and the Media Streams WebSocket.
+
+Nothing here trusts the caller of these routes: without TWILIO_AUTH_TOKEN they are served only
+on a loopback server (or under a loudly named development flag); with it, every request must be
+signed for the URL we know we are reached at, and each media stream must bring the single-use
+token that its call's signed webhook issued.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.api.deps import CallHubDep, SettingsDep
-from app.calls.hub import CallHub
+from app.api.deps import CallHubDep, MetricsDep, SettingsDep
+from app.api.proxy import forwarded
+from app.call_state.admission import TOKEN_PARAMETER
+from app.calls.hub import CallHub, Connect, IncomingCall
 from app.calls.reader import SocketClosed
 from app.settings import Settings
 from app.telephony import twiml
-from app.telephony.messages import ProtocolError
+from app.telephony.exposure import voice_refusal
+from app.telephony.messages import MAX_FRAME_CHARS, SID_PATTERN, ProtocolError
 from app.telephony.signature import SignatureVerifier, public_request_url
 
 logger = logging.getLogger(__name__)
@@ -23,6 +33,16 @@ TWIML = "application/xml"
 NOT_IN_SERVICE = (
     "Sorry, the number you have called is not in service. Please check the number and try again."
 )
+BUSY = "Sorry, all our lines are busy right now. Please call again in a few minutes."
+_SID = re.compile(SID_PATTERN)
+# Phone numbers, SIP URIs and "client:name" identities all fit; anything longer is not Twilio.
+_MAX_ADDRESS = 128
+
+
+def _refuse_if_off(settings: Settings) -> None:
+    reason = voice_refusal(settings)
+    if reason is not None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"voice is off: {reason}")
 
 
 @router.post(
@@ -31,58 +51,88 @@ NOT_IN_SERVICE = (
     response_class=Response,
     responses={
         200: {"content": {TWIML: {}}, "description": "TwiML connecting the call to the stream"},
+        400: {"description": "Not a Twilio incoming-call request"},
         403: {"description": "X-Twilio-Signature missing or wrong"},
+        503: {"description": "Voice is off: this server is not configured to take calls"},
     },
 )
-async def incoming_call(request: Request, settings: SettingsDep, hub: CallHubDep) -> Response:
+async def incoming_call(
+    request: Request, settings: SettingsDep, hub: CallHubDep, metrics: MetricsDep
+) -> Response:
     """Answer a call with `<Connect><Stream>` to this server's media-stream socket."""
+    try:
+        _refuse_if_off(settings)
+    except HTTPException:
+        metrics.calls_refused_total.labels(reason="voice_off").inc()
+        raise
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
     if not signed_by_twilio(request, params, settings):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "X-Twilio-Signature does not match this request: check TWILIO_AUTH_TOKEN and that "
-            "VELOX_PUBLIC_URL (or the proxy's X-Forwarded-* headers) is the URL Twilio calls",
+            "VELOX_PUBLIC_URL (or the trusted proxy's X-Forwarded-* headers) is the URL Twilio "
+            "calls",
         )
-    call_sid, caller, called = (
-        params.get("CallSid", ""),
-        params.get("From", ""),
-        params.get("To", ""),
-    )
-    agent = await hub.agent_for_number(called)
-    if agent is None:
-        logger.warning("call %s: nobody answers %s (from %s); hanging up", call_sid, called, caller)
+    call = _incoming_call(params)
+    answer = await hub.answer(call)
+    if answer == "not_in_service":
+        metrics.calls_refused_total.labels(reason="not_in_service").inc()
+        logger.warning("call %s: nobody answers %s; hanging up", call.call_sid, call.to_number)
         return Response(twiml.say_and_hangup(NOT_IN_SERVICE), media_type=TWIML)
+    if answer == "busy":
+        metrics.calls_refused_total.labels(reason="busy").inc()
+        logger.warning("call %s: the organization is at its call limit; busy", call.call_sid)
+        return Response(twiml.say_and_hangup(BUSY), media_type=TWIML)
+    assert isinstance(answer, Connect)
     stream = twiml.stream_url(
         public_url=settings.server.velox_public_url,
         scheme=request.url.scheme,
         host=request.headers.get("host", request.url.netloc),
-        forwarded_proto=request.headers.get("x-forwarded-proto"),
-        forwarded_host=request.headers.get("x-forwarded-host"),
+        forwarded_proto=forwarded(request, settings, "x-forwarded-proto"),
+        forwarded_host=forwarded(request, settings, "x-forwarded-host"),
     )
-    parameters = {"agentId": agent.id, "callSid": call_sid, "from": caller, "to": called}
-    if agent.org_id is not None:
-        parameters["orgId"] = agent.org_id
-    logger.info("call %s: incoming from %s to %s, agent %s", call_sid, caller, called, agent.id)
-    return Response(twiml.connect_stream(stream, parameters), media_type=TWIML)
+    logger.info("call %s: incoming, agent %s", call.call_sid, answer.agent.id)
+    return Response(twiml.connect_stream(stream, {TOKEN_PARAMETER: answer.token}), media_type=TWIML)
+
+
+def _incoming_call(params: dict[str, str]) -> IncomingCall:
+    """The webhook's fields, checked before anything logs or stores them."""
+    call_sid, account_sid = params.get("CallSid", ""), params.get("AccountSid", "")
+    if not _SID.match(call_sid) or not _SID.match(account_sid):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            "not a Twilio incoming-call request: CallSid and AccountSid must be Twilio ids",
+        )
+    numbers = params.get("From", ""), params.get("To", "")
+    if any(len(n) > _MAX_ADDRESS or not n.isprintable() for n in numbers):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "From and To must be short text")
+    return IncomingCall(call_sid, account_sid, *numbers)
 
 
 def signed_by_twilio(
     connection: HTTPConnection, params: dict[str, str], settings: Settings
 ) -> bool:
-    """True when X-Twilio-Signature matches the public URL (or no TWILIO_AUTH_TOKEN is set)."""
+    """True when X-Twilio-Signature matches the public URL (or no TWILIO_AUTH_TOKEN is set).
+
+    Raises:
+        HTTPException: 400 when the URL Twilio called cannot be known (an unknown scheme).
+    """
     if settings.telephony.twilio_auth_token is None:
         return True
-    url = public_request_url(
-        str(connection.url),
-        connection.headers.get("x-forwarded-proto"),
-        connection.headers.get("x-forwarded-host"),
-        settings.server.velox_public_url,
-    )
+    try:
+        url = public_request_url(
+            str(connection.url),
+            forwarded(connection, settings, "x-forwarded-proto"),
+            forwarded(connection, settings, "x-forwarded-host"),
+            settings.server.velox_public_url,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     verifier = SignatureVerifier(settings.telephony.twilio_auth_token)
     if verifier.verify(url, params, connection.headers.get("x-twilio-signature")):
         return True
-    logger.warning("rejected %s: bad X-Twilio-Signature for %s", connection.url.path, url)
+    logger.warning("rejected %s: bad X-Twilio-Signature", connection.url.path)
     return False
 
 
@@ -97,9 +147,12 @@ class StarletteMediaSocket:
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
             raise SocketClosed(message.get("code"))
-        if message.get("text") is not None:
-            return str(message["text"])
-        raise ProtocolError("binary WebSocket frame; Media Streams messages are JSON text")
+        text = message.get("text")
+        if text is None:
+            raise ProtocolError("binary WebSocket frame; Media Streams messages are JSON text")
+        if len(text) > MAX_FRAME_CHARS:
+            raise ProtocolError(f"a {len(text)}-character frame; at most {MAX_FRAME_CHARS}")
+        return str(text)
 
     async def send_text(self, data: str) -> None:
         """Send one JSON message to Twilio."""
@@ -117,8 +170,16 @@ class StarletteMediaSocket:
 
 
 async def _media_stream(websocket: WebSocket, settings: Settings, hub: CallHub) -> None:
+    # Refused before the handshake completes: the client sees a 403, and no call runs.
+    if voice_refusal(settings) is not None:
+        await websocket.close(code=1008, reason="voice is off on this server")
+        return
     # Twilio signs the handshake over the stream URL alone, with no parameters.
-    if not signed_by_twilio(websocket, {}, settings):
+    try:
+        signed = signed_by_twilio(websocket, {}, settings)
+    except HTTPException:
+        signed = False
+    if not signed:
         await websocket.close(code=1008, reason="bad X-Twilio-Signature")
         return
     await websocket.accept()
@@ -132,8 +193,6 @@ async def media_stream(websocket: WebSocket, settings: SettingsDep, hub: CallHub
 
 
 @router.websocket("/media-stream")
-async def media_stream_alias(
-    websocket: WebSocket, settings: SettingsDep, hub: CallHubDep
-) -> None:
+async def media_stream_alias(websocket: WebSocket, settings: SettingsDep, hub: CallHubDep) -> None:
     """Alias of /voice/stream."""
     await _media_stream(websocket, settings, hub)

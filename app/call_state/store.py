@@ -7,6 +7,12 @@ call, its live status, and the minutes reserved for it - are kept in Redis when 
 set, where every replica sees them, and survive a replica restarting. Without Redis (one process,
 development, unit tests) an in-process store with the same contract stands in.
 
+It also holds the two facts that make a media stream belong to the call that created it: the
+single-use stream grants the incoming-call webhook issues (a stream may land on any replica), and
+the claim that makes a call sid live at most once - atomically, with the org's cap on concurrent
+calls checked in the same step, so two streams racing for one sid, or an org's eleventh call,
+cannot both get in.
+
 Every entry expires (`ttl_s`) unless it is touched: a replica that crashes cannot remove its
 calls, and a call left "live" forever would hold an org's billing minutes forever. The replica
 that holds a call refreshes the expiry with each `update`, so long calls stay.
@@ -21,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol, cast, get_type_hints, runtime_checkable
+from typing import Any, Literal, Protocol, cast, get_type_hints, runtime_checkable
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -37,9 +43,7 @@ _FIXED_FIELDS = frozenset({"org_id", "started_at"})
 # `update` is the hot path - every turn of every call - so it is one script, atomic without
 # WATCH: optimistic retries would livelock when many updates to one call pile up. It writes only
 # if the call still exists (else it would bring back a partial hash of just these fields) and is
-# still filed under the org whose index key the caller read; if the call was re-put under another
-# org in between, it returns _MOVED and the caller looks the org up again.
-_MOVED = -1
+# filed under the org the writer belongs to (-1 otherwise: nothing is written).
 _UPDATE_LUA = """
 local org = redis.call('HGET', KEYS[1], 'org_id')
 if not org then return 0 end
@@ -50,6 +54,33 @@ redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
 redis.call('EXPIRE', KEYS[2], ARGV[2], 'GT')
 return 1
 """
+
+# A new call: refused if its sid is live already, or if its org is at its cap (ARGV[1]; 0: no
+# cap). Index entries whose hash expired are dropped as they are counted. Call hashes outside
+# KEYS are named from ARGV[3] (the key prefix), so this needs a single Redis, not a cluster.
+_CLAIM_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'live' end
+local cap = tonumber(ARGV[1])
+if cap > 0 then
+  local live = 0
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', ARGV[3] .. sid) == 1 then
+      live = live + 1
+    else
+      redis.call('ZREM', KEYS[2], sid)
+    end
+  end
+  if live >= cap then return 'busy' end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
+redis.call('EXPIRE', KEYS[2], ARGV[2], 'GT')
+return 'claimed'
+"""
+
+Claim = Literal["claimed", "live", "busy"]
 
 # A WATCHed key changes under us only when another writer touches the same call at the same
 # moment; a few retries settle it, and a bound keeps a bug from becoming a busy loop.
@@ -90,6 +121,28 @@ class LiveCall:
 
 
 _FIELD_TYPES: dict[str, type] = {f.name: get_type_hints(LiveCall)[f.name] for f in fields(LiveCall)}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGrant:
+    """What the incoming-call webhook established about a call, for the one media stream that
+    may carry it: the stream takes org, agent and numbers from here, never from its own words."""
+
+    call_sid: str
+    account_sid: str
+    org_id: str
+    agent_id: str
+    from_number: str
+    to_number: str
+
+    def to_dict(self) -> dict[str, str]:
+        """Flat strings, for a Redis hash."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> StreamGrant:
+        """Parse a hash back."""
+        return cls(**{f.name: str(data.get(f.name, "")) for f in fields(cls)})
 
 
 def _encode(name: str, value: object) -> str:
@@ -147,12 +200,24 @@ class CallStateStore(Protocol):
     async def put(self, call: LiveCall) -> None:
         """Register the call, or replace it whole; it expires after the store's `ttl_s`."""
 
-    async def update(self, call_sid: str, **fields: str | int | float) -> None:
-        """Change some fields and refresh the expiry; a call that is gone stays gone."""
+    async def claim(self, call: LiveCall, max_calls: int = 0) -> Claim:
+        """Register a new call, atomically: "live" (and nothing changes) if its sid is live
+        already, "busy" if its org has `max_calls` live calls (0: no cap), else "claimed"."""
+
+    async def update(self, call_sid: str, org_id: str, **fields: str | int | float) -> None:
+        """Change some fields and refresh the expiry - only while the call is filed under
+        `org_id`; a call that is gone stays gone."""
 
     async def get(self, call_sid: str) -> LiveCall | None: ...
 
-    async def remove(self, call_sid: str) -> None: ...
+    async def remove(self, call_sid: str, org_id: str) -> None:
+        """End the call, if it is filed under `org_id`."""
+
+    async def grant(self, token_id: str, grant: StreamGrant, ttl_s: float) -> None:
+        """Keep `grant` under `token_id` (a hash of the token, never the token) for `ttl_s`."""
+
+    async def redeem(self, token_id: str) -> StreamGrant | None:
+        """The grant under `token_id`, removed in the same step: a token works once."""
 
     async def live(self, org_id: str) -> list[LiveCall]:
         """The org's calls that have not ended or expired, newest first."""
@@ -176,6 +241,7 @@ class MemoryCallState:
         self._clock = clock
         self._calls: dict[str, tuple[LiveCall, float]] = {}  # sid -> (call, expires at)
         self._by_org: dict[str, set[str]] = {}
+        self._grants: dict[str, tuple[StreamGrant, float]] = {}
 
     def _alive(self, call_sid: str) -> LiveCall | None:
         entry = self._calls.get(call_sid)
@@ -205,10 +271,21 @@ class MemoryCallState:
         self._calls[call.call_sid] = (replace(call), self._clock() + self.ttl_s)
         self._by_org.setdefault(call.org_id, set()).add(call.call_sid)
 
-    async def update(self, call_sid: str, **fields: str | int | float) -> None:
+    async def claim(self, call: LiveCall, max_calls: int = 0) -> Claim:
+        # No await until the call is in: the event loop makes this atomic.
+        if self._alive(call.call_sid) is not None:
+            return "live"
+        if max_calls > 0:
+            live = [self._alive(sid) for sid in list(self._by_org.get(call.org_id, ()))]
+            if sum(1 for c in live if c is not None) >= max_calls:
+                return "busy"
+        await self.put(call)
+        return "claimed"
+
+    async def update(self, call_sid: str, org_id: str, **fields: str | int | float) -> None:
         encoded = _encode_update(fields)
         call = self._alive(call_sid)
-        if call is None:
+        if call is None or call.org_id != org_id:
             return
         updated = LiveCall.from_dict({**call.to_dict(), **encoded})
         self._calls[call_sid] = (updated, self._clock() + self.ttl_s)
@@ -217,8 +294,23 @@ class MemoryCallState:
         call = self._alive(call_sid)
         return None if call is None else replace(call)
 
-    async def remove(self, call_sid: str) -> None:
-        self._drop(call_sid)
+    async def remove(self, call_sid: str, org_id: str) -> None:
+        call = self._alive(call_sid)
+        if call is not None and call.org_id == org_id:
+            self._drop(call_sid)
+
+    async def grant(self, token_id: str, grant: StreamGrant, ttl_s: float) -> None:
+        now = self._clock()
+        # Expired grants go as new ones come, so unredeemed tokens cannot pile up.
+        for old in [t for t, (_, at) in self._grants.items() if at <= now]:
+            del self._grants[old]
+        self._grants[token_id] = (grant, now + ttl_s)
+
+    async def redeem(self, token_id: str) -> StreamGrant | None:
+        entry = self._grants.pop(token_id, None)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
 
     async def live(self, org_id: str) -> list[LiveCall]:
         calls = [self._alive(sid) for sid in list(self._by_org.get(org_id, ()))]
@@ -230,6 +322,7 @@ class MemoryCallState:
     async def close(self) -> None:
         self._calls.clear()
         self._by_org.clear()
+        self._grants.clear()
 
 
 class RedisCallState:
@@ -250,12 +343,16 @@ class RedisCallState:
         self.prefix = prefix
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
         self._update_script = self._redis.register_script(_UPDATE_LUA)
+        self._claim_script = self._redis.register_script(_CLAIM_LUA)
 
     def _call_key(self, call_sid: str) -> str:
         return f"{self.prefix}:call:{call_sid}"
 
     def _org_key(self, org_id: str) -> str:
         return f"{self.prefix}:org:{org_id}:calls"
+
+    def _grant_key(self, token_id: str) -> str:
+        return f"{self.prefix}:grant:{token_id}"
 
     def _expire_org(self, pipe: Pipeline, org_key: str) -> None:
         # NX gives a fresh index its first expiry; GT extends it but never shortens it, so one
@@ -304,36 +401,62 @@ class RedisCallState:
 
         await self._transact(call.call_sid, queue, "put")
 
-    async def update(self, call_sid: str, **fields: str | int | float) -> None:
+    async def claim(self, call: LiveCall, max_calls: int = 0) -> Claim:
+        pairs: list[EncodableT] = [item for pair in call.to_dict().items() for item in pair]
+        result = await self._claim_script(
+            keys=[self._call_key(call.call_sid), self._org_key(call.org_id)],
+            args=[
+                max(max_calls, 0),
+                self.ttl_s,
+                self._call_key(""),
+                call.call_sid,
+                repr(call.started_at),
+                *pairs,
+            ],
+        )
+        return cast("Claim", _text(result))
+
+    async def update(self, call_sid: str, org_id: str, **fields: str | int | float) -> None:
         encoded = _encode_update(fields)
-        key = self._call_key(call_sid)
         pairs: list[EncodableT] = [item for pair in encoded.items() for item in pair]
-        for _ in range(_WATCH_RETRIES):
-            org_id = _text(await self._redis.hget(key, "org_id"))
-            if org_id is None:
-                return  # gone: ended, or expired with the replica that held it
-            done = await self._update_script(
-                keys=[key, self._org_key(org_id)], args=[org_id, self.ttl_s, *pairs]
-            )
-            if done != _MOVED:
-                return
-        raise WatchError(f"call {call_sid} kept changing during update")
+        # The script writes only while the call is filed under `org_id`: a stream can never
+        # write into another org's call.
+        await self._update_script(
+            keys=[self._call_key(call_sid), self._org_key(org_id)],
+            args=[org_id, self.ttl_s, *pairs],
+        )
 
     async def get(self, call_sid: str) -> LiveCall | None:
         data = await self._redis.hgetall(self._call_key(call_sid))
         return LiveCall.from_dict(_texts(data)) if data else None
 
-    async def remove(self, call_sid: str) -> None:
+    async def remove(self, call_sid: str, org_id: str) -> None:
         key = self._call_key(call_sid)
 
-        def queue(pipe: Pipeline, org_id: str | None) -> bool:
-            if org_id is None:
-                return False  # gone already; `live` drops it from the index
+        def queue(pipe: Pipeline, filed_under: str | None) -> bool:
+            if filed_under != org_id:
+                return False  # gone already (`live` drops it from the index), or not theirs
             pipe.delete(key)
             pipe.zrem(self._org_key(org_id), call_sid)
             return True
 
         await self._transact(call_sid, queue, "remove")
+
+    async def grant(self, token_id: str, grant: StreamGrant, ttl_s: float) -> None:
+        key = self._grant_key(token_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_fields(grant.to_dict()))
+            pipe.pexpire(key, max(1, int(ttl_s * 1000)))
+            await pipe.execute()
+
+    async def redeem(self, token_id: str) -> StreamGrant | None:
+        key = self._grant_key(token_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.delete(key)
+            data, deleted = await pipe.execute()
+        # MULTI reads and deletes in one step: of two replicas redeeming at once, one gets it.
+        return StreamGrant.from_dict(_texts(data)) if data and deleted else None
 
     async def live(self, org_id: str) -> list[LiveCall]:
         org_key = self._org_key(org_id)

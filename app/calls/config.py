@@ -36,11 +36,21 @@ class Deadlines:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one caller's media stream may cost a replica, whatever its sender does."""
+
+    idle_s: float = 10.0  # no audio for this long after `start`: nobody is on the line
+    # Twilio sends audio in real time; a sender running this far ahead is not a phone call.
+    burst_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class CallConfig:
     """Everything a call session is configured by."""
 
     listening: Listening = field(default_factory=Listening)
     deadlines: Deadlines = field(default_factory=Deadlines)
+    stream: StreamLimits = field(default_factory=StreamLimits)
     start_timeout_s: float = 10.0  # Twilio sends `start` right after connecting
     max_call_s: float = 3600.0
 
@@ -55,6 +65,7 @@ class CallConfig:
                     pause_ms=settings.speech.turn_pause_ms,
                     end_ms=settings.speech.turn_end_ms,
                     end_incomplete_ms=settings.speech.turn_end_incomplete_ms,
+                    max_turn_ms=round(settings.speech.max_utterance_s * 1000),
                 ),
                 barge_in_min_speech_ms=settings.speech.barge_in_min_speech_ms,
                 backchannel_max_ms=settings.speech.backchannel_max_ms,
@@ -66,6 +77,10 @@ class CallConfig:
                 llm_first_token_s=settings.models.llm_first_token_timeout_s,
                 llm_total_s=settings.models.llm_total_timeout_s,
                 tts_s=settings.speech.tts_timeout_s,
+            ),
+            stream=StreamLimits(
+                idle_s=settings.telephony.media_idle_timeout_s,
+                burst_s=settings.telephony.audio_burst_s,
             ),
             max_call_s=settings.telephony.max_call_seconds,
         )

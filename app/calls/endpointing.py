@@ -31,6 +31,9 @@ class TurnTiming:
     pause_ms: int = 200  # silence that makes a candidate end of turn
     end_ms: int = 500  # silence that ends a turn that sounds complete
     end_incomplete_ms: int = 1100  # silence that ends a turn that sounds unfinished
+    # A turn is ended here however long the caller goes on: what STT is handed, and what a call
+    # holds in memory, stay bounded.
+    max_turn_ms: int = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,15 @@ class TurnDetector:
 
     def feed(self, is_speech: bool, t_ms: int) -> list[Detection]:
         """Advance by one frame that starts at stream time `t_ms`."""
+        out = self._advance(is_speech, t_ms)
+        end = t_ms + self.timing.frame_ms
+        start = self._speech_start_ms
+        if self._in_turn and start is not None and end - start >= self.timing.max_turn_ms:
+            out.append(Detection(TurnEvent.DONE, end))
+            self.reset()
+        return out
+
+    def _advance(self, is_speech: bool, t_ms: int) -> list[Detection]:
         frame = self.timing.frame_ms
         out: list[Detection] = []
         if is_speech:

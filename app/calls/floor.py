@@ -214,7 +214,7 @@ class Floor:
 
     def nothing_said(self, turn: Turn) -> None:
         """Noise, a cough: the turn had no words."""
-        turn.discarded = True
+        turn.finish(recorded=False)
         self.resume()
 
     def take(self, turn: Turn) -> tuple[bool, list[Action]]:
@@ -230,7 +230,7 @@ class Floor:
             if reply.first_audio_sent_at is not None and not reply.finished_playing:
                 if turn.caller_text is not None and is_backchannel(turn.caller_text):
                     if turn.speech_ms <= self._listening.backchannel_max_ms or not turn.audio:
-                        turn.discarded = True
+                        turn.finish(recorded=False)
                         self.resume()
                         return False, [Note("backchannel", turn.caller_text)]
                 if reply.released:
@@ -303,7 +303,7 @@ class Floor:
         return turn
 
     def _abandon(self, turn: Turn) -> Abandon:
-        turn.discarded = True
+        turn.finish(recorded=False)
         if self.speaking is turn:
             self.speaking = None
         return Abandon(turn)
@@ -316,7 +316,7 @@ class Floor:
     def _close(self, turn: Turn, *, interrupted: bool) -> list[Action]:
         if turn.finalized:
             return []
-        turn.recorded = True
+        turn.finish(recorded=True)
         if self.speaking is turn:
             self.speaking = None
         return [Close(turn, interrupted)]

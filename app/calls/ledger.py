@@ -38,9 +38,17 @@ class Turn:
     started_at: float = field(default_factory=time.time)
     discarded: bool = False  # superseded, a backchannel or silence: never recorded
     recorded: bool = False  # in the history and the transcript
+    audio_s: float = field(init=False)  # what STT listened to, kept when the audio is freed
 
     def __post_init__(self) -> None:
         self.reply = Reply(turn=self.id)
+        self.audio_s = len(self.audio) / PCM_BYTES_PER_S
+
+    def finish(self, *, recorded: bool) -> None:
+        """Nothing more happens to this turn: it is recorded, or discarded. Its audio goes, so
+        a long call holds no more caller audio than its unfinished turns."""
+        self.recorded, self.discarded = recorded, not recorded
+        self.audio = b""
 
     @property
     def committed(self) -> bool:
@@ -95,7 +103,7 @@ class TurnLedger:
                 ended_at=time.time(),
                 timings=turn.timings,
                 model=result.model if result else None,
-                caller_audio_s=len(turn.audio) / PCM_BYTES_PER_S,
+                caller_audio_s=turn.audio_s,
                 # A reply cut short before its result still drew on the passages it was given.
                 citations=[s.citation() for s in (result.sources if result else turn.sources)],
                 llm_tokens=result.tokens_by_tier() if result else {},

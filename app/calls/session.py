@@ -14,10 +14,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.call_state.store import StreamGrant
 from app.calls.config import CallConfig
 from app.calls.floor import Abandon, Action, Answer, Clear, Close, Floor, Note, TurnEnded
 from app.calls.ledger import Turn, TurnLedger
@@ -43,17 +44,62 @@ from app.telephony.messages import ProtocolError, StartEvent
 
 logger = logging.getLogger(__name__)
 
+# WebSocket close codes (RFC 6455): a refused stream broke our policy, like a protocol error.
+_CLOSE_CODES = {"completed": 1000, "failed": 1008, "refused": 1008}
+
 
 class Agents(Protocol):
-    """Finds the agent that answers a call: by the number called (the webhook), then by the
-    parameters our own TwiML gave the media stream."""
+    """Finds the agent that answers a call: by the number called (the webhook), then by the ids
+    the webhook recorded for the call's media stream."""
 
     async def for_number(self, number: str) -> AgentProfile | None:
         """The agent for a call to `number`; None when nobody answers it."""
         ...
 
-    async def for_stream(self, parameters: Mapping[str, str]) -> AgentProfile | None:
-        """The agent named by the stream's parameters; None when there is no such agent."""
+    async def by_id(self, org_id: str, agent_id: str) -> AgentProfile | None:
+        """An enabled agent of `org_id`; None when there is no such agent."""
+        ...
+
+
+class StreamRefused(Exception):
+    """A media stream that may not carry a call: no valid grant, a duplicate, an org at its cap.
+
+    `reason` is a short label for metrics; the message says what was wrong.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedCall:
+    """A call whose stream was let in: what the webhook established about it."""
+
+    call_sid: str
+    org_id: str
+    agent: AgentProfile
+    from_number: str
+    to_number: str
+
+
+class Admission(Protocol):
+    """Decides which stream carries which call (`app.call_state.admission.CallAdmission`)."""
+
+    async def issue(self, grant: StreamGrant) -> str:
+        """The webhook: a single-use token for the one stream that may carry this call."""
+        ...
+
+    async def at_capacity(self, org_id: str) -> bool:
+        """The org has as many live calls as it may."""
+        ...
+
+    async def admit(self, start: StartEvent) -> AdmittedCall:
+        """The stream's call, or StreamRefused."""
+        ...
+
+    async def release(self, call: AdmittedCall) -> None:
+        """The call is over."""
         ...
 
 
@@ -65,6 +111,7 @@ class CallServices:
     tts: TextToSpeech
     conversation: ConversationEngine
     agents: Agents
+    admission: Admission
     recorder: CallRecorder
     phrases: PhraseCache
     metrics: Metrics
@@ -88,7 +135,7 @@ class CallSession:
         self._metrics = services.metrics
         self._config = config
         self._clock = clock
-        self._reader = StreamReader(socket)
+        self._reader = StreamReader(socket, config.stream)
         self._vad = make_vad(
             config.listening.vad_engine, aggressiveness=config.listening.vad_aggressiveness
         )
@@ -111,12 +158,13 @@ class CallSession:
         self._turn_tasks: dict[Turn, asyncio.Task[None]] = {}
         self._started_at = time.time()
         self._closed = False
+        self._counted = False  # in the active-calls gauge
         self._hang_up = asyncio.Event()  # the agent ended the call and its goodbye was heard
         self._agent_end_reason = "the agent ended the call"
 
         self.stream_sid = ""
         self.call_sid = ""
-        self.parameters: dict[str, str] = {}
+        self.admitted: AdmittedCall | None = None
         self.agent: AgentProfile | None = None
         self.state: ConversationState | None = None
         self.status = "in-progress"
@@ -136,9 +184,13 @@ class CallSession:
             start_timeout = self._config.start_timeout_s
             await asyncio.wait_for(self._start(), timeout=start_timeout)
             self._metrics.active_calls.inc()
+            self._counted = True
             self._greet()
             async with asyncio.timeout(self._config.max_call_s):
                 status, reason = await self._until_hang_up()
+        except StreamRefused as exc:
+            self._metrics.streams_refused_total.labels(reason=exc.reason).inc()
+            status, reason = "refused", f"stream refused: {exc}"
         except ProtocolError as exc:
             status, reason = "failed", f"protocol error: {exc}"
         except SocketClosed:
@@ -157,16 +209,15 @@ class CallSession:
 
     async def _start(self) -> None:
         event: StartEvent = await self._reader.start()
+        # Nothing of the call runs before admission: org, agent and numbers are the webhook's.
+        admitted = await self._services.admission.admit(event)
+        self.admitted, self.agent = admitted, admitted.agent
         self.stream_sid = event.streamSid
-        self.call_sid = event.start.callSid
-        self.parameters = dict(event.start.customParameters)
-        self.agent = await self._services.agents.for_stream(self.parameters)
-        if self.agent is None:
-            raise ProtocolError(f"no agent {self.parameters.get('agentId')!r} answers here")
+        self.call_sid = admitted.call_sid
         self.state = ConversationState.start(
             self.agent,
             call_sid=self.call_sid,
-            caller_number=self.parameters.get("from") or None,
+            caller_number=admitted.from_number or None,
         )
         self._ledger = TurnLedger(
             call_sid=self.call_sid,
@@ -187,10 +238,9 @@ class CallSession:
                 call_sid=self.call_sid,
                 stream_sid=self.stream_sid,
                 agent=self.agent,
-                from_number=self.parameters.get("from", ""),
-                to_number=self.parameters.get("to", ""),
+                from_number=admitted.from_number,
+                to_number=admitted.to_number,
                 started_at=self._started_at,
-                parameters=self.parameters,
             )
         )
 
@@ -250,7 +300,7 @@ class CallSession:
         log = logger.info if status == "completed" else logger.warning
         log("call %s: ended (%s): %s", self.call_sid or "?", status, reason)
         self._metrics.calls_total.labels(status=status).inc()
-        if self.stream_sid:
+        if self._counted:
             self._metrics.active_calls.dec()
         summary = CallSummary(
             call_sid=self.call_sid,
@@ -261,10 +311,12 @@ class CallSession:
             ended_at=time.time(),
             turns=sum(1 for t in self.turns if t.recorded),
         )
-        if self.call_sid:
+        if self.admitted is not None:
             await self._services.recorder.call_ended(summary)
+            with contextlib.suppress(Exception):  # an unreachable store: the entry expires
+                await self._services.admission.release(self.admitted)
         with contextlib.suppress(Exception):
-            await self._socket.close(1000 if status == "completed" else 1008, reason[:120])
+            await self._socket.close(_CLOSE_CODES.get(status, 1008), reason[:120])
         return summary
 
     # ----------------------------------------------------------------------------- the floor

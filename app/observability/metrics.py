@@ -75,6 +75,16 @@ class Metrics:
         f = self.factory = factory or PrometheusFactory()
         self.calls_total = f.counter("velox_calls", "Calls by final status.", ("status",))
         self.active_calls = f.gauge("velox_active_calls", "Calls in progress.")
+        self.streams_refused_total = f.counter(
+            "velox_streams_refused",
+            "Media streams closed before their call ran (no or bad token, duplicate, at cap).",
+            ("reason",),
+        )
+        self.calls_refused_total = f.counter(
+            "velox_calls_refused",
+            "Incoming calls turned away at the webhook (busy, voice not served).",
+            ("reason",),
+        )
         self.llm_latency = f.histogram(
             "velox_llm_latency_seconds", "LLM time to first token.", ("model",)
         )

@@ -21,6 +21,8 @@ from pydantic_core import ErrorDetails
 # Twilio sends 20 ms (160 bytes) per media message; anything up to this bound is tolerated so a
 # different chunking does not break a call, while a runaway frame is refused.
 MAX_MEDIA_BYTES = 16000
+# No Media Streams message comes near this (Twilio's are ASCII JSON); a longer frame is refused.
+MAX_FRAME_CHARS = 64 * 1024
 
 SUPPORTED_ENCODING = "audio/x-mulaw"
 SUPPORTED_SAMPLE_RATE = 8000
@@ -29,7 +31,10 @@ SUPPORTED_CHANNELS = 1
 # Sequence numbers, chunks and timestamps arrive as JSON strings ("3"); pydantic's lax mode turns
 # numeric strings into ints, so the models expose ints whichever form Twilio used.
 Count = Annotated[int, Field(ge=0)]
-Sid = Annotated[str, Field(min_length=1)]
+# Twilio's ids are two letters and 32 hex digits (CA…, MZ…, AC…). Checked before anything logs
+# or stores one, so a client cannot smuggle text into logs or keys through an id.
+SID_PATTERN = r"^[A-Z]{2}[0-9a-fA-F]{32}$"
+Sid = Annotated[str, Field(pattern=SID_PATTERN)]
 
 
 class ProtocolError(ValueError):
@@ -131,7 +136,7 @@ class DtmfPayload(_Wire):
     """A key the caller pressed."""
 
     track: str
-    digit: str = Field(min_length=1)
+    digit: str = Field(pattern=r"^[0-9*#]$")
 
 
 class DtmfEvent(_Wire):
@@ -146,7 +151,7 @@ class DtmfEvent(_Wire):
 class MarkPayload(_Wire):
     """The name we gave the mark when we sent it."""
 
-    name: str
+    name: str = Field(max_length=64)
 
 
 class MarkEvent(_Wire):

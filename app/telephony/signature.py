@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
-from app.telephony.twiml import first_forwarded, ws_scheme
+from app.telephony.twiml import ws_scheme
 
 _HTTP_SCHEMES = {"https": "https", "http": "http", "wss": "https", "ws": "http"}
 
@@ -52,9 +52,10 @@ def public_request_url(
     """The URL Twilio actually called, which is what it signed.
 
     Behind a proxy the app sees its own scheme and host; a configured `public_url` (its path, if
-    any, is a prefix the proxy strips) or else X-Forwarded-Proto / X-Forwarded-Host put Twilio's
-    back. Path and query are kept. A ws(s) request URL stays ws(s): a proxy that terminates TLS
-    reports `https` for a `wss` handshake, so the scheme is mapped to the request's kind.
+    any, is a prefix the proxy strips) or else a trusted proxy's X-Forwarded-Proto /
+    X-Forwarded-Host (`app.api.proxy.forwarded`) put Twilio's back. Path and query are kept.
+    A ws(s) request URL stays ws(s): a proxy that terminates TLS reports `https` for a `wss`
+    handshake, so the scheme is mapped to the request's kind.
 
     Raises:
         ValueError: a scheme is neither http(s) nor ws(s).
@@ -68,8 +69,8 @@ def public_request_url(
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
             path = prefix + path
     else:
-        scheme = first_forwarded(forwarded_proto) or parts.scheme
-        netloc = first_forwarded(forwarded_host) or parts.netloc
+        scheme = forwarded_proto or parts.scheme
+        netloc = forwarded_host or parts.netloc
         path = parts.path
     if parts.scheme.lower() in ("ws", "wss"):
         scheme = ws_scheme(scheme)

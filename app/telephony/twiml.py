@@ -43,8 +43,9 @@ def stream_url(
 ) -> str:
     """The WebSocket URL Twilio should open for the media stream.
 
-    A configured `public_url` wins (its path, if any, prefixes `path`); otherwise the proxy's
-    X-Forwarded-Proto / X-Forwarded-Host override the request's own scheme and host.
+    A configured `public_url` wins (its path, if any, prefixes `path`); otherwise a trusted
+    proxy's X-Forwarded-Proto / X-Forwarded-Host (`app.api.proxy.forwarded`) override the
+    request's own scheme and host.
 
     Raises:
         ValueError: the scheme is neither http(s) nor ws(s), or no host is known.
@@ -53,8 +54,8 @@ def stream_url(
         base = urlsplit(public_url)
         proto, netloc, prefix = base.scheme, base.netloc, base.path.rstrip("/")
     else:
-        proto = first_forwarded(forwarded_proto) or scheme
-        netloc = first_forwarded(forwarded_host) or host
+        proto = forwarded_proto or scheme
+        netloc = forwarded_host or host
         prefix = ""
     if not netloc:
         raise ValueError("cannot build the stream URL: no host (set VELOX_PUBLIC_URL)")
@@ -67,11 +68,3 @@ def ws_scheme(scheme: str) -> str:
         return _WS_SCHEMES[scheme.strip().lower()]
     except KeyError:
         raise ValueError(f"unsupported URL scheme {scheme!r}; expected http(s) or ws(s)") from None
-
-
-def first_forwarded(header: str | None) -> str:
-    """The first value of an X-Forwarded-* header, or "" when absent."""
-    # Each proxy hop appends to X-Forwarded-*; the first value is what the client (Twilio) used.
-    if not header:
-        return ""
-    return header.split(",")[0].strip()

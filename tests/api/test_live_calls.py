@@ -20,7 +20,7 @@ async def test_lists_the_orgs_live_calls_newest_first(org_a: Tenant, services: S
         await services.calls.put(
             LiveCall(sid, org, "agent-1", "replica-2", "+1555", "+1556", started)
         )
-    await services.calls.update("CA-new", turns=2, last_caller_text="Are you open?")
+    await services.calls.update("CA-new", org, turns=2, last_caller_text="Are you open?")
     items = (await org_a.client.get("/api/calls/live")).json()["items"]
     assert [c["call_sid"] for c in items] == ["CA-new", "CA-old"]
     assert items[0]["turns"] == 2 and items[0]["last_caller_text"] == "Are you open?"

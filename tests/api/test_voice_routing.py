@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 import xml.etree.ElementTree as ET
 
 import httpx
 import pytest
 
 from app.agents.directory import AgentDirectory
+from app.call_state.admission import TOKEN_PARAMETER, CallAdmission
 from app.db.demo import ensure_demo_org
 from app.services import Services
 from app.settings import Settings
+from app.telephony.messages import StartEvent, parse_inbound
+from harness.simulator.phone import TwilioStream
 from tests import factories
 from tests.api.conftest import Tenant, agent_body
 
@@ -42,7 +47,9 @@ def hangs_up_politely(twiml: str) -> bool:
     )
 
 
-async def test_the_numbers_agent_answers(org_a: Tenant, anonymous: httpx.AsyncClient) -> None:
+async def test_the_numbers_agent_answers(
+    org_a: Tenant, anonymous: httpx.AsyncClient, services: Services, settings: Settings
+) -> None:
     agent = (await org_a.client.post("/api/agents", json=agent_body())).json()
     await org_a.client.post(
         "/api/phone-numbers", json={"number": "+14155550201", "agent_id": agent["id"]}
@@ -50,8 +57,22 @@ async def test_the_numbers_agent_answers(org_a: Tenant, anonymous: httpx.AsyncCl
     response = await anonymous.post("/voice/incoming", data=call("+14155550201"))
     assert response.status_code == 200
     params = stream_parameters(response.text)
-    assert params["agentId"] == agent["id"] and params["orgId"] == str(org_a.org_id)
-    assert params["to"] == "+14155550201"
+    assert list(params) == [TOKEN_PARAMETER]
+    # The stream that brings the token gets the call as the webhook filed it, whatever else its
+    # `start` claims.
+    stream = TwilioStream(
+        stream_sid="MZ" + "e" * 32,
+        call_sid=call("")["CallSid"],
+        account_sid=call("")["AccountSid"],
+        custom_parameters={**params, "orgId": str(uuid.uuid4()), "from": "+19995550000"},
+    )
+    admission = CallAdmission(services.calls, AgentDirectory(services.db, settings))
+    start = parse_inbound(json.dumps(stream.start()))
+    assert isinstance(start, StartEvent)
+    admitted = await admission.admit(start)
+    assert admitted.agent.id == agent["id"] and admitted.org_id == str(org_a.org_id)
+    assert (admitted.from_number, admitted.to_number) == ("+15550199", "+14155550201")
+    await admission.release(admitted)
 
 
 async def test_unknown_unassigned_and_disabled_numbers_hang_up(
@@ -84,6 +105,7 @@ async def test_demo_agent_answers_only_unclaimed_numbers(
 
 def test_demo_is_off_when_clerk_or_stripe_is_configured() -> None:
     assert factories.settings().demo_agent_enabled
+    assert not factories.settings(velox_host="0.0.0.0").demo_agent_enabled  # a public server
     assert not factories.settings(clerk_secret_key="sk").demo_agent_enabled
     assert not factories.settings(stripe_secret_key="sk").demo_agent_enabled
     assert not factories.settings(velox_demo_agent=False).demo_agent_enabled

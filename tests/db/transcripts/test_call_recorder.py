@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.call_state.live import LiveCallRecorder
-from app.call_state.store import MemoryCallState
+from app.call_state.store import LiveCall, MemoryCallState
 from app.calls.recorder import CallStart, CallSummary, TurnRecord, TurnTimings
 from app.conversation.agent import AgentProfile
 from app.db.database import Database
@@ -143,17 +143,33 @@ async def test_a_database_outage_never_reaches_the_call(caplog: pytest.LogCaptur
 
 async def test_live_call_state_follows_the_call() -> None:
     store = MemoryCallState()
-    live = LiveCallRecorder(store, replica="replica-a")
+    live = LiveCallRecorder(store)
     org = str(uuid.uuid4())
     agent = AgentProfile(id="a1", org_id=org, name="x", system_prompt="x", greeting="x")
     t0 = time.time()
+    # Admission filed the call when its stream was let in.
+    await store.put(LiveCall("CA-live", org, "a1", "replica-a", "+1555", "+1556", t0))
     await live.call_started(start(agent, "CA-live", t0))
-    assert [c.replica for c in await store.live(org)] == ["replica-a"]
     await live.turn_finished(turn("CA-live", 1, t0, "Are you open?", "Yes, until six."))
     (call,) = await store.live(org)
     assert call.turns == 1 and call.last_agent_text == "Yes, until six."
-    await live.call_ended(CallSummary("CA-live", "MZ1", "completed", "done", t0, t0 + 9, 1))
-    assert await store.live(org) == []
+    assert call.replica == "replica-a"
+
+
+async def test_live_state_is_written_only_into_the_calls_own_org() -> None:
+    store = MemoryCallState()
+    victim, attacker = str(uuid.uuid4()), str(uuid.uuid4())
+    t0 = time.time()
+    await store.put(LiveCall("CA-shared", victim, "a1", "replica-a", "+1555", "+1556", t0))
+    # A recorder that started the same sid under another org writes nothing into this call.
+    live = LiveCallRecorder(store)
+    agent = AgentProfile(id="a2", org_id=attacker, name="x", system_prompt="x", greeting="x")
+    await live.call_started(start(agent, "CA-shared", t0))
+    await live.turn_finished(turn("CA-shared", 1, t0, "attacker words", "reply"))
+    (call,) = await store.live(victim)
+    assert call.turns == 0 and call.last_caller_text == ""
+    await store.remove("CA-shared", attacker)
+    assert [c.call_sid for c in await store.live(victim)] == ["CA-shared"]
 
 
 async def test_citations_are_saved_with_the_agents_message(db: Database) -> None:

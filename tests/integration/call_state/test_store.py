@@ -127,7 +127,12 @@ async def test_put_under_another_org_moves_it(store: CallStateStore) -> None:
 async def test_update_changes_only_the_given_fields(store: CallStateStore) -> None:
     await store.put(call("CA1", hold_minutes=5.0))
     await store.update(
-        "CA1", status="caller_speaking", turns=2, last_caller_text="hi there", hold_minutes=7.25
+        "CA1",
+        "org-a",
+        status="caller_speaking",
+        turns=2,
+        last_caller_text="hi there",
+        hold_minutes=7.25,
     )
 
     got = await store.get("CA1")
@@ -140,18 +145,18 @@ async def test_update_changes_only_the_given_fields(store: CallStateStore) -> No
 async def test_update_rejects_bad_fields(store: CallStateStore) -> None:
     await store.put(call("CA1"))
     with pytest.raises(ValueError, match="no field"):
-        await store.update("CA1", colour="blue")
+        await store.update("CA1", "org-a", colour="blue")
     with pytest.raises(ValueError, match="in place"):
-        await store.update("CA1", org_id="org-b")
+        await store.update("CA1", "org-a", started_at=1.0)
     with pytest.raises(TypeError):
-        await store.update("CA1", turns="three")
+        await store.update("CA1", "org-a", turns="three")
     with pytest.raises(TypeError):
-        await store.update("CA1", status=3)
+        await store.update("CA1", "org-a", status=3)
     assert await store.get("CA1") == call("CA1")
 
 
 async def test_update_of_missing_call_is_a_no_op(store: CallStateStore) -> None:
-    await store.update("CA-missing", status="agent_speaking", turns=1)
+    await store.update("CA-missing", "org-a", status="agent_speaking", turns=1)
     assert await store.get("CA-missing") is None
     assert await store.live("org-a") == []
 
@@ -159,9 +164,9 @@ async def test_update_of_missing_call_is_a_no_op(store: CallStateStore) -> None:
 async def test_remove(store: CallStateStore) -> None:
     await store.put(call("CA1", hold_minutes=3.0))
     await store.put(call("CA2", hold_minutes=1.0))
-    await store.remove("CA1")
-    await store.remove("CA1")  # twice, and a call never seen: both fine
-    await store.remove("CA-missing")
+    await store.remove("CA1", "org-a")
+    await store.remove("CA1", "org-a")  # twice, and a call never seen: both fine
+    await store.remove("CA-missing", "org-a")
 
     assert await store.get("CA1") is None
     assert [c.call_sid for c in await store.live("org-a")] == ["CA2"]
@@ -183,7 +188,7 @@ async def test_held_minutes_sums_the_orgs_live_calls(store: CallStateStore) -> N
     await store.put(call("CA1", "org-a", hold_minutes=10.0))
     await store.put(call("CA2", "org-a", hold_minutes=2.5))
     await store.put(call("CB1", "org-b", hold_minutes=100.0))
-    await store.update("CA2", hold_minutes=4.5)
+    await store.update("CA2", "org-a", hold_minutes=4.5)
 
     assert await store.held_minutes("org-a") == pytest.approx(14.5)
     assert await store.held_minutes("org-b") == pytest.approx(100.0)
@@ -200,7 +205,9 @@ async def test_calls_expire_when_not_refreshed(backend: Backend) -> None:
     assert await store.get("CA1") is None
     assert await store.live("org-a") == []
     assert await store.held_minutes("org-a") == 0.0
-    await store.update("CA1", status="agent_speaking")  # an expired call is not brought back
+    await store.update(
+        "CA1", "org-a", status="agent_speaking"
+    )  # an expired call is not brought back
     assert await store.get("CA1") is None
 
 
@@ -208,7 +215,7 @@ async def test_update_keeps_a_long_call_alive(backend: Backend) -> None:
     store = backend.make(2)
     await store.put(call("CA1"))
     await backend.wait(1.2)
-    await store.update("CA1", turns=1)
+    await store.update("CA1", "org-a", turns=1)
     await backend.wait(1.2)  # past the put's expiry, within the update's
 
     got = await store.get("CA1")
@@ -230,11 +237,11 @@ async def test_two_replicas_on_one_redis_see_each_others_calls(redis_url: str) -
         assert [c.replica for c in await replica_1.live("org-a")] == ["replica-2", "replica-1"]
         assert await replica_2.held_minutes("org-a") == 7.0
 
-        await replica_2.update("CA1", status="agent_speaking")
+        await replica_2.update("CA1", "org-a", status="agent_speaking")
         got = await replica_1.get("CA1")
         assert got is not None and got.status == "agent_speaking"
 
-        await replica_2.remove("CA1")
+        await replica_2.remove("CA1", "org-a")
         assert [c.call_sid for c in await replica_1.live("org-a")] == ["CA2"]
     finally:
         await replica_1.close()
@@ -294,11 +301,13 @@ async def test_redis_concurrent_writers_leave_consistent_state(redis_url: str) -
         )
         await asyncio.gather(
             *(
-                replicas[(i + j) % 2].update(sid, last_agent_text=f"turn {j}", hold_minutes=2.0)
+                replicas[(i + j) % 2].update(
+                    sid, "org-a", last_agent_text=f"turn {j}", hold_minutes=2.0
+                )
                 for i, sid in enumerate(sids)
                 for j in range(5)
             ),
-            *(replicas[i % 2].remove(sid) for i, sid in enumerate(sids[:10])),
+            *(replicas[i % 2].remove(sid, "org-a") for i, sid in enumerate(sids[:10])),
         )
         live = await replicas[0].live("org-a")
         assert sorted(c.call_sid for c in live) == sorted(sids[10:])
@@ -308,7 +317,9 @@ async def test_redis_concurrent_writers_leave_consistent_state(redis_url: str) -
             assert await replicas[0].get(sid) is None
 
         # Many updates to one call at once (what optimistic locking would livelock on).
-        await asyncio.gather(*(replicas[i % 2].update("CA19", turns=i + 1) for i in range(200)))
+        await asyncio.gather(
+            *(replicas[i % 2].update("CA19", "org-a", turns=i + 1) for i in range(200))
+        )
         got = await replicas[0].get("CA19")
         assert got is not None and 1 <= got.turns <= 200
     finally:

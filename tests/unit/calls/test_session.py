@@ -48,7 +48,7 @@ class Phone:
             stream_sid=STREAM,
             call_sid=CALL,
             account_sid="AC" + "2" * 32,
-            custom_parameters={"agentId": "default"},
+            custom_parameters={},
         )
         self.speaker = Playback(self._echo, realtime=True)
         self.player = asyncio.get_event_loop().create_task(self._play())
@@ -120,7 +120,7 @@ class Phone:
         await asyncio.sleep(0.1)
 
 
-def make_session(
+async def make_session(
     phone: Phone,
     *,
     stt: Any = None,
@@ -148,6 +148,9 @@ def make_session(
     # Timings on the loop's (fast-forwarded) clock, as the call experiences them.
     clock = asyncio.get_running_loop().time
     session = CallSession(phone, services, CallConfig.from_settings(config), clock=clock)
+    phone.twilio.custom_parameters = await factories.stream_parameters(
+        services, call_sid=phone.twilio.call_sid, account_sid=phone.twilio.account_sid
+    )
     return session, recorder, services.metrics, engines
 
 
@@ -181,7 +184,7 @@ def failed_count(metrics: Metrics) -> float:
 )
 async def test_bad_input_before_start_fails_the_call_cleanly(raw: str, reason: str) -> None:
     phone = Phone()
-    session, recorder, metrics, _ = make_session(phone)
+    session, recorder, metrics, _ = await make_session(phone)
     phone.put({"event": "connected", "protocol": "Call", "version": "1.0.0"})
     phone.inbound.put_nowait(raw)
     summary = await asyncio.wait_for(session.run(), 5)
@@ -193,7 +196,7 @@ async def test_bad_input_before_start_fails_the_call_cleanly(raw: str, reason: s
 
 async def test_bad_audio_mid_call_fails_only_that_call() -> None:
     phone = Phone()
-    session, recorder, metrics, _ = make_session(phone)
+    session, recorder, metrics, _ = await make_session(phone)
     phone.start()
     phone.put(
         {
@@ -210,7 +213,7 @@ async def test_bad_audio_mid_call_fails_only_that_call() -> None:
 
 async def test_abrupt_disconnect_is_a_failed_call_with_a_reason() -> None:
     phone = Phone()
-    session, recorder, metrics, _ = make_session(phone)
+    session, recorder, metrics, _ = await make_session(phone)
     phone.start()
     phone.inbound.put_nowait(None)
     summary = await asyncio.wait_for(session.run(), 5)
@@ -222,7 +225,7 @@ async def test_greeting_then_a_turn_then_hang_up() -> None:
     phone = Phone()
     stt = FakeSTT(script=["What time do you open?"])
     llm = FakeLLM(replies=["We open at nine. See you then."])
-    session, recorder, metrics, engines = make_session(phone, stt=stt, llm=llm)
+    session, recorder, metrics, engines = await make_session(phone, stt=stt, llm=llm)
     phone.start()
     task = asyncio.create_task(session.run())
     await asyncio.sleep(0.3)
@@ -251,7 +254,7 @@ async def test_speculative_reply_is_discarded_when_the_caller_goes_on() -> None:
     phone = Phone()
     stt = FakeSTT(by_audio=lambda pcm: "long" if len(pcm) > 16000 * 1.2 else "short")
     llm = FakeLLM(reply_for=lambda m: f"You said {m[-1].content}.", first_token_s=0.3)
-    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    session, recorder, _, _ = await make_session(phone, stt=stt, llm=llm)
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
@@ -273,7 +276,7 @@ async def test_barge_in_clears_and_history_keeps_only_what_was_heard() -> None:
     stt = FakeSTT(script=["Tell me everything.", "Stop, what about Sunday?"])
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 8)
     llm = FakeLLM(replies=[long_reply, "Closed on Sunday."])
-    session, recorder, metrics, _ = make_session(phone, stt=stt, llm=llm)
+    session, recorder, metrics, _ = await make_session(phone, stt=stt, llm=llm)
     task = await reply_playing(phone, session, played_s=3)
     await phone.say(tone(1.0) + silence(1.0))
     await asyncio.sleep(1.5)
@@ -296,7 +299,7 @@ async def test_backchannel_does_not_take_the_turn() -> None:
     stt = FakeSTT(script=["Tell me everything.", "uh-huh"])
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
     llm = FakeLLM(replies=[long_reply, "SHOULD NOT BE SAID"])
-    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    session, recorder, _, _ = await make_session(phone, stt=stt, llm=llm)
     task = await reply_playing(phone, session, played_s=2)
     await phone.say(tone(0.3) + silence(0.8))
     async with asyncio.timeout(15):
@@ -312,7 +315,7 @@ async def test_backchannel_does_not_take_the_turn() -> None:
 async def test_a_stalled_llm_gets_a_spoken_apology() -> None:
     phone = Phone()
     tts = FakeTTS()
-    session, recorder, metrics, _ = make_session(
+    session, recorder, metrics, _ = await make_session(
         phone,
         stt=FakeSTT(script=["Hello?"]),
         llm=StallingLLM(),
@@ -332,8 +335,10 @@ async def test_a_stalled_llm_gets_a_spoken_apology() -> None:
 
 async def test_two_calls_one_broken_the_other_unharmed() -> None:
     good, bad = Phone(), Phone()
-    s1, rec1, _, _ = make_session(good, stt=FakeSTT(script=["Hi"]), llm=FakeLLM(replies=["Hey."]))
-    s2, _, _, _ = make_session(bad)
+    s1, rec1, _, _ = await make_session(
+        good, stt=FakeSTT(script=["Hi"]), llm=FakeLLM(replies=["Hey."])
+    )
+    s2, _, _, _ = await make_session(bad)
     good.start()
     bad.start()
     t1 = asyncio.create_task(s1.run())
@@ -359,7 +364,7 @@ async def test_an_unfinished_sentence_is_not_sent_to_the_llm_early() -> None:
         by_audio=lambda pcm: "I'd like to book a table." if len(pcm) > 16000 * 1.2 else "I'd like,"
     )
     llm = FakeLLM(reply_for=lambda m: "Sure, for when?")
-    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    session, recorder, _, _ = await make_session(phone, stt=stt, llm=llm)
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
@@ -379,7 +384,7 @@ def press(phone: Phone, digit: str) -> None:
 async def test_keypad_digits_reach_the_conversation() -> None:
     phone = Phone()
     llm = FakeLLM(replies=["You chose billing."])
-    session, recorder, _, _ = make_session(phone, llm=llm)
+    session, recorder, _, _ = await make_session(phone, llm=llm)
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
@@ -412,7 +417,7 @@ async def test_a_keypad_press_moves_the_flow_before_the_turn_is_answered() -> No
     )
     phone = Phone()
     llm = FakeLLM(replies=["What is the invoice number?"])
-    session, recorder, _, _ = make_session(phone, llm=llm, agent=agent)
+    session, recorder, _, _ = await make_session(phone, llm=llm, agent=agent)
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()
@@ -431,7 +436,7 @@ async def test_the_agent_hangs_up_after_its_goodbye_is_heard() -> None:
     )
     phone = Phone()
     llm = FakeLLM(replies=[ToolCall("end_call", {"reason": "caller is done"}), "Goodbye!"])
-    session, recorder, _, _ = make_session(
+    session, recorder, _, _ = await make_session(
         phone, stt=FakeSTT(script=["Thanks, that's all, bye!"]), llm=llm, agent=agent
     )
     phone.start()
@@ -451,7 +456,7 @@ async def test_a_noise_burst_pauses_the_reply_then_it_resumes_in_full() -> None:
     stt = FakeSTT(script=["Tell me everything.", ""])  # the burst transcribes to nothing
     long_reply = "First sentence is here. " + " ".join(["Then many more words follow."] * 5)
     llm = FakeLLM(replies=[long_reply])
-    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm)
+    session, recorder, _, _ = await make_session(phone, stt=stt, llm=llm)
     task = await reply_playing(phone, session, played_s=2)
     await phone.say(tone(0.25, freq=900) + silence(0.8))  # a door slams
     async with asyncio.timeout(20):
@@ -470,7 +475,7 @@ async def test_no_speculation_while_other_calls_wait_for_stt() -> None:
     load = ReplicaLoad(stt_inflight=1)  # another call's utterance is being transcribed
     stt = FakeSTT(script=["What time do you open?"])
     llm = FakeLLM(replies=["At seven."])
-    session, recorder, metrics, _ = make_session(
+    session, recorder, metrics, _ = await make_session(
         phone, stt=stt, llm=llm, load=load, speculate_max_stt_inflight=1
     )
     phone.start()
@@ -501,7 +506,9 @@ async def one_question(lookup: Any, **overrides: Any) -> tuple[FakeLLM, MemoryRe
     phone = Phone()
     stt = FakeSTT(script=["Can I send a part back?"])
     llm = FakeLLM(replies=["Yes, within thirty days."])
-    session, recorder, _, _ = make_session(phone, stt=stt, llm=llm, lookup=lookup, **overrides)
+    session, recorder, _, _ = await make_session(
+        phone, stt=stt, llm=llm, lookup=lookup, **overrides
+    )
     phone.start()
     task = asyncio.create_task(session.run())
     await phone.until_heard()

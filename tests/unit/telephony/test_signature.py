@@ -92,14 +92,6 @@ def test_empty_token_is_refused() -> None:
             None,
             "https://abc.ngrok.app/voice/incoming?x=1&y=2",
         ),
-        # Several hops: the first value is the client's.
-        (
-            "http://10.0.0.5:8000/voice/incoming",
-            "https, http",
-            "voice.example.com, lb.internal",
-            None,
-            "https://voice.example.com/voice/incoming",
-        ),
         # Only the protocol is forwarded.
         (
             "http://voice.example.com/voice/incoming",
