@@ -66,7 +66,13 @@ def call_services(
             llm=as_router(engines.llm), toolbox=toolbox or ToolBox(config)
         ),
         agents=agents,
-        admission=CallAdmission(MemoryCallState(), agents, replica="test-replica"),
+        admission=CallAdmission(
+            MemoryCallState(),
+            agents,
+            replica="test-replica",
+            token_ttl_s=config.telephony.stream_token_ttl_s,
+            max_calls_per_org=config.telephony.velox_max_calls_per_org,
+        ),
         recorder=recorder or MemoryRecorder(),
         phrases=PhraseCache(engines.tts),
         metrics=metrics or Metrics(),

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from app.calls.config import Listening
 from app.calls.endpointing import TurnDetector, TurnEvent, sounds_complete
-from app.calls.ledger import Turn
+from app.calls.ledger import PCM_BYTES_PER_S, Turn
 
 FRAME_MS = 20
+PCM_BYTES_PER_MS = PCM_BYTES_PER_S // 1000
 PREROLL_FRAMES = 15  # 300 ms before the detected onset belong to the utterance
 # Audio of an utterance the caller talked over before it was answered is answered together with
 # the next one, with 200 ms of silence between (16-bit samples at 8 kHz).
@@ -288,7 +289,9 @@ class Floor:
     ) -> Turn:
         self._turn_ids += 1
         if audio and self._carry:
-            audio, self._carry = self._carry + audio, b""
+            # Both utterances, but never more than one turn may hold: the newest of them.
+            limit = self._detector.timing.max_turn_ms * PCM_BYTES_PER_MS
+            audio, self._carry = (self._carry + audio)[-limit:], b""
         turn = Turn(
             id=self._turn_ids,
             audio=audio,

@@ -164,11 +164,12 @@ class MemoryRecorder:
     """Keeps what a call recorded, for assertions."""
 
     def __init__(self) -> None:
+        self.started: list[CallStart] = []
         self.turns: list[TurnRecord] = []
         self.ended: list[CallSummary] = []
 
     async def call_started(self, start: CallStart) -> None:
-        pass
+        self.started.append(start)
 
     async def turn_finished(self, record: TurnRecord) -> None:
         self.turns.append(record)

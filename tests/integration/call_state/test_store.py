@@ -21,6 +21,7 @@ from app.call_state.store import (
     LiveCall,
     MemoryCallState,
     RedisCallState,
+    StreamGrant,
     make_call_state,
 )
 
@@ -325,3 +326,74 @@ async def test_redis_concurrent_writers_leave_consistent_state(redis_url: str) -
     finally:
         for replica in replicas:
             await replica.close()
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+async def test_claim_refuses_a_live_sid_and_changes_nothing(store: CallStateStore) -> None:
+    assert await store.claim(call("CA1", turns=4)) == "claimed"
+    assert await store.claim(call("CA1", org="org-b", replica="attacker")) == "live"
+    got = await store.get("CA1")
+    assert got is not None and (got.org_id, got.replica, got.turns) == ("org-a", "replica-1", 4)
+    assert await store.live("org-b") == []
+
+
+async def test_claim_holds_the_orgs_cap(store: CallStateStore) -> None:
+    assert await store.claim(call("CA1"), max_calls=2) == "claimed"
+    assert await store.claim(call("CA2"), max_calls=2) == "claimed"
+    assert await store.claim(call("CA3"), max_calls=2) == "busy"
+    assert await store.claim(call("CB1", org="org-b"), max_calls=2) == "claimed"  # per org
+    await store.remove("CA1", "org-a")
+    assert await store.claim(call("CA3"), max_calls=2) == "claimed"
+
+
+async def test_an_expired_call_frees_its_place_under_the_cap(backend: Backend) -> None:
+    store = backend.make(1)
+    assert await store.claim(call("CA1"), max_calls=1) == "claimed"
+    assert await store.claim(call("CA2"), max_calls=1) == "busy"
+    await backend.wait(1.2)
+    assert await store.claim(call("CA2"), max_calls=1) == "claimed"
+
+
+async def test_concurrent_claims_let_exactly_one_stream_in(backend: Backend) -> None:
+    # Two replicas on one Redis; in memory, one process's calls racing on its one store.
+    one = backend.make(DEFAULT_TTL_S)
+    replicas = [one, backend.make(DEFAULT_TTL_S) if backend.name == "redis" else one]
+    same_sid = await asyncio.gather(
+        *(replicas[i % 2].claim(call("CA1", replica=f"r{i}")) for i in range(20))
+    )
+    assert sorted(same_sid).count("claimed") == 1 and set(same_sid) == {"claimed", "live"}
+    under_cap = await asyncio.gather(
+        *(replicas[i % 2].claim(call(f"CB{i}", org="org-b"), max_calls=3) for i in range(12))
+    )
+    assert under_cap.count("claimed") == 3 and under_cap.count("busy") == 9
+    assert len(await replicas[0].live("org-b")) == 3
+
+
+async def test_writes_name_the_org_the_call_belongs_to(store: CallStateStore) -> None:
+    await store.claim(call("CA1"))
+    await store.update("CA1", "org-b", last_caller_text="someone else's words", turns=9)
+    await store.remove("CA1", "org-b")
+    got = await store.get("CA1")
+    assert got is not None and got.turns == 0 and got.last_caller_text == ""
+    assert [c.call_sid for c in await store.live("org-a")] == ["CA1"]
+
+
+GRANT = StreamGrant("CA1", "AC1", "org-a", "agent-1", "+15550100", "+15550199")
+
+
+async def test_a_grant_is_redeemed_once(backend: Backend) -> None:
+    first = backend.make(DEFAULT_TTL_S)
+    second = backend.make(DEFAULT_TTL_S) if backend.name == "redis" else first
+    await first.grant("token-1", GRANT, 60)
+    results = await asyncio.gather(*(s.redeem("token-1") for s in (first, second) * 5))
+    assert [r for r in results if r is not None] == [GRANT]
+    assert await first.redeem("never-issued") is None
+
+
+async def test_a_grant_expires(backend: Backend) -> None:
+    store = backend.make(DEFAULT_TTL_S)
+    await store.grant("token-2", GRANT, 0.5)
+    await backend.wait(0.8)
+    assert await store.redeem("token-2") is None

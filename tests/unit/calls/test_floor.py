@@ -184,3 +184,28 @@ def the_floor_waits(the_floor: Floor, turn: Turn, text: str) -> bool:
 def _said(turn: Turn, text: str) -> Turn:
     turn.caller_text = text
     return turn
+
+
+def test_a_caller_who_never_stops_is_answered_at_the_utterance_limit() -> None:
+    f = Floor(Listening(timing=TurnTiming(max_turn_ms=2000)))
+    caller = Caller(f)
+    answered = of(Answer, caller.talk(7000))
+    # A turn every two seconds, each unanswered one carried into the next: STT is never handed
+    # more than the limit, however long the caller talks.
+    assert len(answered) == 3 and all(a.turn.committed for a in answered)
+    assert all(a.turn.audio_s <= 2.0 for a in answered)
+
+
+def test_a_finished_turn_lets_go_of_its_audio() -> None:
+    caller = Caller(floor())
+    caller.talk(400)
+    (answer,) = of(Answer, caller.pause(600))
+    turn = answer.turn
+    assert len(turn.audio) > 0 and turn.audio_s > 0.4
+    turn.caller_text = "Are you open today?"
+    granted, _ = caller.floor.take(turn)
+    assert granted
+    turn.reply.complete = True
+    caller.floor.reply_done(turn)
+    caller.floor.hang_up()
+    assert turn.recorded and turn.audio == b"" and turn.audio_s > 0.4  # the length is kept
