@@ -6,6 +6,7 @@ deploys with `serve deploy serve_config.yaml` (or KubeRay) instead.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def run_local(
     import ray
     from ray import serve
 
+    from deployments.proxy_limits import CALLBACK
+
+    # Read by Serve's proxy actor when it starts; the actor inherits this process's environment.
+    os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", CALLBACK)
     ray.init(
         num_cpus=num_cpus,
         include_dashboard=dashboard,
@@ -40,7 +45,11 @@ def run_local(
         configure_logging=False,
     )
     serve.start(http_options={"host": host, "port": port})
-    args = AppArgs(config=config, settings=settings or Settings())
+    settings = settings or Settings()
+    # The app judges its exposure by the address it listens on (unsigned voice and the demo
+    # agent only on loopback), so it must be the address Serve really binds.
+    server = settings.server.model_copy(update={"velox_host": host})
+    args = AppArgs(config=config, settings=settings.model_copy(update={"server": server}))
     serve.run(build_app(args), name="velox")
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout_s

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from app.agents.directory import AgentDirectory
+from app.api.rate_limits import RateLimits
 from app.auth.clerk import ClerkVerifier
 from app.auth.principal import Authenticator
 from app.call_state.admission import CallAdmission
@@ -63,6 +64,7 @@ class Services:
     transcripts: ConversationStore
     calls: CallStateStore
     hub: CallHub
+    rate_limits: RateLimits
 
     def attach(self, api: FastAPI) -> None:
         """Make every service reachable from the routes (`app.api.deps` reads them)."""
@@ -168,4 +170,5 @@ async def build_services(
         transcripts=transcripts,
         calls=calls,
         hub=hub,
+        rate_limits=RateLimits.from_settings(settings),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import (
@@ -20,13 +21,16 @@ from app.api import (
     voice,
 )
 from app.api.errors import FieldError, error_body
-from app.api.limits import UploadSizeLimit
+from app.api.limits import RequestBodyLimit
+from app.api.text_guard import RejectUnstorableText
 
 
 def create_app() -> FastAPI:
     """The Velox web application (routes only; engines come with the hub)."""
     api = FastAPI(title="Velox", version="0.1.0", summary="AI voice agents for phone calls")
-    api.add_middleware(UploadSizeLimit)
+    # The last added runs first: the body limit counts every byte before anything reads it.
+    api.add_middleware(RejectUnstorableText)
+    api.add_middleware(RequestBodyLimit)
     api.include_router(health.router)
     api.include_router(voice.router)
     for router in (
@@ -57,5 +61,12 @@ def create_app() -> FastAPI:
         ]
         summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:3])
         return JSONResponse(error_body(422, f"invalid request: {summary}", fields), status_code=422)
+
+    @api.exception_handler(DataError)
+    async def unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the schema let through but Postgres refuses (too long, out of range): the
+        # client's to fix, so a 422; the driver's text names the column type, not our internals.
+        reason = str(exc.orig).split("\n", 1)[0][:200] if exc.orig else "invalid value"
+        return JSONResponse(error_body(422, f"invalid request: {reason}"), status_code=422)
 
     return api

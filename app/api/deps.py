@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from app.api.proxy import client_address
+from app.api.rate_limits import RateLimits, key_digest
 from app.auth.principal import Authenticator, AuthError, Principal
 from app.call_state.store import CallStateStore
 from app.calls.hub import CallHub
@@ -57,10 +59,21 @@ async def current_principal(
 ) -> Principal:
     """The authenticated organization, or 401/403."""
     auth: Authenticator = request.app.state.auth
+    limits: RateLimits = request.app.state.rate_limits
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+    # Failures are counted per client address and per presented credential: a guesser is
+    # stopped whether it rotates keys from one address or one key across many addresses.
+    counted = [("address", client_address(request, request.app.state.settings))]
+    if credentials is not None:
+        counted.append(("key", key_digest(credentials.credentials)))
+    for identity in counted:
+        await limits.check(limits.auth_failures, *identity)
     try:
         return await auth.authenticate(header)
     except AuthError as exc:
+        if exc.status == 401:
+            for identity in counted:
+                await limits.hit(limits.auth_failures, *identity)
         raise HTTPException(exc.status, exc.message, {"WWW-Authenticate": "Bearer"}) from exc
 
 
@@ -87,6 +100,7 @@ KnowledgeDep = Annotated[KnowledgeService, Depends(_service("knowledge", Knowled
 AgentKnowledgeDep = Annotated[AgentKnowledge, Depends(_service("agent_knowledge", AgentKnowledge))]
 TranscriptsDep = Annotated[ConversationStore, Depends(_service("transcripts", ConversationStore))]
 CallStateDep = Annotated[CallStateStore, Depends(_service("calls", CallStateStore))]
+RateLimitsDep = Annotated[RateLimits, Depends(_service("rate_limits", RateLimits))]
 
 
 async def get_or_404(session: AsyncSession, model: type[Row], row_id: uuid.UUID, what: str) -> Row:

@@ -16,6 +16,7 @@ DESCRIPTIONS = {
     413: "Too large",
     415: "Unsupported media type",
     422: "The body or a parameter is invalid; `fields` says which and why",
+    429: "Too many requests; `Retry-After` says when to try again",
     503: "A service this request needs is unavailable; retry later",
 }
 
@@ -28,6 +29,7 @@ CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
     503: "unavailable",
 }
 

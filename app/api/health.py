@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import text
 
 from app.api.deps import CallHubDep, EnginesDep, MetricsDep, SettingsDep, ToolBoxDep
+from app.api.errors import responses
+from app.api.operator import is_operator
 from app.db.database import Database
 from app.settings import Settings
+from app.telephony.exposure import voice_refusal
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", summary="Liveness and the engines in use")
+@router.get("/health", summary="Liveness, and for the operator the engines and warnings")
 async def health(
     request: Request,
     settings: SettingsDep,
@@ -23,8 +26,14 @@ async def health(
     toolbox: ToolBoxDep,
     hub: CallHubDep,
 ) -> dict[str, Any]:
-    """`{"status": "ok", ...}` with each engine, and warnings an operator should act on."""
+    """`{"status": "ok"}` for anyone (a load balancer's probe). The operator (VELOX_OPERATOR_TOKEN
+    as a bearer token, or a local request to a loopback-only server) also gets each engine,
+    signature checking, tools, active calls and the warnings to act on."""
+    if not is_operator(request, settings):
+        return {"status": "ok"}
     warnings: list[str] = []
+    if (refusal := voice_refusal(settings)) is not None:
+        warnings.append(f"voice is OFF: {refusal}")
     if settings.telephony.twilio_auth_token is None:
         warnings.append(
             "TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT verified; "
@@ -77,7 +86,19 @@ async def _database_status(request: Request, settings: Settings) -> dict[str, An
     return status
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus text exposition of the velox_* series."""
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (operator only)",
+    response_class=Response,
+    responses=responses(401),
+)
+async def metrics(request: Request, settings: SettingsDep, metrics: MetricsDep) -> Response:
+    """Prometheus text exposition of the velox_* series, for the operator: scrape it with
+    `Authorization: Bearer $VELOX_OPERATOR_TOKEN`."""
+    if not is_operator(request, settings):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "metrics are for the operator: send 'Authorization: Bearer <VELOX_OPERATOR_TOKEN>'",
+            {"WWW-Authenticate": "Bearer"},
+        )
     return Response(await metrics.exposition(), media_type=metrics.content_type)

@@ -22,11 +22,14 @@ from app.api.deps import (
     AgentKnowledgeDep,
     ConversationDep,
     CurrentPrincipal,
+    RateLimitsDep,
+    SettingsDep,
     TenantSession,
     TranscriptsDep,
     get_or_404,
 )
 from app.api.errors import responses
+from app.api.rate_limits import TokenBudget
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import (
     ConversationEngine,
@@ -54,7 +57,7 @@ from app.transcripts.store import (
 )
 
 router = APIRouter(
-    prefix="/api/playground", tags=["playground"], responses=responses(401, 404, 409, 422)
+    prefix="/api/playground", tags=["playground"], responses=responses(401, 404, 409, 422, 429)
 )
 
 
@@ -119,8 +122,15 @@ async def chat(
     conversation: ConversationDep,
     knowledge: AgentKnowledgeDep,
     store: TranscriptsDep,
+    limits: RateLimitsDep,
+    settings: SettingsDep,
 ) -> Any:
     """One turn of a text conversation with the agent, as it would go on a call."""
+    org = str(principal.org_id)
+    await limits.hit(limits.playground_turns, org, principal.subject)
+    budget = TokenBudget(limits, org) if settings.models.gemini_api_key is not None else None
+    if budget is not None:
+        await budget.check()
     row = await get_or_404(session, Agent, body.agent_id, "agent")
     agent = profile_of(row)
     await session.commit()  # the agent is read: its connection goes back before the store's
@@ -128,7 +138,7 @@ async def chat(
     state = _state(transcript, agent)
     text = body.message if body.message is not None else state.press(body.dtmf or "")
     turn = _PlaygroundTurn(
-        conversation, knowledge, state, text, transcript.ref, transcript.last_seq
+        conversation, knowledge, state, text, transcript.ref, transcript.last_seq, budget
     )
     if body.stream:
         return StreamingResponse(
@@ -152,8 +162,10 @@ class _PlaygroundTurn:
         text: str,
         ref: ConversationRef,
         answers_after: int,
+        budget: TokenBudget | None = None,
     ) -> None:
         self.conversation = conversation
+        self.budget = budget
         self.knowledge = knowledge
         self.state = state
         self.text = text
@@ -284,6 +296,8 @@ def _state(transcript: Transcript, agent: AgentProfile) -> ConversationState:
 async def _save(store: ConversationStore, turn: _PlaygroundTurn) -> ChatReply:
     """Store the exchange and the conversation's running cost; return the reply."""
     reply = turn.reply()
+    if turn.budget is not None:
+        await turn.budget.spend(turn.result.cloud_tokens())
     try:
         # The reply answers the transcript as it was read: if another message was stored since,
         # this one is refused, not stored after an exchange it never saw.

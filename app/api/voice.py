@@ -12,14 +12,18 @@ import logging
 import re
 
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
+from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.api.deps import CallHubDep, MetricsDep, SettingsDep
-from app.api.proxy import forwarded
+from app.api.deps import CallHubDep, MetricsDep, RateLimitsDep, SettingsDep
+from app.api.errors import error_body
+from app.api.proxy import client_address, forwarded
+from app.api.rate_limits import RateLimited, RateLimits
 from app.call_state.admission import TOKEN_PARAMETER
 from app.calls.hub import CallHub, Connect, IncomingCall
 from app.calls.reader import SocketClosed
+from app.observability.metrics import Metrics
 from app.settings import Settings
 from app.telephony import twiml
 from app.telephony.exposure import voice_refusal
@@ -53,15 +57,24 @@ def _refuse_if_off(settings: Settings) -> None:
         200: {"content": {TWIML: {}}, "description": "TwiML connecting the call to the stream"},
         400: {"description": "Not a Twilio incoming-call request"},
         403: {"description": "X-Twilio-Signature missing or wrong"},
+        429: {"description": "Too many webhooks from this address; see Retry-After"},
         503: {"description": "Voice is off: this server is not configured to take calls"},
     },
 )
 async def incoming_call(
-    request: Request, settings: SettingsDep, hub: CallHubDep, metrics: MetricsDep
+    request: Request,
+    settings: SettingsDep,
+    hub: CallHubDep,
+    metrics: MetricsDep,
+    limits: RateLimitsDep,
 ) -> Response:
     """Answer a call with `<Connect><Stream>` to this server's media-stream socket."""
     try:
         _refuse_if_off(settings)
+        await limits.hit(limits.webhooks, client_address(request, settings))
+    except RateLimited:
+        metrics.calls_refused_total.labels(reason="rate_limited").inc()
+        raise
     except HTTPException:
         metrics.calls_refused_total.labels(reason="voice_off").inc()
         raise
@@ -169,10 +182,20 @@ class StarletteMediaSocket:
             await self._ws.close(code=code, reason=reason)
 
 
-async def _media_stream(websocket: WebSocket, settings: Settings, hub: CallHub) -> None:
-    # Refused before the handshake completes: the client sees a 403, and no call runs.
+async def _media_stream(
+    websocket: WebSocket, settings: Settings, hub: CallHub, limits: RateLimits, metrics: Metrics
+) -> None:
+    # Refused before the handshake completes: the client sees a 403 (or 429), and no call runs.
+    refused = metrics.streams_refused_total
     if voice_refusal(settings) is not None:
+        refused.labels(reason="voice_off").inc()
         await websocket.close(code=1008, reason="voice is off on this server")
+        return
+    try:
+        await limits.hit(limits.stream_handshakes, client_address(websocket, settings))
+    except RateLimited as exc:
+        refused.labels(reason="rate_limited").inc()
+        await _deny(websocket, exc)
         return
     # Twilio signs the handshake over the stream URL alone, with no parameters.
     try:
@@ -180,19 +203,42 @@ async def _media_stream(websocket: WebSocket, settings: Settings, hub: CallHub) 
     except HTTPException:
         signed = False
     if not signed:
+        refused.labels(reason="bad_signature").inc()
         await websocket.close(code=1008, reason="bad X-Twilio-Signature")
         return
     await websocket.accept()
     await hub.serve(StarletteMediaSocket(websocket))
 
 
+async def _deny(websocket: WebSocket, exc: RateLimited) -> None:
+    """A 429 with Retry-After where the server can send an HTTP answer to a handshake, and a
+    plain refusal (403) where it cannot."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = error_body(exc.status_code, str(exc.detail))
+        await websocket.send_denial_response(JSONResponse(body, exc.status_code, exc.headers))
+    else:
+        await websocket.close(code=1008, reason="rate limited")
+
+
 @router.websocket("/voice/stream")
-async def media_stream(websocket: WebSocket, settings: SettingsDep, hub: CallHubDep) -> None:
+async def media_stream(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    hub: CallHubDep,
+    limits: RateLimitsDep,
+    metrics: MetricsDep,
+) -> None:
     """Twilio Media Streams: one bidirectional call audio stream."""
-    await _media_stream(websocket, settings, hub)
+    await _media_stream(websocket, settings, hub, limits, metrics)
 
 
 @router.websocket("/media-stream")
-async def media_stream_alias(websocket: WebSocket, settings: SettingsDep, hub: CallHubDep) -> None:
+async def media_stream_alias(
+    websocket: WebSocket,
+    settings: SettingsDep,
+    hub: CallHubDep,
+    limits: RateLimitsDep,
+    metrics: MetricsDep,
+) -> None:
     """Alias of /voice/stream."""
-    await _media_stream(websocket, settings, hub)
+    await _media_stream(websocket, settings, hub, limits, metrics)

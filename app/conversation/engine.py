@@ -159,6 +159,12 @@ class TurnResult:
             counts["completion"] += usage.completion_tokens
         return totals
 
+    def cloud_tokens(self) -> int:
+        """Tokens spent on the cloud tiers (flash, pro), what a playground budget counts."""
+        return sum(
+            u.prompt_tokens + u.completion_tokens for tier, u in self.usage if tier != Tier.SLM
+        )
+
     def routing_record(self) -> dict[str, Any]:
         """Why this turn went where it went (kept on the agent's message)."""
         record: dict[str, Any] = self.decision.record() if self.decision else {}

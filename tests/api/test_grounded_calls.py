@@ -27,7 +27,7 @@ async def agent_answering(org: Tenant, services: Services, number: str, **knowle
     body = agent_body(number, knowledge_base_id=kb["id"], knowledge=knowledge)
     agent = (await org.client.post("/api/agents", json=body)).json()
     await org.client.post("/api/phone-numbers", json={"number": number, "agent_id": agent["id"]})
-    profile = await services.hub.agent_for_number(number)
+    profile = await services.agents.for_number(number)
     assert profile is not None and profile.knowledge_base_id == kb["id"]
     return profile
 

@@ -114,3 +114,16 @@ def test_the_builder_validates_its_arguments() -> None:
         graph.AppArgs.model_validate({"slm": "tensorrt"})
     with pytest.raises(pydantic.ValidationError):
         graph.AppArgs.model_validate({"slm": "llama_cpp", "colour": "blue"})
+
+
+@pytest.mark.parametrize("path", [CONFIG, GPU_CONFIG], ids=["cpu", "gpu"])
+def test_the_app_knows_the_address_serve_listens_on(path: Path) -> None:
+    """Serve binds 0.0.0.0; a replica left believing VELOX_HOST=127.0.0.1 would take unsigned
+    voice traffic and answer unclaimed numbers with the demo agent on a public address."""
+    from app.settings import Settings
+
+    config = load(path)
+    env = config["applications"][0]["runtime_env"]["env_vars"]
+    assert env["VELOX_HOST"] == config["http_options"]["host"]
+    settings = Settings(_env_file=None, velox_host=env["VELOX_HOST"])  # type: ignore[call-arg]
+    assert not settings.server.on_loopback and not settings.demo_agent_enabled

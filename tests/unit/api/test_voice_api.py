@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
+from app.api.rate_limits import RateLimits
 from app.conversation.agent import AgentProfile
 from app.observability.metrics import Metrics
 from app.telephony.signature import SignatureVerifier
@@ -28,6 +29,7 @@ PARAMS = {
 
 
 PROXY = ("10.0.0.7", 50000)  # a reverse proxy's address, as the server sees the connection
+LOCAL = ("127.0.0.1", 50000)  # the developer's own machine: sees health details and metrics
 
 
 def make_app(tmp_path, **settings: object) -> FastAPI:  # type: ignore[no-untyped-def]
@@ -41,6 +43,7 @@ def make_app(tmp_path, **settings: object) -> FastAPI:  # type: ignore[no-untype
     # A database-less replica: what the voice and health routes depend on, nothing more.
     api.state.settings, api.state.engines, api.state.hub = config, engines, hub
     api.state.metrics, api.state.toolbox = metrics, ToolBox(config)
+    api.state.rate_limits = RateLimits.from_settings(config)
     return api
 
 
@@ -102,12 +105,12 @@ def test_malformed_json_on_the_stream_closes_it_with_a_reason(tmp_path) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == 1008 and "JSON" in closed.value.reason
-    text = client.get("/metrics").text
+    text = TestClient(api, client=LOCAL).get("/metrics").text
     assert 'velox_calls_total{status="failed"} 1.0' in text
 
 
 def test_health_warns_without_a_twilio_token(tmp_path) -> None:
-    body = TestClient(make_app(tmp_path)).get("/health").json()
+    body = TestClient(make_app(tmp_path), client=LOCAL).get("/health").json()
     assert body["status"] == "ok"
     assert body["twilio_signature_validation"] is False
     assert any("TWILIO_AUTH_TOKEN" in w for w in body["warnings"])

@@ -14,6 +14,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
+from app.api.rate_limits import RateLimits
 from app.call_state.admission import TOKEN_PARAMETER
 from app.calls.config import CallConfig
 from app.calls.hub import CallHub
@@ -49,6 +50,7 @@ class Voice:
         state = self.app.state
         state.settings, state.engines, state.hub = self.settings, engines, self.hub
         state.metrics, state.toolbox = self.metrics, ToolBox(self.settings)
+        state.rate_limits = RateLimits.from_settings(self.settings)
 
     def client(self, **kwargs: Any) -> TestClient:
         return TestClient(self.app, **kwargs)
