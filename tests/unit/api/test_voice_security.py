@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
+from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from app.api.app import create_app
@@ -328,3 +328,27 @@ def test_a_silent_stream_is_closed(tmp_path) -> None:
         code, message, _ = closed(ws)
     assert code == 1008 and "no audio" in message
     assert [s.status for s in voice.recorder.ended] == ["failed"]
+
+
+def test_webhooks_from_one_address_are_rate_limited(tmp_path) -> None:
+    voice = Voice(tmp_path, rate_limit_webhooks="2/minute")
+    client = voice.client()
+    assert [client.post("/voice/incoming", data=PARAMS).status_code for _ in range(2)] == [200] * 2
+    refused = client.post("/voice/incoming", data=PARAMS)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert voice.counter("calls_refused_total", reason="rate_limited") == 1
+    # Another address is counted on its own.
+    other = voice.client(client=("198.51.100.20", 5000))
+    assert other.post("/voice/incoming", data=PARAMS).status_code == 200
+
+
+def test_stream_handshakes_from_one_address_are_rate_limited(tmp_path) -> None:
+    voice = Voice(tmp_path, rate_limit_stream_handshakes="1/minute")
+    client = voice.client()
+    with client.websocket_connect("/voice/stream") as ws:
+        ws.close()
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect("/voice/stream"):
+            pass
+    assert denied.value.status_code == 429 and "retry-after" in denied.value.headers
+    assert voice.counter("streams_refused_total", reason="rate_limited") == 1
