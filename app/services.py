@@ -34,6 +34,7 @@ from app.llm.router import as_router
 from app.observability.metrics import Metrics
 from app.rag.embedder import Embedder
 from app.rag.ingest import ChunkingPolicy, Ingestor
+from app.rag.limits import UploadPolicy
 from app.rag.search import HybridSearch
 from app.rag.service import KnowledgeService
 from app.rag.storage import FileStore
@@ -94,6 +95,7 @@ def clerk_verifier(settings: Settings) -> ClerkVerifier | None:
 def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> KnowledgeService:
     """Uploads land under VELOX_DATA_DIR/documents; chunks are sized in the embedder's tokens."""
     store = FileStore(settings.server.velox_data_dir / "documents")
+    uploads = UploadPolicy.from_settings(settings.knowledge)
     ingestor = Ingestor(
         db,
         embedder,
@@ -103,8 +105,11 @@ def build_knowledge(db: Database, embedder: Embedder, settings: Settings) -> Kno
             max_tokens=settings.knowledge.rag_chunk_tokens,
             overlap_tokens=settings.knowledge.rag_chunk_overlap_tokens,
         ),
+        parse_limits=uploads.parse,
     )
-    return KnowledgeService(db, embedder, store, ingestor, HybridSearch(db, embedder))
+    return KnowledgeService(
+        db, embedder, store, ingestor, HybridSearch(db, embedder), policy=uploads
+    )
 
 
 async def build_services(

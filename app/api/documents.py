@@ -1,10 +1,18 @@
-"""`/api/documents`: upload files into a knowledge base, watch their ingestion, delete them."""
+"""`/api/documents`: upload files into a knowledge base, watch their ingestion, delete them.
+
+An upload is refused at once (4xx) when it cannot be ingested safely: too large, a type Velox
+does not read (415, listing those it does), a DOCX that would expand too far (413), over the
+organization's storage quota (413 "storage quota exceeded: …"), or a file part whose name or
+Content-Type is over-long or holds control characters (422). The type recorded is the one
+found in the bytes, not the client's Content-Type.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi import status as http
@@ -13,16 +21,19 @@ from sqlalchemy import select
 
 from app.api.crud import no_content
 from app.api.deps import CurrentPrincipal, KnowledgeDep, SettingsDep, TenantSession, get_or_404
-from app.api.errors import responses
+from app.api.errors import FieldValidationError, responses
 from app.api.knowledge import resolve_knowledge_base
 from app.api.limits import BodyTooLarge
 from app.db.models import Document
-from app.rag.parsing import ParseError, UnsupportedType
-from app.rag.service import DuplicateDocument
+from app.rag.parsing import ParseError, UnsafeArchive, UnsupportedType
+from app.rag.service import DuplicateDocument, QuotaExceeded
 
 router = APIRouter(prefix="/api/documents", tags=["knowledge base"], responses=responses(401, 422))
 
 Status = Literal["queued", "processing", "ready", "failed"]
+
+MAX_PART_HEADER: Final = 255
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DocumentOut(BaseModel):
@@ -65,6 +76,8 @@ async def upload(
     knowledge_base_id: Annotated[uuid.UUID | None, Form()] = None,
 ) -> DocumentOut:
     """Store the file and ingest it in the background; poll `GET /api/documents/{id}`."""
+    _check_part_header("filename", file.filename)
+    _check_part_header("Content-Type", file.content_type)
     # UploadSizeLimit has already refused bodies far over the limit; this is the exact check.
     limit = settings.knowledge.max_upload_mb * 1024 * 1024
     data = await file.read(limit + 1)
@@ -79,11 +92,29 @@ async def upload(
         )
     except UnsupportedType as exc:
         raise HTTPException(415, str(exc)) from exc
+    except (UnsafeArchive, QuotaExceeded) as exc:
+        raise HTTPException(413, str(exc)) from exc
     except ParseError as exc:
         raise HTTPException(422, str(exc)) from exc
     except DuplicateDocument as exc:
         raise HTTPException(409, str(exc)) from exc
     return DocumentOut.model_validate(document)
+
+
+def _check_part_header(name: str, value: str | None) -> None:
+    """The file part's own headers: the database and the logs get only sane strings."""
+    if value is None:
+        return
+    if len(value) > MAX_PART_HEADER:
+        raise FieldValidationError(
+            "body.file",
+            f"the file's {name} is {len(value)} characters long, more than the "
+            f"{MAX_PART_HEADER} allowed",
+        )
+    if _CONTROL.search(value):
+        raise FieldValidationError(
+            "body.file", f"the file's {name} contains control characters (such as NUL)"
+        )
 
 
 @router.get("", summary="List documents")

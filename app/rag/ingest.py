@@ -5,6 +5,10 @@ All of a document's chunks are written in the same transaction that marks it `re
 failure at any step leaves nothing half-indexed. A document deleted while it is processed is
 simply dropped. Replicas that start find documents left `queued` (or stuck in `processing` by a
 replica that died) and claim them with a conditional UPDATE, so each is ingested once.
+
+Parsing runs in a worker process with memory and time limits (`parse_isolated`): a hostile file
+fails its own document, never this process. A failed document keeps its row and reason; its
+stored file is removed.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from app.db.database import Database, is_retryable
 from app.db.models import Chunk, Document, KnowledgeBase
 from app.rag.chunking import chunk_document
 from app.rag.embedder import Embedder
-from app.rag.parsing import ParseError, parse_document
+from app.rag.parsing import ParseError, ParseLimits, parse_isolated
 from app.rag.storage import FileStore
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class Ingestor:
         *,
         count_tokens: Callable[[str], int],
         policy: ChunkingPolicy | None = None,
+        parse_limits: ParseLimits | None = None,
         concurrency: int = 1,
     ) -> None:
         self.db = db
@@ -64,6 +69,7 @@ class Ingestor:
         self.store = store
         self.count_tokens = count_tokens
         self.policy = policy or ChunkingPolicy()
+        self.parse_limits = parse_limits or ParseLimits()
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -137,10 +143,13 @@ class Ingestor:
             )
         if not document.storage_path:
             raise IngestionFailed("the uploaded file was not stored")
-        data = await self.store.load(document.storage_path)
         try:
-            parsed = await asyncio.to_thread(
-                parse_document, data, document.filename, document.content_type
+            data = await self.store.load(document.storage_path)
+        except FileNotFoundError as exc:
+            raise IngestionFailed("the uploaded file is no longer stored; upload it again") from exc
+        try:
+            parsed = await parse_isolated(
+                data, document.filename, document.content_type, self.parse_limits
             )
         except ParseError as exc:
             raise IngestionFailed(str(exc)) from exc
@@ -226,13 +235,17 @@ class Ingestor:
 
     async def _fail(self, org_id: uuid.UUID, document_id: uuid.UUID, reason: str) -> None:
         logger.warning("document %s: ingestion failed: %s", document_id, reason)
-        async with self.db.tenant(org_id) as session:
-            await session.execute(
-                update(Document)
-                .where(Document.id == document_id)
-                .values(status="failed", error=reason[:2000], chunk_count=0)
-            )
-            await session.commit()
+        try:
+            async with self.db.tenant(org_id) as session:
+                await session.execute(
+                    update(Document)
+                    .where(Document.id == document_id)
+                    .values(status="failed", error=reason[:2000], chunk_count=0, storage_path=None)
+                )
+                await session.commit()
+        finally:
+            # Whatever happened to the row, a failed upload's bytes are not kept.
+            await self.store.delete(self.store.reference(org_id, document_id))
 
 
 def _unclaimed() -> ColumnElement[bool]:

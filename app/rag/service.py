@@ -3,10 +3,12 @@ call's turn gets. Routes and the call loop go through here; they never touch chu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,13 +16,18 @@ from app.db.database import Database
 from app.db.models import Document, KnowledgeBase
 from app.rag.embedder import Embedder
 from app.rag.ingest import Ingestor
-from app.rag.parsing import detect_kind
+from app.rag.limits import UploadPolicy
+from app.rag.parsing import SUPPORTED, ArchiveLimits, detect_kind
+from app.rag.parsing.archive import size_text
 from app.rag.passage import SearchHit
 from app.rag.policy import KnowledgeSettings
 from app.rag.search import HybridSearch, Mode
 from app.rag.storage import FileStore
 
 DEFAULT_KB_NAME = "Default"
+# pg_advisory_xact_lock(class, org): uploads of one org are counted against its quota one at a
+# time, so two at once cannot both pass the last free slot. An arbitrary constant class.
+_QUOTA_LOCK_CLASS: Final = 0x7E10
 
 
 class DuplicateDocument(Exception):
@@ -34,6 +41,10 @@ class DuplicateDocument(Exception):
         self.existing = existing
 
 
+class QuotaExceeded(Exception):
+    """The organization's documents or stored bytes would pass its quota."""
+
+
 class KnowledgeService:
     """Uploads, searches and call context over the organization's knowledge bases."""
 
@@ -44,8 +55,11 @@ class KnowledgeService:
         store: FileStore,
         ingestor: Ingestor,
         search: HybridSearch,
+        *,
+        policy: UploadPolicy | None = None,
     ) -> None:
         self.db = db
+        self.policy = policy or UploadPolicy()
         self.embedder = embedder
         self.store = store
         self.ingestor = ingestor
@@ -90,22 +104,30 @@ class KnowledgeService:
     ) -> Document:
         """Store the file, record it as `queued` and start ingesting it.
 
+        The kind is told from the bytes (`content_type` is only a hint) and recorded as its
+        media type; a DOCX is judged from its zip directory before anything is inflated.
+
         Raises:
-            ParseError: the type is not supported or the bytes are not what they claim.
+            ParseError: the type is not supported or the bytes are not what they claim
+                (`UnsupportedType`, `UnsafeArchive` for a zip bomb, `CorruptDocument`...).
             DuplicateDocument: the same bytes are already in `kb`.
+            QuotaExceeded: the organization has no room left for it.
         """
-        kind = detect_kind(filename, content_type, data)
-        digest = hashlib.sha256(data).hexdigest()
+        # Decoding 20 MB of text and hashing it would hold the event loop for a while.
+        kind, digest = await asyncio.to_thread(
+            _identify, filename, content_type, data, self.policy.parse.archive
+        )
         existing = await session.scalar(
             select(Document).where(Document.knowledge_base_id == kb.id, Document.sha256 == digest)
         )
         if existing is not None:
             raise DuplicateDocument(existing)
+        await self._check_quota(session, org_id, len(data))
         document = Document(
             id=uuid.uuid4(),
             knowledge_base_id=kb.id,
             filename=filename[:300],
-            content_type=content_type or kind,
+            content_type=SUPPORTED[kind].media_type,
             size_bytes=len(data),
             sha256=digest,
             status="queued",
@@ -114,12 +136,55 @@ class KnowledgeService:
         session.add(document)
         try:
             await session.commit()
-        except IntegrityError as exc:  # the same file uploaded twice at once
-            await session.rollback()
+        except BaseException as exc:  # a database error, or the request cancelled
             await self.store.delete(document.storage_path)
-            raise DuplicateDocument(document) from exc
+            if not isinstance(exc, IntegrityError):
+                raise
+            await session.rollback()
+            # The same file uploaded twice at once; else (the knowledge base deleted
+            # meanwhile) the error stands.
+            twin = await session.scalar(
+                select(Document).where(
+                    Document.knowledge_base_id == kb.id, Document.sha256 == digest
+                )
+            )
+            if twin is None:
+                raise
+            raise DuplicateDocument(twin) from exc
         self.ingestor.submit(org_id, document.id)
         return document
+
+    async def _check_quota(self, session: AsyncSession, org_id: uuid.UUID, size: int) -> None:
+        """Held until the upload commits: the lock makes count-then-insert one step per org."""
+        quota = self.policy.quota
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:org))"),
+            {"lock_class": _QUOTA_LOCK_CLASS, "org": str(org_id)},
+        )
+        count, stored = (
+            await session.execute(
+                select(
+                    func.count(Document.id),
+                    func.coalesce(
+                        func.sum(Document.size_bytes).filter(Document.storage_path.is_not(None)),
+                        0,
+                    ),
+                ).where(Document.org_id == org_id)
+            )
+        ).one()
+        if count >= quota.max_documents:
+            raise QuotaExceeded(
+                f"storage quota exceeded: the organization has {count} documents, the most it "
+                f"may keep is {quota.max_documents}; delete documents it no longer needs "
+                "(failed ones count too) or ask the operator to raise MAX_DOCUMENTS_PER_ORG"
+            )
+        if stored + size > quota.max_bytes:
+            raise QuotaExceeded(
+                f"storage quota exceeded: this file ({size_text(size)}) would bring the "
+                f"organization's stored documents to {size_text(stored + size)}, over its "
+                f"{size_text(quota.max_bytes)} limit; delete documents it no longer needs or ask "
+                "the operator to raise MAX_STORAGE_MB_PER_ORG"
+            )
 
     async def delete(self, session: AsyncSession, document: Document) -> None:
         """Remove the document, its chunks (by cascade) and its stored file."""
@@ -172,3 +237,10 @@ class KnowledgeService:
             chosen.append(hit)
             used += hit.token_count
         return chosen
+
+
+def _identify(
+    filename: str, content_type: str | None, data: bytes, limits: ArchiveLimits
+) -> tuple[str, str]:
+    kind = detect_kind(filename, content_type, data, archive_limits=limits)
+    return kind, hashlib.sha256(data).hexdigest()

@@ -1,6 +1,7 @@
-"""Where uploaded files are kept (so a failed ingestion can be retried): a local folder.
+"""Where uploaded files are kept (so an interrupted ingestion can resume): a local folder.
 
 Paths are `<org>/<document>`; nothing from the uploader (like its file name) reaches the path.
+A file is kept while its document may still be ingested or is ready; every failure removes it.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, org_id: uuid.UUID, document_id: uuid.UUID) -> Path:
-        return self.root / str(org_id) / str(document_id)
+    def reference(self, org_id: uuid.UUID, document_id: uuid.UUID) -> str:
+        """The reference a document's file is (or would be) stored under."""
+        return f"{org_id}/{document_id}"
 
     async def save(self, org_id: uuid.UUID, document_id: uuid.UUID, data: bytes) -> str:
         """Store the bytes; returns the reference kept on the document row."""
-        path = self._path(org_id, document_id)
-        await asyncio.to_thread(_write, path, data)
-        return str(path.relative_to(self.root))
+        reference = self.reference(org_id, document_id)
+        await asyncio.to_thread(_write, self.root / reference, data)
+        return reference
 
     async def load(self, reference: str) -> bytes:
-        """The stored bytes."""
+        """The stored bytes; `FileNotFoundError` when they are gone."""
         return await asyncio.to_thread((self.root / reference).read_bytes)
 
     async def delete(self, reference: str | None) -> None:
@@ -38,5 +40,8 @@ class FileStore:
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)  # atomic: a crash never leaves half a file under the final name
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a crash never leaves half a file under the final name
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave the partial file behind

@@ -8,9 +8,12 @@ the heading path above it: one module per format (`pdf`, `docx`, `html`, `markdo
 of their own: they live in `Block.headings`, which is what lets the chunker keep sections apart
 and label every chunk with where it came from.
 
-Pure functions over the bytes given: no files, no network, no database.
+Pure functions over the bytes given: no files, no network, no database. Zip containers are
+judged before they are expanded (`archive`), and uploads are parsed in a worker process with
+memory and time limits (`worker.parse_isolated`), never in the process serving calls.
 """
 
+from app.rag.parsing.archive import ArchiveLimits, UnsafeArchive
 from app.rag.parsing.detect import SUPPORTED, FileFormat, detect_kind
 from app.rag.parsing.dispatch import parse_document
 from app.rag.parsing.model import (
@@ -25,8 +28,10 @@ from app.rag.parsing.model import (
     ParseError,
     UnsupportedType,
 )
+from app.rag.parsing.worker import ParseLimits, ParseWorkerFailed, parse_isolated
 
 __all__ = [
+    "ArchiveLimits",
     "BLOCK_KINDS",
     "LIST_ITEM",
     "PARAGRAPH",
@@ -37,8 +42,12 @@ __all__ = [
     "EmptyDocument",
     "FileFormat",
     "ParseError",
+    "ParseLimits",
+    "ParseWorkerFailed",
     "ParsedDocument",
+    "UnsafeArchive",
     "UnsupportedType",
     "detect_kind",
     "parse_document",
+    "parse_isolated",
 ]

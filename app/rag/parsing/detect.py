@@ -10,22 +10,30 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from app.rag.parsing.archive import ArchiveLimits, check_entries, check_entry_count
 from app.rag.parsing.model import CorruptDocument, EmptyDocument, UnsupportedType
 
 
 @dataclass(frozen=True, slots=True)
 class FileFormat:
-    """What an upload form should accept for one kind: extensions carry their dot."""
+    """What an upload form should accept for one kind: extensions carry their dot.
+
+    `media_type` is the one recorded on a document of this kind, whatever the client declared.
+    """
 
     label: str
     extensions: frozenset[str]
     mime_types: frozenset[str]
+    media_type: str
 
 
 SUPPORTED: Final[Mapping[str, FileFormat]] = MappingProxyType(
     {
         "pdf": FileFormat(
-            "PDF", frozenset({".pdf"}), frozenset({"application/pdf", "application/x-pdf"})
+            "PDF",
+            frozenset({".pdf"}),
+            frozenset({"application/pdf", "application/x-pdf"}),
+            "application/pdf",
         ),
         "docx": FileFormat(
             "DOCX",
@@ -36,22 +44,31 @@ SUPPORTED: Final[Mapping[str, FileFormat]] = MappingProxyType(
                     "application/vnd.ms-word.document.macroenabled.12",
                 }
             ),
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         ),
-        "txt": FileFormat("text", frozenset({".txt", ".text"}), frozenset({"text/plain"})),
+        "txt": FileFormat(
+            "text", frozenset({".txt", ".text"}), frozenset({"text/plain"}), "text/plain"
+        ),
         "markdown": FileFormat(
             "Markdown",
             frozenset({".md", ".markdown", ".mdown", ".mkd", ".mkdn"}),
             frozenset({"text/markdown", "text/x-markdown"}),
+            "text/markdown",
         ),
         "html": FileFormat(
             "HTML",
             frozenset({".html", ".htm", ".xhtml"}),
             frozenset({"text/html", "application/xhtml+xml"}),
+            "text/html",
         ),
     }
 )
 
-_ACCEPTED: Final = "upload PDF, DOCX, TXT, Markdown or HTML"
+_ACCEPTED: Final = (
+    "upload PDF, DOCX, TXT, Markdown or HTML (supported: "
+    + "; ".join(f"{f.label} {', '.join(sorted(f.extensions))}" for f in SUPPORTED.values())
+    + ")"
+)
 
 
 # Formats people upload by mistake, told apart by their first bytes so that a misnamed file
@@ -86,17 +103,30 @@ _OTHER_ZIPS: Final = (
 )
 
 
-def detect_kind(filename: str, content_type: str | None, data: bytes) -> str:
+def detect_kind(
+    filename: str,
+    content_type: str | None,
+    data: bytes,
+    *,
+    archive_limits: ArchiveLimits | None = None,
+) -> str:
     """The canonical kind ("pdf", "docx", "txt", "markdown", "html") of an upload.
 
     Trusts the bytes before the name and the name before the declared content type. Raises
     `UnsupportedType`, `CorruptDocument` (named .pdf but not a PDF, text that is not text) or
-    `EmptyDocument` (no bytes at all).
+    `EmptyDocument` (no bytes at all). A DOCX is judged from its zip directory only, before
+    anything is inflated: `UnsafeArchive` when it would expand past `archive_limits`.
     """
-    return detect(filename, content_type, data)[0]
+    return detect(filename, content_type, data, archive_limits=archive_limits)[0]
 
 
-def detect(filename: str, content_type: str | None, data: bytes) -> tuple[str, str | None]:
+def detect(
+    filename: str,
+    content_type: str | None,
+    data: bytes,
+    *,
+    archive_limits: ArchiveLimits | None = None,
+) -> tuple[str, str | None]:
     """The kind and, for text kinds, the decoded text (decoding is part of the verdict)."""
     if not data:
         raise EmptyDocument("the file is empty")
@@ -109,7 +139,7 @@ def detect(filename: str, content_type: str | None, data: bytes) -> tuple[str, s
     if data.lstrip().startswith(b"%PDF-") or (declared == "pdf" and b"%PDF-" in data[:1024]):
         return "pdf", None
     if data.startswith(_ZIP_MAGIC):
-        return _zip_kind(data, ext), None
+        return _zip_kind(data, ext, archive_limits or ArchiveLimits()), None
     sniffed = _sniff_binary(data)
     if sniffed is not None:
         named = f" (the file is named as {SUPPORTED[declared].label})" if declared else ""
@@ -153,18 +183,23 @@ def _sniff_binary(data: bytes) -> str | None:
     return None
 
 
-def _zip_kind(data: bytes, ext: str) -> str:
+def _zip_kind(data: bytes, ext: str, limits: ArchiveLimits) -> str:
     named_docx = ext in SUPPORTED["docx"].extensions
+    label = "DOCX" if named_docx else "archive"
+    # zipfile builds an object per entry: count them first, cheaply.
+    check_entry_count(data, label, limits)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = set(archive.namelist())
+            entries = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         if named_docx:
             raise CorruptDocument(
                 f"the DOCX could not be read: damaged ZIP package ({exc})"
             ) from exc
         raise UnsupportedType(f"ZIP archives are not supported: {_ACCEPTED}") from exc
+    names = {entry.filename for entry in entries}
     if "word/document.xml" in names:
+        check_entries(entries, len(data), "DOCX", limits)
         return "docx"
     what = next((label for part, label in _OTHER_ZIPS if part in names), "ZIP archives")
     raise UnsupportedType(f"{what} are not supported: {_ACCEPTED}")

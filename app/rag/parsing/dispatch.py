@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from app.rag.parsing.archive import ArchiveLimits, verify_archive
 from app.rag.parsing.detect import detect
 from app.rag.parsing.docx import parse_docx
 from app.rag.parsing.html import parse_html
@@ -24,9 +25,22 @@ _TEXT_PARSERS: Final[dict[str, Callable[[str], ParsedDocument]]] = {
 }
 
 
-def parse_document(data: bytes, filename: str, content_type: str | None = None) -> ParsedDocument:
-    """Parse an upload into blocks; raises a `ParseError` subclass for what cannot be ingested."""
-    kind, text = detect(filename, content_type, data)
+def parse_document(
+    data: bytes,
+    filename: str,
+    content_type: str | None = None,
+    *,
+    archive_limits: ArchiveLimits | None = None,
+) -> ParsedDocument:
+    """Parse an upload into blocks; raises a `ParseError` subclass for what cannot be ingested.
+
+    Run it in the parse worker (`parse_isolated`) for anything uploaded: the limits here bound
+    what a zip container may expand to, not what a parser may allocate.
+    """
+    limits = archive_limits or ArchiveLimits()
+    kind, text = detect(filename, content_type, data, archive_limits=limits)
+    if kind == "docx":
+        verify_archive(data, "DOCX", limits)
     if kind in _BINARY_PARSERS:
         return _BINARY_PARSERS[kind](data)
     assert text is not None  # detect decodes every text kind
