@@ -28,6 +28,7 @@ from app.conversation.agent import AgentProfile
 from app.conversation.engine import ConversationEngine
 from app.conversation.grounding import AgentKnowledge
 from app.db.database import Database
+from app.db.demo import demo_org_id
 from app.db.setup import open_database
 from app.engines import Engines
 from app.llm.router import as_router
@@ -120,11 +121,13 @@ async def build_services(
     calls = make_call_state(settings.database.redis_url)
     knowledge = build_knowledge(db, embedder, settings)
     agent_knowledge = AgentKnowledge(knowledge)
+    demo_org = await demo_org_id(db)
     toolbox = ToolBox(
         settings,
         twilio=TwilioCalls.from_settings(settings),
         lookup=agent_knowledge.search,
         transfer_number=settings.telephony.transfer_number,
+        demo_org_id=str(demo_org) if demo_org else None,
     )
     conversation = ConversationEngine(
         llm=as_router(engines.llm),

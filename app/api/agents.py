@@ -11,14 +11,16 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from app.api.crud import check_reference, commit_or_409, delete_or_404
-from app.api.deps import TenantSession, get_or_404
+from app.api.deps import SettingsDep, TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
 from app.conversation.routing import TierPolicy
 from app.db.models import Agent, KnowledgeBase
 from app.rag.policy import KnowledgeSettings
+from app.settings import Settings
 from app.tools.registry import HTTP_TOOL_NAMES, TOOL_NAMES, ToolName
 from app.tools.transfer import HANDOFF
+from app.tools.urls import tool_url_problem
 
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=responses(401, 422))
 
@@ -123,8 +125,11 @@ async def list_agents(session: TenantSession) -> AgentList:
 @router.post(
     "", status_code=status.HTTP_201_CREATED, summary="Create an agent", responses=responses(409)
 )
-async def create_agent(body: AgentCreate, session: TenantSession) -> AgentOut:
+async def create_agent(
+    body: AgentCreate, session: TenantSession, settings: SettingsDep
+) -> AgentOut:
     """A new agent in the caller's organization."""
+    _check_tool_urls(body.tool_settings, settings)
     await _check_knowledge_base(session, body.knowledge_base_id)
     _check_flow(body.flow)
     agent = Agent(**body.model_dump(mode="json", exclude={"knowledge_base_id"}))
@@ -142,8 +147,11 @@ async def get_agent(agent_id: uuid.UUID, session: TenantSession) -> AgentOut:
 
 
 @router.patch("/{agent_id}", summary="Change an agent", responses=responses(404, 409))
-async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSession) -> AgentOut:
+async def update_agent(
+    agent_id: uuid.UUID, body: AgentFields, session: TenantSession, settings: SettingsDep
+) -> AgentOut:
     """Change the fields given; the others stay as they are."""
+    _check_tool_urls(body.tool_settings, settings)
     agent = await get_or_404(session, Agent, agent_id, "agent")
     changes = body.model_dump(mode="json", exclude_unset=True)
     required_fields = ("name", "system_prompt", "greeting", "voice_id", "language", "enabled")
@@ -163,9 +171,12 @@ async def update_agent(agent_id: uuid.UUID, body: AgentFields, session: TenantSe
 
 
 @router.put("/{agent_id}", summary="Replace an agent", responses=responses(404, 409))
-async def replace_agent(agent_id: uuid.UUID, body: AgentCreate, session: TenantSession) -> AgentOut:
+async def replace_agent(
+    agent_id: uuid.UUID, body: AgentCreate, session: TenantSession, settings: SettingsDep
+) -> AgentOut:
     """Replace every field with the body's: an optional field left out goes back to its default
     (no flow, no knowledge base, no tools...). To change a few fields, PATCH."""
+    _check_tool_urls(body.tool_settings, settings)
     agent = await get_or_404(session, Agent, agent_id, "agent")
     await _check_knowledge_base(session, body.knowledge_base_id)
     _check_flow(body.flow)
@@ -193,6 +204,21 @@ async def _check_knowledge_base(session: TenantSession, kb_id: uuid.UUID | None)
     await check_reference(
         session, KnowledgeBase, kb_id, field="body.knowledge_base_id", what="knowledge base"
     )
+
+
+def _check_tool_urls(tool_settings: ToolSettings | None, settings: Settings) -> None:
+    # Here rather than in ToolSettings: the rule depends on VELOX_ALLOW_PRIVATE_TOOL_URLS, and
+    # agents saved before it must still be readable (the tools re-check them at every request).
+    if tool_settings is None:
+        return
+    allow_private = settings.tools.velox_allow_private_tool_urls
+    problems = [
+        FieldError(field=f"body.tool_settings.urls.{name}", message=f"tool URL {problem}")
+        for name, url in tool_settings.urls.items()
+        if (problem := tool_url_problem(str(url), allow_private=allow_private)) is not None
+    ]
+    if problems:
+        raise FieldValidationError.of(problems)
 
 
 def _check_flow(flow: dict[str, Any] | None) -> None:

@@ -36,3 +36,9 @@ async def ensure_demo_org(db: Database, settings: Settings) -> uuid.UUID:
             )
         await session.commit()
     return org_id
+
+
+async def demo_org_id(db: Database) -> uuid.UUID | None:
+    """The demo organization's id, if there is one (the deployment's tool URLs serve it)."""
+    async with db.system() as session:
+        return await session.scalar(select(Organization.id).where(Organization.is_demo))

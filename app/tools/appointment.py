@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from app.tools.arguments import PHONE, ToolArguments, phone_digits
 from app.tools.base import Intent
+from app.tools.contract import Contract, code, text, texts
 from app.tools.http import Backend, HttpTool, Request, Voice
 
 
@@ -72,6 +73,10 @@ class BookingArguments(ToolArguments):
         return self
 
 
+BOOKED = Contract(appointment_id=text(80), date=text(40), time=text(20), status=text(40))
+TAKEN = Contract(alternatives=texts(limit=10, each=20))
+
+
 class Appointment(HttpTool):
     """POST /appointments on CALENDAR_API_URL; a taken slot comes back with alternatives."""
 
@@ -107,20 +112,19 @@ class Appointment(HttpTool):
         )
 
     def request(self, args: dict[str, Any]) -> Request:
-        return Request("POST", "/appointments", body=args)
+        return Request("POST", ("appointments",), body=args)
 
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         if 200 <= status < 300 and body is not None:
-            return {"booked": True, **body}
+            return {"booked": True, **BOOKED.pick(body)}
         if status == 409 and body is not None:
-            alternatives = body.get("alternatives")
             return {
                 "booked": False,
-                "reason": body.get("error") or "slot_taken",
+                "reason": code(body.get("error")) or "slot_taken",
                 "date": args["date"],
                 "time": args["time"],
-                "alternatives": alternatives if isinstance(alternatives, list) else [],
+                "alternatives": TAKEN.pick(body).get("alternatives", []),
             }
         return None

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from app.tools.arguments import PHONE, ToolArguments, phone_digits
 from app.tools.base import Intent, ToolContext
+from app.tools.contract import Contract, text, texts
 from app.tools.http import Backend, HttpTool, Request, Voice, lookup
 
 
@@ -24,6 +25,16 @@ class ProfileArguments(ToolArguments):
     )
 
     _phone = field_validator("phone", mode="before")(phone_digits)
+
+
+PROFILE = Contract(
+    customer_id=text(80),
+    name=text(200),
+    phone=text(20),
+    tier=text(40),
+    open_orders=texts(),
+    notes=text(1000),
+)
 
 
 class CustomerProfile(HttpTool):
@@ -64,9 +75,9 @@ class CustomerProfile(HttpTool):
         return "missing phone: the caller's number is withheld; ask for the account's number"
 
     def request(self, args: dict[str, Any]) -> Request:
-        return Request("GET", "/customers", params={"phone": args["phone"]})
+        return Request("GET", ("customers",), params={"phone": args["phone"]})
 
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        return lookup("phone", status, args, body)
+        return lookup("phone", status, args, body, PROFILE)

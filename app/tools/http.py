@@ -1,5 +1,12 @@
-"""What the tools that call a business system over HTTP share: one client, retries within the
-tool's time budget, idempotency keys, and reading status codes the same way for every tool.
+"""What the tools that call a business system over HTTP share: where each request goes (the
+agent's URL, else the deployment's for the orgs allowed it), one client per kind of URL, retries
+within the tool's time budget, answers capped in size, idempotency keys, and reading status codes
+the same way for every tool.
+
+A tenant's URL is reached only through `app.tools.network` (no loopback, private or metadata
+address, no redirect); the deployment's own URLs are the operator's and are trusted. Failures
+reach the model, the transcript and the tenant as one generic sentence; the details (status,
+exception, URL) go to the server log.
 
 The HTTP contracts are in the README, "Tool HTTP contracts"; `velox demo-backend` implements them.
 """
@@ -13,7 +20,7 @@ import logging
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,6 +39,9 @@ from app.llm.base import ToolCall
 from app.settings import Settings
 from app.tools.arguments import ToolArgumentError
 from app.tools.base import Tool, ToolContext, ToolOutcome
+from app.tools.contract import Contract, code
+from app.tools.network import RefusedAddress, guarded_client
+from app.tools.urls import ToolUrlError, check_tool_url, join, tool_url_problem
 
 if TYPE_CHECKING:
     from app.conversation.agent import AgentProfile
@@ -43,6 +53,12 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 # Retried only when the answer says "try again": rate limited, or a gateway or server hiccup.
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_HEADERS = {
+    "User-Agent": "velox-tools",
+    "Accept": "application/json",
+    # Read as sent: a compressed answer could inflate far past the size cap in one chunk.
+    "Accept-Encoding": "identity",
+}
 
 # Maps (status, arguments, JSON body) to the model's result, or None for a failure. A 404 or a
 # taken slot is an answer, not a failure: the tool worked and the model can say so.
@@ -60,6 +76,16 @@ class Voice:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one run's request goes, with the key it carries."""
+
+    url: str
+    key: str | None
+    # The deployment's own URL: the operator's, trusted, and the only one that gets the key.
+    operator: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
     """Where the deployment's settings put a business system."""
 
@@ -67,23 +93,27 @@ class Backend:
     url: str | None
     key: SecretStr | None
 
-    def endpoint(self, override: str | None) -> tuple[str, str | None] | None:
-        """The base URL to call (the agent's `override`, else the settings') and its key."""
-        url = override or self.url
-        if not url:
-            return None
-        url = url.rstrip("/")
-        # The key belongs to the URL in the settings: an agent's own URL never receives it.
-        same = self.url is not None and url == self.url.rstrip("/")
-        return url, (self.key.get_secret_value() if self.key and same else None)
+    def endpoint(self, override: str | None, *, operator: bool) -> Endpoint | None:
+        """The agent's `override`, else the settings' URL when `operator` (the org may use the
+        deployment's URLs); None when there is neither."""
+        own = self.url.rstrip("/") if self.url and operator else None
+        key = self.key.get_secret_value() if self.key else None
+        if override:
+            url = override.rstrip("/")
+            # The key belongs to the URL in the settings: an agent's own URL never receives it.
+            if own is not None and url == own:
+                return Endpoint(own, key, operator=True)
+            return Endpoint(url, None, operator=False)
+        return Endpoint(own, key, operator=True) if own is not None else None
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One request to a backend, relative to its base URL."""
+    """One request to a backend: path segments under its base URL (each escaped on its own,
+    so an argument can never leave its segment), query parameters and a JSON body."""
 
     method: str
-    path: str
+    path: tuple[str, ...]
     params: dict[str, str] | None = None
     body: dict[str, Any] | None = None
 
@@ -99,10 +129,24 @@ class Exchange:
     needs_body: bool = True  # a 2xx answer must be a JSON object
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What came back: the status, the body as sent (within the cap) and where a redirect
+    pointed (for the log only: redirects are never followed)."""
+
+    status: int
+    content: bytes
+    location: str | None = None
+
+
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(f"HTTP {answer.status}")
+        self.answer = answer
+
+
+class TooLarge(Exception):
+    """An answer over TOOL_MAX_RESPONSE_KB, or compressed when asked not to be."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -128,28 +172,59 @@ def idempotency_key(ctx: ToolContext, tool: str, arguments: Mapping[str, Any]) -
     return f"velox-{hashlib.sha256(canonical.encode()).hexdigest()[:40]}"
 
 
-class ToolHttp:
-    """Sends the tools' requests over one shared client and says what came of each.
+def did_not_answer(voice: Voice) -> str:
+    """The one failure a tenant is told of when the system could not be asked or answered
+    badly, whatever the reason (the log has it)."""
+    return f"{voice.system} did not answer"
 
-    `clock` times each run for its outcome's `latency_s`; `sleep` waits out the backoff between
-    attempts. Tests pass their own, to check both without a stopwatch.
+
+class ToolHttp:
+    """Sends the tools' requests and says what came of each.
+
+    The deployment's URLs (for the orgs allowed them: VELOX_TOOL_URL_ORGS, the demo org, and
+    agents with no org at all, i.e. no database) go through `client`; an agent's own URLs
+    through a client that connects to public addresses only (private ones too with
+    VELOX_ALLOW_PRIVATE_TOOL_URLS, for development). `clock` times each run for its outcome's
+    `latency_s`; `sleep` waits out the backoff between attempts. Tests pass their own, to check
+    both without a stopwatch.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        operator_orgs: Iterable[str] = (),
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
+        self.operator_orgs = frozenset(settings.tools.operator_url_orgs) | frozenset(operator_orgs)
+        self.allow_private = settings.tools.velox_allow_private_tool_urls
         self.clock = clock
         self._sleep = sleep
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            headers={"User-Agent": "velox-tools", "Accept": "application/json"},
-            follow_redirects=False,
+        self._client = client or httpx.AsyncClient(headers=_HEADERS, follow_redirects=False)
+        self._tenant_client = guarded_client(allow_private=self.allow_private, headers=_HEADERS)
+
+    def operator_urls(self, org_id: str | None) -> bool:
+        """Whether the deployment's tool URLs and keys serve `org_id`."""
+        return org_id is None or org_id in self.operator_orgs
+
+    def endpoint(
+        self, backend: Backend, override: str | None, org_id: str | None
+    ) -> Endpoint | None:
+        """Where `org_id`'s request goes: its agent's `override`, else the deployment's URL."""
+        return backend.endpoint(override, operator=self.operator_urls(org_id))
+
+    def usable(self, backend: Backend, override: str | None, org_id: str | None) -> bool:
+        """Whether there is somewhere to send the request that may be used."""
+        endpoint = self.endpoint(backend, override, org_id)
+        if endpoint is None:
+            return False
+        return (
+            endpoint.operator
+            or tool_url_problem(endpoint.url, allow_private=self.allow_private) is None
         )
 
     async def exchange(
@@ -163,46 +238,80 @@ class ToolHttp:
         """Send `request` (a POST with an idempotency key) and read the answer; `started` is
         when the run began, on `clock`."""
         name, voice = exchange.name, exchange.voice
-        endpoint = exchange.backend.endpoint(ctx.url_overrides.get(name))
-        if endpoint is None:
-            why = f"{name} is not set up ({exchange.backend.url_setting} is not set)"
+        endpoint = self.endpoint(exchange.backend, ctx.url_overrides.get(name), ctx.org_id)
+
+        def failed(detail: str, *, level: int = logging.WARNING) -> ToolOutcome:
+            why = did_not_answer(voice)
             latency = self.clock() - started
-            return failure(name, args, latency, ctx, why, voice.unreachable, level=logging.INFO)
-        base, token = endpoint
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return failure(
+                name, args, latency, ctx, why, voice.unreachable, detail=detail, level=level
+            )
+
+        if endpoint is None:
+            return failure(
+                name,
+                args,
+                self.clock() - started,
+                ctx,
+                f"{voice.system} is not set up",
+                voice.unreachable,
+                detail=f"no URL of the agent's, and {exchange.backend.url_setting} is not set "
+                "or does not serve this org (VELOX_TOOL_URL_ORGS)",
+                level=logging.INFO,
+            )
+        headers = {"Authorization": f"Bearer {endpoint.key}"} if endpoint.key else {}
         key = idempotency_key(ctx, name, args) if request.method == "POST" else None
         if key:
             headers["Idempotency-Key"] = key
         try:
-            response = await self._send(
-                base, request, headers, safe=request.method == "GET" or bool(key)
+            if not endpoint.operator:
+                check_tool_url(endpoint.url, allow_private=self.allow_private)
+            url = join(endpoint.url, request.path)
+        except ToolUrlError as exc:
+            return failed(f"the agent's URL {endpoint.url!r} is refused: {exc}")
+        where = f"{'operator' if endpoint.operator else 'agent'} URL {url}"
+        client = self._client if endpoint.operator else self._tenant_client
+        try:
+            answer = await self._send(
+                client, url, request, headers, safe=request.method == "GET" or bool(key)
             )
         except _RetryableStatus as exc:
-            response = exc.response
-        except httpx.TimeoutException:
-            why = f"{voice.system} did not answer within {self.settings.tools.tool_timeout_s:g} s"
-            return failure(name, args, self.clock() - started, ctx, why, voice.unreachable)
+            answer = exc.answer
+        except (httpx.TimeoutException, TimeoutError):
+            budget = self.settings.tools.tool_timeout_s
+            return failed(f"no answer within {budget:g} s from {where}")
+        except RefusedAddress as exc:
+            return failed(f"refused to connect to {where}: {exc}")
+        except TooLarge as exc:
+            return failed(f"{where}: {exc}")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            why = f"{voice.system} is unreachable ({type(exc).__name__})"
-            return failure(name, args, self.clock() - started, ctx, why, voice.unreachable)
-        return _interpret(exchange, args, response, ctx, self.clock() - started)
+            return failed(f"{where} is unreachable ({type(exc).__name__}: {exc})")
+        return _interpret(exchange, args, answer, ctx, self.clock() - started, where)
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this object made it."""
+        """Close the HTTP clients this object made."""
+        await self._tenant_client.aclose()
         if self._owns_client:
             await self._client.aclose()
 
     async def _send(
-        self, base: str, request: Request, headers: dict[str, str], *, safe: bool
-    ) -> httpx.Response:
+        self,
+        client: httpx.AsyncClient,
+        url: httpx.URL,
+        request: Request,
+        headers: dict[str, str],
+        *,
+        safe: bool,
+    ) -> Answer:
         """One request, retried while safe and while the tool's time budget lasts.
 
-        TOOL_TIMEOUT_S bounds the whole run, retries included: a caller is waiting on the line.
+        TOOL_TIMEOUT_S bounds the whole run, retries and reading the answer included: a caller
+        is waiting on the line, and a server that trickles its answer must not hold the turn.
         """
         budget = self.settings.tools.tool_timeout_s
         deadline = time.monotonic() + budget
         attempts = 1 + (max(self.settings.tools.tool_retries, 0) if safe else 0)
-        response: httpx.Response | None = None
+        answer: Answer | None = None
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(attempts) | stop_before_delay(budget),
@@ -212,19 +321,44 @@ class ToolHttp:
         ):
             with attempt:
                 remaining = max(deadline - time.monotonic(), 0.01)
-                response = await self._client.request(
-                    request.method,
-                    base + request.path,
-                    params=request.params,
-                    json=request.body,
-                    headers=headers,
-                    # Connecting gets half the budget at most, so a lost SYN leaves time to retry.
-                    timeout=httpx.Timeout(remaining, connect=min(remaining, budget / 2)),
-                )
-                if response.status_code in _RETRY_STATUSES:
-                    raise _RetryableStatus(response)
-        assert response is not None  # AsyncRetrying ran at least once
-        return response
+                # Connecting gets half the budget at most, so a lost SYN leaves time to retry.
+                waits = httpx.Timeout(remaining, connect=min(remaining, budget / 2))
+                async with asyncio.timeout(remaining):
+                    answer = await self._attempt(client, url, request, headers, waits)
+                if answer.status in _RETRY_STATUSES:
+                    raise _RetryableStatus(answer)
+        assert answer is not None  # AsyncRetrying ran at least once
+        return answer
+
+    async def _attempt(
+        self,
+        client: httpx.AsyncClient,
+        url: httpx.URL,
+        request: Request,
+        headers: dict[str, str],
+        waits: httpx.Timeout,
+    ) -> Answer:
+        cap = max(self.settings.tools.tool_max_response_kb, 1) * 1024
+        async with client.stream(
+            request.method,
+            url,
+            params=request.params,
+            json=request.body,
+            headers=headers,
+            timeout=waits,
+        ) as response:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise TooLarge(f"answered with Content-Encoding {encoding[:40]!r}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise TooLarge(f"declared {declared} bytes, over the {cap} byte cap")
+            content = bytearray()
+            async for chunk in response.aiter_raw():
+                content += chunk
+                if len(content) > cap:  # stop reading: the rest never arrives in memory
+                    raise TooLarge(f"sent more than the {cap} byte cap")
+            return Answer(response.status_code, bytes(content), response.headers.get("location"))
 
 
 class HttpTool(Tool):
@@ -245,7 +379,8 @@ class HttpTool(Tool):
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        """The model's result from the answer, or None when it is a failure."""
+        """The model's result from the answer (only its contract's fields), or None when it
+        is a failure."""
 
     def complete(self, raw: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
         """The model's arguments with what the call itself tells (before they are checked)."""
@@ -255,16 +390,19 @@ class HttpTool(Tool):
         """What is still missing from checked arguments before asking is worth it, if anything."""
         return None
 
-    def base_url(self, overrides: Mapping[str, str] = _NONE) -> str | None:
-        """The base URL the tool calls: the agent's override, else the settings'."""
-        endpoint = self.backend().endpoint(overrides.get(self.name))
-        return endpoint[0] if endpoint else None
+    def base_url(
+        self, overrides: Mapping[str, str] = _NONE, org_id: str | None = None
+    ) -> str | None:
+        """The base URL the tool calls for `org_id`: the agent's override, else the settings'
+        (when they serve that org)."""
+        endpoint = self.deps.http.endpoint(self.backend(), overrides.get(self.name), org_id)
+        return endpoint.url if endpoint else None
 
     def configured(self) -> bool:
         return self.base_url() is not None
 
     def usable(self, agent: AgentProfile) -> bool:
-        return self.base_url(agent.tool_urls) is not None
+        return self.deps.http.usable(self.backend(), agent.tool_urls.get(self.name), agent.org_id)
 
     async def run(
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult
@@ -299,9 +437,11 @@ def failure(
     why: str,
     fallback: str,
     *,
+    detail: str | None = None,
     level: int = logging.WARNING,
 ) -> ToolOutcome:
-    """A failed run that took `latency` seconds, logged with its call."""
+    """A failed run that took `latency` seconds: `why` is what the model and the records get,
+    `detail` (else `why`) what the log gets."""
     logger.log(
         level,
         "tool %s failed in %.2f s, call %s org %s: %s",
@@ -309,7 +449,7 @@ def failure(
         latency,
         ctx.call_sid,
         ctx.org_id,
-        why,
+        detail or why,
     )
     return ToolOutcome(name, args, False, {"error": why}, fallback, latency, error=why)
 
@@ -317,29 +457,45 @@ def failure(
 def _interpret(
     exchange: Exchange,
     args: dict[str, Any],
-    response: httpx.Response,
+    answer: Answer,
     ctx: ToolContext,
     latency: float,
+    where: str,
 ) -> ToolOutcome:
     name, voice = exchange.name, exchange.voice
-    status = response.status_code
-    body = _json_object(response)
+    status = answer.status
+    body = _json_object(answer.content)
+
+    def failed(detail: str, why: str | None = None, fallback: str | None = None) -> ToolOutcome:
+        return failure(
+            name,
+            args,
+            latency,
+            ctx,
+            why or did_not_answer(voice),
+            fallback or voice.unreachable,
+            detail=f"{where}: {detail}",
+        )
+
+    if 300 <= status < 400:
+        return failed(
+            f"redirect (HTTP {status}) to {(answer.location or '?')[:200]!r}, not followed"
+        )
     if status in (401, 403):
-        why = f"{voice.system} refused our credentials (HTTP {status})"
-        return failure(name, args, latency, ctx, why, voice.unreachable)
+        return failed(f"refused our credentials (HTTP {status})")
     if status in _RETRY_STATUSES:
-        why = f"{voice.system} is unavailable (HTTP {status})"
-        return failure(name, args, latency, ctx, why, voice.unreachable)
+        return failed(f"unavailable (HTTP {status}): {_detail(body)}")
     if 200 <= status < 300 and body is None and exchange.needs_body:
-        why = f"{voice.system} sent an answer that is not a JSON object (HTTP {status})"
-        return failure(name, args, latency, ctx, why, voice.unreachable)
+        return failed(f"an answer that is not a JSON object (HTTP {status})")
     result = exchange.read(status, args, body)
     if result is None:
-        detail = _detail(body)
-        why = f"{voice.system} rejected the request (HTTP {status}"
-        why += f": {detail})" if detail else ")"
-        fallback = voice.rejected if 400 <= status < 500 else voice.unreachable
-        return failure(name, args, latency, ctx, why, fallback)
+        if not 400 <= status < 500:
+            return failed(f"unexpected answer (HTTP {status}): {_detail(body)}")
+        # The contract's error code ("date_in_past") tells the model what to say; free text
+        # from the system does not pass.
+        error = code(body.get("error")) if body else None
+        why = f"{voice.system} rejected the request" + (f" ({error})" if error else "")
+        return failed(f"rejected (HTTP {status}): {_detail(body)}", why, voice.rejected)
     logger.info(
         "tool %s ok (HTTP %d) in %.2f s, call %s org %s",
         name,
@@ -351,10 +507,10 @@ def _interpret(
     return ToolOutcome(name, args, True, result, None, latency)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(content: bytes) -> dict[str, Any] | None:
     try:
-        data = response.json()
-    except ValueError:
+        data = json.loads(content)
+    except (ValueError, RecursionError):  # deep nesting is a RecursionError, not a ValueError
         return None
     return data if isinstance(data, dict) else None
 
@@ -368,12 +524,16 @@ def _detail(body: dict[str, Any] | None) -> str:
 
 
 def lookup(
-    key: str, status: int, args: dict[str, Any], body: dict[str, Any] | None
+    key: str,
+    status: int,
+    args: dict[str, Any],
+    body: dict[str, Any] | None,
+    contract: Contract,
 ) -> dict[str, Any] | None:
-    """A lookup's result: found, with the body, on a 2xx; not found, with the `key` asked
-    for, on a 404."""
+    """A lookup's result: found, with the contract's fields of the body, on a 2xx; not found,
+    with the `key` asked for, on a 404."""
     if status == 404:
         return {"found": False, key: args[key]}
     if 200 <= status < 300 and body is not None:
-        return {"found": True, **body}
+        return {"found": True, **contract.pick(body)}
     return None

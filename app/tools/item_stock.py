@@ -9,6 +9,7 @@ from pydantic import Field
 
 from app.tools.arguments import ToolArguments
 from app.tools.base import Intent
+from app.tools.contract import Contract, flag, number, text
 from app.tools.http import Backend, HttpTool, Request, Voice, lookup
 
 
@@ -20,6 +21,16 @@ class StockArguments(ToolArguments):
         min_length=1,
         max_length=100,
     )
+
+
+STOCK = Contract(
+    item=text(200),
+    sku=text(40),
+    name=text(200),
+    in_stock=flag,
+    quantity=number,
+    restock_date=text(40),
+)
 
 
 class ItemStock(HttpTool):
@@ -53,9 +64,9 @@ class ItemStock(HttpTool):
         )
 
     def request(self, args: dict[str, Any]) -> Request:
-        return Request("GET", "/stock", params={"item": args["item"]})
+        return Request("GET", ("stock",), params={"item": args["item"]})
 
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        return lookup("item", status, args, body)
+        return lookup("item", status, args, body, STOCK)

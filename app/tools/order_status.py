@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import Field, field_validator
 
 from app.tools.arguments import ToolArguments
 from app.tools.base import Intent
+from app.tools.contract import Contract, number, records, text
 from app.tools.http import Backend, HttpTool, Request, Voice, lookup
 
 
@@ -27,6 +27,18 @@ class OrderArguments(ToolArguments):
     @classmethod
     def _spoken(cls, value: Any) -> Any:
         return re.sub(r"\s", "", value).lstrip("#").upper() if isinstance(value, str) else value
+
+
+# The README's contract, and the demo backend's `delivered_on`.
+ORDER = Contract(
+    order_id=text(40),
+    status=text(40),
+    eta=text(40),
+    delivered_on=text(40),
+    carrier=text(80),
+    tracking_number=text(80),
+    items=records(Contract(sku=text(40), name=text(200), quantity=number)),
+)
 
 
 class OrderStatus(HttpTool):
@@ -57,9 +69,9 @@ class OrderStatus(HttpTool):
         return Backend("ORDER_API_URL", settings.tools.order_api_url, settings.tools.order_api_key)
 
     def request(self, args: dict[str, Any]) -> Request:
-        return Request("GET", f"/orders/{quote(args['order_id'], safe='')}")
+        return Request("GET", ("orders", args["order_id"]))
 
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        return lookup("order_id", status, args, body)
+        return lookup("order_id", status, args, body, ORDER)

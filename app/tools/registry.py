@@ -84,12 +84,20 @@ class ToolBox:
         twilio: TwilioCalls | None = None,
         lookup: KnowledgeLookup | None = None,
         transfer_number: str | None = None,
+        demo_org_id: str | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        # The deployment's tool URLs serve the demo organization and VELOX_TOOL_URL_ORGS only;
         # `client`, `clock` and `sleep` are the HTTP tools' (see ToolHttp).
-        self.http = ToolHttp(settings, client=client, clock=clock, sleep=sleep)
+        self.http = ToolHttp(
+            settings,
+            operator_orgs=[demo_org_id] if demo_org_id else [],
+            client=client,
+            clock=clock,
+            sleep=sleep,
+        )
         self.twilio = twilio
         deps = ToolDeps(
             settings=settings,
@@ -136,15 +144,14 @@ class ToolBox:
                 result={"error": f"there is no tool {call.name!r}"},
                 spoken=_UNKNOWN_TOOL,
             )
-        except Exception as exc:  # a broken tool must not break the turn
-            logger.exception("tool %s failed", call.name)
+        except Exception:  # a broken tool must not break the turn; the log has the exception
+            logger.exception("tool %s failed, call %s org %s", call.name, ctx.call_sid, ctx.org_id)
             return tool_outcome(
                 call,
                 started,
                 ok=False,
                 result={"error": "the tool failed"},
                 spoken="Sorry, I couldn't do that just now.",
-                error=repr(exc),
             )
 
     async def aclose(self) -> None:

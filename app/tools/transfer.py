@@ -16,6 +16,7 @@ from app.llm.base import ToolCall
 from app.telephony.calls_api import TwilioUnavailable
 from app.tools.arguments import ToolArguments
 from app.tools.base import Intent, Tool, ToolContext, ToolDeps, ToolOutcome, tool_outcome
+from app.tools.contract import Contract, text
 from app.tools.http import Backend, Exchange, Request, Voice
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HANDOFF = "handoff"  # the handoff notice's name in logs, and its key in an agent's tool URLs
+HANDED_OFF = Contract(handoff_id=text(80))
 TRANSFER_ANNOUNCEMENT = "Please hold while I connect you."
 
 
@@ -56,10 +58,13 @@ class HandoffNotice:
             "HANDOFF_API_URL", settings.tools.handoff_api_url, settings.tools.handoff_api_key
         )
 
-    def base_url(self, overrides: Mapping[str, str] = MappingProxyType({})) -> str | None:
-        """The base URL the notice goes to: the agent's override, else the settings'."""
-        endpoint = self.backend().endpoint(overrides.get(HANDOFF))
-        return endpoint[0] if endpoint else None
+    def base_url(
+        self, overrides: Mapping[str, str] = MappingProxyType({}), org_id: str | None = None
+    ) -> str | None:
+        """The base URL the notice goes to for `org_id`: the agent's override, else the
+        settings' (when they serve that org)."""
+        endpoint = self.deps.http.endpoint(self.backend(), overrides.get(HANDOFF), org_id)
+        return endpoint.url if endpoint else None
 
     async def send(
         self,
@@ -86,14 +91,14 @@ class HandoffNotice:
         # request in its idempotency key.
         exchange = Exchange(HANDOFF, self.backend(), self.voice, _notified, needs_body=False)
         return await self.deps.http.exchange(
-            exchange, args, Request("POST", "/handoffs", body=body), ctx, started
+            exchange, args, Request("POST", ("handoffs",), body=body), ctx, started
         )
 
 
 def _notified(
     status: int, args: dict[str, Any], body: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    return {"notified": True, **(body or {})} if 200 <= status < 300 else None
+    return {"notified": True, **HANDED_OFF.pick(body or {})} if 200 <= status < 300 else None
 
 
 class Transfer(Tool):
@@ -164,13 +169,14 @@ class Transfer(Tool):
                 ctx.call_sid, to_number=number, announcement=TRANSFER_ANNOUNCEMENT
             )
         except TwilioUnavailable as exc:
+            # Twilio's words name our account's calls: the log has them, the tenant does not.
+            logger.warning("transfer of call %s org %s failed: %s", ctx.call_sid, ctx.org_id, exc)
             return tool_outcome(
                 call,
                 started,
                 ok=False,
                 result={"error": "the transfer did not go through"},
                 spoken=self.refused,
-                error=str(exc),
             )
         return tool_outcome(call, started, ok=True, result={"transferred": True, "to": number})
 

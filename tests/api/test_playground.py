@@ -31,8 +31,13 @@ def demo_backend() -> Iterator[str]:
 
 @pytest.fixture
 def settings(settings: Settings, demo_backend: str) -> Settings:
+    # The deployment's URLs serve the demo org only; the tenants here bring their own, which
+    # may be on this machine in development.
     return settings.replace(
-        order_api_url=demo_backend, handoff_api_url=demo_backend, transfer_number="+15550100"
+        order_api_url=demo_backend,
+        handoff_api_url=demo_backend,
+        transfer_number="+15550100",
+        velox_allow_private_tool_urls=True,
     )
 
 
@@ -84,14 +89,18 @@ async def test_a_chat_is_a_stored_playground_conversation(
 
 
 async def test_tool_calls_run_against_the_business_api_and_are_shown(
-    org_a: Tenant, services: Services
+    org_a: Tenant, services: Services, demo_backend: str
 ) -> None:
     script(
         services,
         ToolCall("check_order_status", {"order_id": "A1042"}),
         "Your order is on its way.",
     )
-    agent = await make_agent(org_a, tools=["check_order_status"])
+    agent = await make_agent(
+        org_a,
+        tools=["check_order_status"],
+        tool_settings={"urls": {"check_order_status": demo_backend}},
+    )
     reply = await chat(org_a, agent, message="Where is my order A1042?")
     (run,) = reply["tool_calls"]
     assert run["name"] == "check_order_status" and run["ok"] is True
@@ -145,9 +154,15 @@ async def test_end_call_ends_the_conversation(org_a: Tenant, services: Services)
     assert_error(again, 409, "conflict")
 
 
-async def test_streaming_sends_text_then_the_whole_reply(org_a: Tenant, services: Services) -> None:
+async def test_streaming_sends_text_then_the_whole_reply(
+    org_a: Tenant, services: Services, demo_backend: str
+) -> None:
     script(services, ToolCall("check_order_status", {"order_id": "A1042"}), "It ships today.")
-    agent = await make_agent(org_a, tools=["check_order_status"])
+    agent = await make_agent(
+        org_a,
+        tools=["check_order_status"],
+        tool_settings={"urls": {"check_order_status": demo_backend}},
+    )
     async with org_a.client.stream(
         "POST",
         "/api/playground/chat",
@@ -237,7 +252,7 @@ async def test_linear_intake_flow_walks_to_the_end(org_a: Tenant, services: Serv
 
 
 async def test_branching_flow_takes_the_branch_the_caller_asks_for(
-    org_a: Tenant, services: Services
+    org_a: Tenant, services: Services, demo_backend: str
 ) -> None:
     llm = script(
         services,
@@ -245,7 +260,12 @@ async def test_branching_flow_takes_the_branch_the_caller_asks_for(
         ToolCall("check_order_status", {"order_id": "A1042"}),
         "It is on its way.",
     )
-    agent = await make_agent(org_a, tools=["check_order_status"], flow=BRANCHING)
+    agent = await make_agent(
+        org_a,
+        tools=["check_order_status"],
+        flow=BRANCHING,
+        tool_settings={"urls": {"check_order_status": demo_backend}},
+    )
     first = await chat(org_a, agent, message="Hi")
     assert first["node"] == "menu"
     # The local model's turn: the caller's words ("order") pick the branch, and the orders

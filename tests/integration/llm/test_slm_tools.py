@@ -58,6 +58,7 @@ def engine(backend: str) -> ConversationEngine:
         calendar_api_url=backend,
         crm_api_url=backend,
         handoff_api_url=backend,
+        velox_tool_url_orgs="org",  # AGENT's org: the deployment's URLs serve it
     )
     slm = build_slm(get_settings())
     return ConversationEngine(

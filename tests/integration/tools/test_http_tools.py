@@ -4,6 +4,7 @@ flap or hang, all served by uvicorn on free local ports."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -45,13 +46,15 @@ AGENT = AgentProfile(id="agent-1", name="Desk", system_prompt="Be brief.", greet
 
 
 def make_settings(**values: Any) -> Settings:
-    """Settings with every tool URL and key unset unless given (the environment cannot leak in)."""
+    """Settings with every tool URL and key unset unless given (the environment cannot leak in);
+    the deployment's URLs serve CTX's org, and agents' own URLs may be the local fakes."""
     fields: dict[str, Any] = {
         f"{prefix}_api_{kind}": None
         for prefix in ("order", "inventory", "calendar", "crm", "handoff")
         for kind in ("url", "key")
     }
     fields.update(tool_timeout_s=2.0, tool_retries=2)
+    fields.update(velox_tool_url_orgs="org-1", velox_allow_private_tool_urls=True)
     fields.update(values)
     return factories.settings(**fields)
 
@@ -290,11 +293,14 @@ async def test_handoff_is_recorded(demo: Demo) -> None:
     assert recorded["transcript"] == transcript
 
 
-async def test_wrong_or_missing_key_is_a_failure(demo: Demo) -> None:
+async def test_wrong_or_missing_key_is_a_failure(
+    demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
     async with ToolBox(all_tools(demo.url, key=None)) as keyless:
         outcome = await run(keyless, ORDER)
     assert not outcome.ok
-    assert "refused our credentials (HTTP 401)" in outcome.result["error"]
+    assert outcome.result == {"error": "the order system did not answer"}
+    assert "refused our credentials (HTTP 401)" in caplog.text
     assert outcome.spoken_fallback == "I can't reach our order system right now."
 
 
@@ -363,45 +369,53 @@ async def test_post_retried_after_500_with_the_same_idempotency_key() -> None:
     assert first["body"] == second["body"]
 
 
-async def test_retries_give_up_with_a_spoken_fallback() -> None:
+async def test_retries_give_up_with_a_spoken_fallback(caplog: pytest.LogCaptureFixture) -> None:
     backoff = Backoff()
     with scripted(default=503) as (server, url):
         settings = make_settings(order_api_url=url, tool_retries=2)
         async with ToolBox(settings, sleep=backoff) as tools:
             outcome = await run(tools, ORDER)
     assert not outcome.ok
-    assert outcome.result == {"error": "the order system is unavailable (HTTP 503)"}
+    assert outcome.result == {"error": "the order system did not answer"}
     assert outcome.error == outcome.result["error"]
+    assert "unavailable (HTTP 503)" in caplog.text
     assert outcome.spoken_fallback == "I can't reach our order system right now."
     assert len(server.seen) == 3
     assert backoff.waits == [0.1, 0.2]
 
 
 @pytest.mark.parametrize("status", [400, 422])
-async def test_client_errors_are_not_retried(status: int) -> None:
+async def test_client_errors_are_not_retried(status: int, caplog: pytest.LogCaptureFixture) -> None:
     with scripted(default=status) as (server, url):
         async with ToolBox(make_settings(order_api_url=url)) as tools:
             outcome = await run(tools, ORDER)
     assert not outcome.ok
-    assert f"HTTP {status}: scripted {status}" in outcome.result["error"]
+    # "scripted 400" is free text, not an error code: only the log has it.
+    assert outcome.result == {"error": "the order system rejected the request"}
+    assert f"HTTP {status}): scripted {status}" in caplog.text
     assert outcome.spoken_fallback == "I couldn't look up that order just now."
     assert len(server.seen) == 1
 
 
-async def test_hanging_server_times_out_within_the_budget() -> None:
+async def test_hanging_server_times_out_within_the_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     backoff = Backoff()
     with scripted(default="hang") as (server, url):
         settings = make_settings(order_api_url=url, tool_timeout_s=0.5, tool_retries=2)
         async with ToolBox(settings, sleep=backoff) as tools:
             outcome = await run(tools, ORDER)
     assert not outcome.ok
-    assert outcome.result == {"error": "the order system did not answer within 0.5 s"}
+    assert outcome.result == {"error": "the order system did not answer"}
+    assert "no answer within 0.5 s" in caplog.text
     assert outcome.spoken_fallback == "I can't reach our order system right now."
     # The first attempt spent the whole budget: the two retries it allowed never started.
     assert len(server.seen) == 1 and backoff.waits == [], "the budget covers every attempt"
 
 
-async def test_unreachable_server_is_a_failure_not_an_exception() -> None:
+async def test_unreachable_server_is_a_failure_not_an_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -409,17 +423,22 @@ async def test_unreachable_server_is_a_failure_not_an_exception() -> None:
     async with ToolBox(make_settings(order_api_url=url, handoff_api_url=url)) as tools:
         outcome = await run(tools, ORDER)
         handoff = await handoff_notice(tools).send(CTX, reason="r", summary="s", transcript=[])
-    assert not outcome.ok and "unreachable" in outcome.result["error"]
+    assert not outcome.ok and outcome.result == {"error": "the order system did not answer"}
+    assert "is unreachable (ConnectError" in caplog.text
     assert outcome.spoken_fallback == "I can't reach our order system right now."
     assert not handoff.ok and handoff.spoken_fallback
 
 
-async def test_unknown_or_unconfigured_tools_are_failures() -> None:
+async def test_unknown_or_unconfigured_tools_are_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.tools.http")
     async with ToolBox(make_settings()) as tools:
         unknown = await run(tools, ToolCall("launch_rocket", {}))
         unset = await run(tools, ORDER)
     assert not unknown.ok and unknown.spoken_fallback
-    assert not unset.ok and "ORDER_API_URL" in unset.result["error"]
+    assert not unset.ok and unset.result == {"error": "the order system is not set up"}
+    assert "ORDER_API_URL is not set" in caplog.text
 
 
 async def test_tools_without_urls_are_not_offered_and_overrides_count() -> None:
@@ -429,7 +448,7 @@ async def test_tools_without_urls_are_not_offered_and_overrides_count() -> None:
         offered = [spec.name for spec in tools.specs(ConversationState.start(agent))]
         assert offered == ["end_call", "check_order_status"]
         assert tools.configured() & set(HTTP_TOOL_NAMES) == {"check_order_status"}
-        overrides = {"book_appointment": "http://cal.test", "handoff": "http://team.test"}
+        overrides = {"book_appointment": "https://cal.test", "handoff": "https://team.test"}
         own_urls = ConversationState.start(replace(agent, tool_urls=overrides))
         offered = [spec.name for spec in tools.specs(own_urls)]
         assert offered == ["end_call", "check_order_status", "book_appointment"]
@@ -438,5 +457,10 @@ async def test_tools_without_urls_are_not_offered_and_overrides_count() -> None:
         assert order.base_url() == "http://orders.test"
         assert order.base_url({"check_order_status": "http://o2"}) == "http://o2"
         assert handoff_notice(tools).base_url() is None
-        assert handoff_notice(tools).base_url(overrides) == "http://team.test"
+        assert handoff_notice(tools).base_url(overrides) == "https://team.test"
+        # An agent's URL that breaks the rules (http to another host) is not offered.
+        plain_http = ConversationState.start(
+            replace(agent, tool_urls={"book_appointment": "http://cal.test"})
+        )
+        assert "book_appointment" not in [spec.name for spec in tools.specs(plain_http)]
         assert not isinstance(tools.tools["end_call"], HttpTool)  # it has no URL to have

@@ -136,7 +136,8 @@ async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
 
 async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() -> None:
     slm = FakeLLM(replies=["Could you give me the order number?", "One moment."])
-    engine = make_engine(slm, settings=factories.settings(order_api_url="http://x"))
+    settings = factories.settings(order_api_url="http://x", velox_tool_url_orgs="o1")
+    engine = make_engine(slm, settings=settings)
     state = ConversationState.start(AGENT)
     await turn(engine, state, "Where is my order?")
     assert slm.offered[0] is None  # no number said: nothing to look up
