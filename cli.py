@@ -7,14 +7,18 @@ import json
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.observability.logs import configure_logging
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.db.numbers import Assignment
 
 cli = typer.Typer(add_completion=False, help="Velox: AI voice agents that answer phone calls.")
 logger = logging.getLogger(__name__)
@@ -161,8 +165,10 @@ def demo_backend(
 
 org_cli = typer.Typer(help="Organizations (tenants).")
 db_cli = typer.Typer(help="The database schema.")
+numbers_cli = typer.Typer(help="Phone numbers: which organization and agent answer each.")
 cli.add_typer(org_cli, name="org")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(numbers_cli, name="numbers")
 
 
 @org_cli.command("create")
@@ -183,6 +189,52 @@ def org_create(
     typer.echo(f"Organization {name!r}: {org_id}")
     typer.echo(f"API key (store it now, it is not shown again): {key}")
     typer.echo(f"Try it:  curl -H 'Authorization: Bearer {key}' http://127.0.0.1:8000/api/agents")
+
+
+@numbers_cli.command("assign")
+def numbers_assign(
+    number: Annotated[str, typer.Argument(help="The number, E.164 (+14155550100)")],
+    org: Annotated[str, typer.Option(help="The organization's id (from `velox org create`)")],
+    agent: Annotated[
+        str | None, typer.Option(help="The id of the organization's agent that answers it")
+    ] = None,
+) -> None:
+    """Assign a number to an organization directly in the database (the operator's way when
+    the server cannot ask Twilio whose a number is)."""
+    from app.db.numbers import AssignError
+
+    try:
+        org_id = uuid.UUID(org)
+        agent_id = uuid.UUID(agent) if agent else None
+    except ValueError as exc:
+        raise typer.BadParameter("--org and --agent take ids like 3f2b…-…") from exc
+    configure_logging(logging.WARNING)
+    settings = get_settings()
+    stop_db = _prepare_database(settings)
+    try:
+        done = asyncio.run(_assign(settings, number, org_id, agent_id))
+    except AssignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        stop_db()
+    verb = "assigned to" if done.created else "already with"
+    answered = f", answered by agent {done.agent_id}" if done.agent_id else ", no agent yet"
+    typer.echo(f"{done.number} {verb} organization {done.org_id}{answered} (id {done.number_id})")
+
+
+async def _assign(
+    settings: Settings, number: str, org_id: uuid.UUID, agent_id: uuid.UUID | None
+) -> Assignment:
+    from app.db.database import Database
+    from app.db.numbers import assign_number
+    from app.db.setup import database_url
+
+    db = Database(database_url(settings), pool_size=1)
+    try:
+        return await assign_number(db, number, org_id, agent_id)
+    finally:
+        await db.close()
 
 
 @db_cli.command("upgrade")

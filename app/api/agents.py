@@ -11,7 +11,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from app.api.crud import check_reference, commit_or_409, delete_or_404
-from app.api.deps import SettingsDep, TenantSession, get_or_404
+from app.api.deps import AdminPrincipal, SettingsDep, TenantSession, get_or_404
 from app.api.errors import FieldError, FieldValidationError, responses
 from app.conversation.flows import FlowError, validate_flow
 from app.conversation.routing import TierPolicy
@@ -192,9 +192,11 @@ async def replace_agent(
     "/{agent_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete an agent",
-    responses=responses(404),
+    responses=responses(403, 404),
 )
-async def delete_agent(agent_id: uuid.UUID, session: TenantSession) -> Response:
+async def delete_agent(
+    agent_id: uuid.UUID, session: TenantSession, _admin: AdminPrincipal
+) -> Response:
     """Delete the agent; its numbers stay with the organization, unassigned, and its past
     conversations keep their transcripts."""
     return await delete_or_404(session, Agent, agent_id, "agent")

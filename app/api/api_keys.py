@@ -1,4 +1,8 @@
-"""`/api/api-keys`: create (shown once), list and revoke the organization's API keys."""
+"""`/api/api-keys`: create (shown once), list and revoke the organization's API keys.
+
+Only organization admins create or revoke keys; each key records who made it (a Clerk user id,
+or the id of the key that made it) and acts with that maker's role.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app.api.crud import no_content
-from app.api.deps import TenantSession, get_or_404
+from app.api.deps import AdminPrincipal, TenantSession, get_or_404
 from app.api.errors import responses
 from app.auth.api_keys import mint_api_key
 from app.db.models import ApiKey
@@ -19,11 +23,23 @@ router = APIRouter(prefix="/api/api-keys", tags=["api keys"], responses=response
 
 
 class ApiKeyCreate(BaseModel):
-    """A label for the key, to recognise it later."""
+    """A label for the key, to recognise it later, and when it stops working (if ever)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the key stops working (ISO 8601 with a time zone); null: never",
+        examples=["2030-01-01T00:00:00Z"],
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
 
 
 class ApiKeyOut(BaseModel):
@@ -35,6 +51,11 @@ class ApiKeyOut(BaseModel):
     name: str
     prefix: str = Field(description="The key's first characters, to tell keys apart")
     created_at: datetime
+    created_by: str | None = Field(
+        description="Who made the key: a Clerk user id, the id of the API key that made it, "
+        "or null for a key made by the operator (`velox org create`)"
+    )
+    expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
 
@@ -58,11 +79,24 @@ async def list_keys(session: TenantSession) -> ApiKeyList:
     return ApiKeyList(items=[ApiKeyOut.model_validate(r) for r in rows])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key")
-async def create_key(body: ApiKeyCreate, session: TenantSession) -> ApiKeyCreated:
-    """A new key for the organization; store it now, it is not shown again."""
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key",
+    responses=responses(403),
+)
+async def create_key(
+    body: ApiKeyCreate, session: TenantSession, principal: AdminPrincipal
+) -> ApiKeyCreated:
+    """A new key for the organization (admins only); store it now, it is not shown again."""
     minted = mint_api_key()
-    row = ApiKey(name=body.name, prefix=minted.prefix, key_hash=minted.key_hash)
+    row = ApiKey(
+        name=body.name,
+        prefix=minted.prefix,
+        key_hash=minted.key_hash,
+        created_by=principal.subject,
+        expires_at=body.expires_at,
+    )
     session.add(row)
     await session.commit()
     await session.refresh(row)
@@ -73,10 +107,10 @@ async def create_key(body: ApiKeyCreate, session: TenantSession) -> ApiKeyCreate
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke an API key",
-    responses=responses(404),
+    responses=responses(403, 404),
 )
-async def revoke_key(key_id: uuid.UUID, session: TenantSession) -> Response:
-    """The key stops working at once (it stays listed as revoked)."""
+async def revoke_key(key_id: uuid.UUID, session: TenantSession, _admin: AdminPrincipal) -> Response:
+    """The key stops working at once (it stays listed as revoked). Admins only."""
     row = await get_or_404(session, ApiKey, key_id, "API key")
     row.revoked_at = row.revoked_at or datetime.now(UTC)
     await session.commit()

@@ -85,7 +85,21 @@ async def tenant_session(
         yield session
 
 
+async def admin_principal(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Principal:
+    """The caller, if an admin of its organization; else 403."""
+    if not principal.is_admin:
+        raise HTTPException(
+            403,
+            "only an organization admin may do this (your role is member): ask an admin, "
+            "or use an API key an admin created",
+        )
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 TenantSession = Annotated[AsyncSession, Depends(tenant_session)]
 DatabaseDep = Annotated[Database, Depends(db_of)]
 SettingsDep = Annotated[Settings, Depends(_service("settings", Settings))]

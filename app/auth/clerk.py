@@ -1,17 +1,20 @@
-"""Clerk session-token verification through Clerk's own SDK.
+"""Clerk session-token verification: our own signing-key cache, then Clerk's SDK on the claims.
 
-The SDK (`clerk_backend_api.security`) fetches the instance's JWKS with the secret key, caches
-it, and checks the RS256 signature, `exp`, `nbf`, `iat` and `azp`. What it leaves out is done
-here: it never checks `iss`, it routes `ak_`/`oat_`/`m2m_`/`mt_` strings to Clerk's machine-token
-endpoints (whose answer is not a session), it can spend minutes retrying an unreachable Clerk,
-and it leaks raw `httpx`/PyJWT errors on a few paths. Callers get one `ClerkError` with a
-readable reason for every refusal.
+The SDK (`clerk_backend_api.security`) checks the RS256 signature, `exp`, `nbf`, `iat` and
+`azp` against a key it is handed (`jwt_key`: networkless). The keys come from our cache
+(`signing_keys.SigningKeys`), not the SDK's: the SDK refetches the JWKS for every token whose
+kid it has not cached and again for every bad signature (its key-rotation retry), so a stream of
+forged tokens would become a stream of requests to Clerk. What the SDK leaves out is done here
+too: it never checks `iss`, it routes `ak_`/`oat_`/`m2m_`/`mt_` strings to Clerk's machine-token
+endpoints (whose answer is not a session), and it leaks raw PyJWT errors on a few paths.
+Callers get one `ClerkError` with a readable reason for every refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,12 @@ from clerk_backend_api.security import (
 )
 from clerk_backend_api.security.machine import get_token_type
 from clerk_backend_api.security.types import TokenType
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from jwt.algorithms import RSAAlgorithm
 from pydantic import SecretStr
+
+from app.auth.signing_keys import KeyLookupError, KeySet, SigningKeys
 
 _Reason = TokenVerificationErrorReason
 
@@ -105,6 +113,8 @@ class ClerkVerifier:
         issuer: str | None = None,
         authorized_parties: list[str] | None = None,
         timeout_s: float = 10.0,
+        min_refetch_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Bind to an instance; refuse configurations that would reject or accept everything.
 
@@ -112,8 +122,9 @@ class ClerkVerifier:
         which is safe only because the JWKS is fetched with this instance's secret key.
         `authorized_parties` are the origins allowed in `azp`; None skips that check, and an
         empty list is refused because the SDK would read it as "no origin is allowed".
-        `timeout_s` bounds a whole verification: on a refused connection the SDK retries with
-        exponential backoff for about four minutes, which would hold a request open as long.
+        `timeout_s` bounds a whole verification, key fetch included. `min_refetch_s` is the
+        least time between two JWKS fetches, however many unknown kids arrive; `clock` times
+        the key cache (tests move it forward instead of sleeping).
         """
         key = secret_key.get_secret_value() if isinstance(secret_key, SecretStr) else secret_key
         if not key:
@@ -123,13 +134,17 @@ class ClerkVerifier:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self._api_url = api_url.rstrip("/")
+        self._jwks_url = f"{self._api_url}/v1/jwks"
+        self._secret_key = key
         self._issuer = issuer.rstrip("/") if issuer else None
         self._timeout_s = timeout_s
-        self._options = VerifyTokenOptions(
-            secret_key=key,
-            api_url=self._api_url,
-            authorized_parties=list(authorized_parties) if authorized_parties else None,
-        )
+        self._authorized_parties = list(authorized_parties) if authorized_parties else None
+        self.keys = SigningKeys(self._fetch_jwks, min_refetch_s=min_refetch_s, clock=clock)
+
+    @property
+    def jwks_fetches(self) -> int:
+        """JWKS fetches started so far (for tests and the benchmark)."""
+        return self.keys.fetches
 
     async def verify(self, token: str) -> ClerkIdentity:
         """The identity `token` proves, or ClerkError saying why it proves none.
@@ -141,7 +156,8 @@ class ClerkVerifier:
         # verification and return that record, which has no session behind it.
         if get_token_type(token) is not TokenType.SESSION_TOKEN:
             raise ClerkError("not a Clerk session token", code="token-not-session")
-        claims = await self._verified_claims(token)
+        pem = await self._signing_key(_kid(token))
+        claims = await self._verified_claims(token, pem)
         if self._issuer is not None:
             issuer = claims.get("iss")
             if not isinstance(issuer, str) or issuer.rstrip("/") != self._issuer:
@@ -150,37 +166,99 @@ class ClerkVerifier:
                 )
         return _identity(claims)
 
-    async def _verified_claims(self, token: str) -> dict[str, Any]:
-        """The SDK's verified payload, with every way it can fail turned into ClerkError."""
-        jwks_url = f"{self._api_url}/{self._options.api_version}/jwks"
+    async def _signing_key(self, kid: str) -> str:
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await verify_token_async(token, self._options)
-        except TokenVerificationError as exc:
-            code, sdk_message = exc.reason.value
-            if exc.reason is _Reason.JWK_FAILED_TO_LOAD:
-                reason = f"could not load Clerk's JWKS from {jwks_url} (check the secret key)"
-            elif exc.reason is _Reason.JWK_REMOTE_INVALID:
-                reason = f"Clerk's JWKS at {jwks_url} has no signing keys"
-            else:
-                reason = _SDK_REASONS.get(exc.reason, sdk_message)
-            raise ClerkError(reason, code=code) from exc
+                return await self.keys.pem_for(kid)
+        except KeyLookupError as exc:
+            raise ClerkError(exc.reason, code=exc.code) from exc
         except TimeoutError as exc:
             raise ClerkError(
-                f"Clerk's JWKS at {jwks_url} did not answer within {self._timeout_s:g}s",
+                f"Clerk's JWKS at {self._jwks_url} did not answer within {self._timeout_s:g}s",
                 code="jwks-timeout",
             ) from exc
-        except httpx.HTTPError as exc:
-            # The SDK only catches timeouts; a refused connection surfaces as raw httpx.
-            raise ClerkError(
-                f"Clerk's JWKS at {jwks_url} is unreachable: {exc}", code="jwks-unreachable"
-            ) from exc
+
+    async def _verified_claims(self, token: str, pem: str) -> dict[str, Any]:
+        """The SDK's verified payload, with every way it can fail turned into ClerkError."""
+        options = VerifyTokenOptions(jwt_key=pem, authorized_parties=self._authorized_parties)
+        try:
+            return await verify_token_async(token, options)
+        except TokenVerificationError as exc:
+            code, sdk_message = exc.reason.value
+            raise ClerkError(_SDK_REASONS.get(exc.reason, sdk_message), code=code) from exc
         except jwt.PyJWTError as exc:
-            # Raised outside the SDK's own handler when a JWKS entry is not a valid RSA JWK.
-            raise ClerkError(
-                f"Clerk's JWKS at {jwks_url} holds an unusable key: {exc}",
-                code="jwk-failed-to-resolve",
+            raise ClerkError(f"token is not a valid JWT: {exc}", code="token-invalid") from exc
+
+    async def _fetch_jwks(self) -> KeySet:
+        """The instance's signing keys, for SigningKeys (which decides when to call this)."""
+        try:
+            async with (
+                asyncio.timeout(self._timeout_s),
+                httpx.AsyncClient(timeout=self._timeout_s) as client,
+            ):
+                response = await client.get(
+                    self._jwks_url,
+                    headers={
+                        "Accept": "application/json",
+                        "Authorization": f"Bearer {self._secret_key}",
+                    },
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._fetch_error(
+                f"did not answer within {self._timeout_s:g}s", "jwks-timeout"
             ) from exc
+        except httpx.HTTPError as exc:
+            raise self._fetch_error(f"is unreachable: {exc!r}", "jwks-unreachable") from exc
+        if response.status_code != 200:
+            hint = " (check the secret key)" if response.status_code in (401, 403) else ""
+            raise self._fetch_error(
+                f"answered HTTP {response.status_code}{hint}", "jwk-failed-to-load"
+            )
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise self._fetch_error(
+                "answered something other than JSON", "jwk-failed-to-load"
+            ) from exc
+        entries = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise self._fetch_error("has no signing keys", "jwk-remote-invalid")
+        return _key_set(entries)
+
+    def _fetch_error(self, what: str, code: str) -> KeyLookupError:
+        return KeyLookupError(f"Clerk's JWKS at {self._jwks_url} {what}", code=code, upstream=True)
+
+
+def _kid(token: str) -> str:
+    """The signing key a token names, read before anything is verified."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise ClerkError("token is not a valid JWT", code="token-invalid") from exc
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise ClerkError("token names no signing key (kid)", code="token-invalid")
+    return kid
+
+
+def _key_set(entries: list[Any]) -> KeySet:
+    """PEM keys by kid from JWKS entries; an entry that is no RSA key is marked unusable."""
+    keys: dict[str, str] = {}
+    unusable: set[str] = set()
+    for entry in entries:
+        kid = entry.get("kid") if isinstance(entry, dict) else None
+        if not isinstance(kid, str) or not kid:
+            continue
+        try:
+            public = RSAAlgorithm.from_jwk(entry)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            public = None
+        if not isinstance(public, RSAPublicKey):
+            unusable.add(kid)
+            continue
+        pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        keys[kid] = pem.decode()
+    return KeySet(keys=keys, unusable=frozenset(unusable - keys.keys()))
 
 
 def _identity(claims: Mapping[str, Any]) -> ClerkIdentity:

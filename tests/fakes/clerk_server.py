@@ -30,9 +30,11 @@ def generate_rsa_key() -> rsa.RSAPrivateKey:
 class FakeClerk:
     """One fake Clerk instance: its own key, kid, secret key and port.
 
-    Every instance is unique in all of those because the SDK caches public keys process-wide
-    by (api_url, secret_key, kid): sharing any of them could let one test's key answer for
-    another's and make results depend on test order.
+    Every instance is unique in all of those, so that no key cache keyed by (api_url,
+    secret_key, kid), such as the SDK's process-wide one, can let one test's key answer for
+    another's. `jwks_requests` counts the authorized JWKS fetches; `delay_s` makes the JWKS
+    answer late (to hold concurrent fetches open) and `jwks_status` other than 200 makes it
+    fail; `rotate()` publishes a new signing key.
     """
 
     def __init__(
@@ -46,8 +48,11 @@ class FakeClerk:
         self.issuer = issuer
         self.kid = f"ins_fake{secrets.token_hex(8)}"
         self.private_key = generate_rsa_key()
-        # Counted so tests can see the SDK's JWKS cache at work (or not).
+        # Counted so tests can see the verifier's key cache at work (or not).
         self.jwks_requests = 0
+        self.delay_s = 0.0
+        self.jwks_status = 200
+        self._retired: list[tuple[str, rsa.RSAPrivateKey]] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -61,15 +66,29 @@ class FakeClerk:
         return f"http://{host!s}:{port}"
 
     def jwks(self) -> dict[str, Any]:
-        """The JWKS document, shaped like Clerk's (one RS256 signing key)."""
-        jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
-        jwk.update(kid=self.kid, alg="RS256", use="sig")
-        return {"keys": [jwk]}
+        """The JWKS document, shaped like Clerk's: the current RS256 key, then retired ones."""
+        keys = []
+        for kid, private in [(self.kid, self.private_key), *self._retired]:
+            jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+            jwk.update(kid=kid, alg="RS256", use="sig")
+            keys.append(jwk)
+        return {"keys": keys}
+
+    def rotate(self, *, keep_old: bool = True) -> str:
+        """Sign with a new key from now on; the old one stays published unless `keep_old` is
+        False. Returns the new kid."""
+        if keep_old:
+            self._retired.append((self.kid, self.private_key))
+        self.kid = f"ins_fake{secrets.token_hex(8)}"
+        self.private_key = generate_rsa_key()
+        return self.kid
 
     def served_jwks(self) -> dict[str, Any]:
         """`jwks()`, counted: handler threads call this for each authorized fetch."""
         with self._lock:
             self.jwks_requests += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
         return self.jwks()
 
     def start(self) -> FakeClerk:
@@ -193,7 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {clerk.secret_key}":
             self._send(401, _errors("authentication_invalid", "Invalid secret key"))
             return
-        self._send(200, clerk.served_jwks())
+        document = clerk.served_jwks()
+        if clerk.jwks_status != 200:
+            self._send(clerk.jwks_status, _errors("internal_clerk_error", "Something went wrong"))
+            return
+        self._send(200, document)
 
     def _send(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()

@@ -1,11 +1,16 @@
-"""A local stand-in for Twilio's REST API Call resource, reached through the official `twilio` SDK
-pointed at its URL (see `TwilioCalls(api_url=...)`).
+"""A local stand-in for Twilio's REST API Call and IncomingPhoneNumber resources, reached through
+the official `twilio` SDK pointed at its URL (see `TwilioCalls(api_url=...)`).
 
 It speaks the documented wire protocol for `/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`
 (twilio.com/docs/voice/api/call-resource): HTTP Basic auth with the account sid and auth token,
 form-encoded updates (`Twiml`, `Url`, `Status`, ...), the Call resource as JSON in reply, and
 errors in Twilio's shape `{"code", "message", "more_info", "status"}`. Live calls exist only once
 a test registers them with `add_call`; every request is kept for assertions.
+
+It also lists the account's numbers, `GET .../IncomingPhoneNumbers.json?PhoneNumber=...`
+(twilio.com/docs/phone-numbers/api/incomingphonenumber-resource), as one page in Twilio's
+envelope; `PhoneNumber` matches partially, with `*` for any digit, as Twilio documents. Numbers
+exist once a test registers them with `add_number`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 _CALL_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Calls/([^/]+)\.json")
+_NUMBERS_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/IncomingPhoneNumbers\.json")
 # Statuses Twilio reports for a call that can still be redirected or ended.
 LIVE_STATUSES = frozenset({"queued", "ringing", "in-progress"})
 
@@ -35,6 +41,7 @@ class FakeRequest:
     username: str | None
     password: str | None
     form: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
 
 
 class FakeTwilio:
@@ -46,6 +53,7 @@ class FakeTwilio:
         self.auth_token = auth_token or secrets.token_hex(16)
         self.requests: list[FakeRequest] = []
         self.calls: dict[str, dict[str, Any]] = {}
+        self.numbers: dict[str, dict[str, Any]] = {}  # by E.164 number
         # Every TwiML document each call was updated with, oldest first.
         self.twiml: dict[str, list[str]] = {}
         self.delay_s = 0.0  # answer this late, for timeout tests
@@ -119,6 +127,71 @@ class FakeTwilio:
             self.calls[sid] = resource
         return resource
 
+    def add_number(self, number: str, *, friendly_name: str | None = None) -> dict[str, Any]:
+        """Register a number the account owns (an IncomingPhoneNumber resource)."""
+        sid = f"PN{secrets.token_hex(16)}"
+        now = formatdate(usegmt=True)
+        base = f"/2010-04-01/Accounts/{self.account_sid}"
+        resource: dict[str, Any] = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "phone_number": number,
+            "friendly_name": friendly_name or number,
+            "capabilities": {"voice": True, "sms": True, "mms": False, "fax": False},
+            "status": "in-use",
+            "origin": "twilio",
+            "beta": False,
+            "voice_url": None,
+            "voice_method": "POST",
+            "voice_fallback_url": None,
+            "voice_fallback_method": "POST",
+            "voice_caller_id_lookup": False,
+            "voice_application_sid": None,
+            "voice_receive_mode": "voice",
+            "status_callback": None,
+            "status_callback_method": "POST",
+            "sms_url": None,
+            "sms_method": "POST",
+            "trunk_sid": None,
+            "address_requirements": "none",
+            "emergency_status": "Inactive",
+            "date_created": now,
+            "date_updated": now,
+            "uri": f"{base}/IncomingPhoneNumbers/{sid}.json",
+            "subresource_uris": {},
+        }
+        with self._lock:
+            self.numbers[number] = resource
+        return resource
+
+    def list_numbers(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """One page of the account's numbers, filtered by `PhoneNumber` as Twilio does."""
+        wanted = query.get("PhoneNumber")
+        # Partial matches, `*` standing for any one digit.
+        matcher = (
+            re.compile(re.escape(wanted).replace(r"\*", r"\d")) if wanted is not None else None
+        )
+        page_size = int(query.get("PageSize") or 50)
+        with self._lock:
+            found = [
+                dict(resource)
+                for number, resource in sorted(self.numbers.items())
+                if matcher is None or matcher.search(number)
+            ][:page_size]
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+        return 200, {
+            "incoming_phone_numbers": found,
+            "end": max(len(found) - 1, 0),
+            "first_page_uri": f"{uri}?PageSize={page_size}&Page=0",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{uri}?PageSize={page_size}&Page=0",
+        }
+
     def last_twiml(self, call_sid: str) -> str:
         """The newest TwiML the call was updated with."""
         with self._lock:
@@ -177,15 +250,23 @@ class FakeTwilio:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
-                path = self.path.split("?", 1)[0]
+                path, _, query_string = self.path.partition("?")
+                query = {k: v[-1] for k, v in parse_qs(query_string).items()}
                 username, password = _basic_auth(self.headers.get("authorization"))
                 with fake._lock:
-                    fake.requests.append(FakeRequest(method, path, username, password, form))
+                    fake.requests.append(FakeRequest(method, path, username, password, form, query))
                 if fake.delay_s and fake._closing.wait(fake.delay_s):
                     return None
                 if (username, password) != (fake.account_sid, fake.auth_token):
                     # Source: twilio.com/docs/errors/20003 (Authentication Error)
                     return self._reply(401, _error(401, 20003, "Authenticate"), challenge=True)
+                numbers = _NUMBERS_PATH.fullmatch(path)
+                if numbers is not None and method == "GET":
+                    if numbers.group(1) != fake.account_sid:
+                        return self._reply(
+                            404, _error(404, 20404, f"The requested resource {path} was not found")
+                        )
+                    return self._reply(*fake.list_numbers(query))
                 match = _CALL_PATH.fullmatch(path)
                 if match is None or match.group(1) != fake.account_sid:
                     return self._reply(
