@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app.api.deps import CallHubDep, EnginesDep, MetricsDep, SettingsDep, ToolBoxDep
 from app.api.errors import responses
 from app.api.operator import is_operator
+from app.call_state.admission import replica_id
 from app.db.database import Database
 from app.settings import Settings
 from app.telephony.exposure import voice_refusal
@@ -61,6 +62,7 @@ async def health(
         "tools": sorted(toolbox.configured()),
         "twilio_signature_validation": settings.telephony.twilio_auth_token is not None,
         "active_calls": hub.active,
+        "replica": replica_id(),
         "database": database,
         "call_state": "redis" if settings.database.redis_url else "in-process",
         "demo_agent": settings.demo_agent_enabled,
