@@ -558,3 +558,16 @@ async def test_a_failing_lookup_only_loses_the_grounding(failure: str) -> None:
     assert llm.seen[-1][-1].content == "Can I send a part back?"
     (turn,) = [t for t in recorder.turns if t.caller_text]
     assert turn.agent_text == "Yes, within thirty days." and turn.citations == []
+
+
+async def test_a_call_ends_at_its_maximum_duration() -> None:
+    """A caller who never hangs up (and keeps sending audio) is cut at MAX_CALL_SECONDS."""
+    phone = Phone()
+    session, recorder, _, _ = await make_session(phone, max_call_seconds=5)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    talker = asyncio.create_task(phone.say(silence(60)))
+    summary = await asyncio.wait_for(task, 30)
+    talker.cancel()
+    assert summary.status == "completed" and summary.reason == "call reached its time limit"
+    assert recorder.ended and recorder.ended[0].reason == "call reached its time limit"
