@@ -35,7 +35,8 @@ class AgentDirectory:
         async with self.db.system() as session:
             # One query: the number, and its agent when that agent is the same org's and enabled.
             row = await session.execute(
-                select(PhoneNumber.id, Agent)
+                select(PhoneNumber.id, Agent, Organization.redact_payment_data)
+                .join(Organization, Organization.id == PhoneNumber.org_id)
                 .outerjoin(
                     Agent,
                     (Agent.id == PhoneNumber.agent_id)
@@ -46,8 +47,8 @@ class AgentDirectory:
             )
             claimed = row.first()
         if claimed is not None:
-            agent = claimed[1]
-            return profile_of(agent) if agent is not None else None
+            _, agent, redact = claimed
+            return profile_of(agent, redact_payment_data=redact) if agent is not None else None
         return await self.demo_agent() if self.demo_enabled else None
 
     async def by_id(self, org_id: str, agent_id: str) -> AgentProfile | None:
@@ -57,10 +58,14 @@ class AgentDirectory:
         except ValueError:
             return None
         async with self.db.tenant(org) as session:
-            agent = await session.scalar(
-                select(Agent).where(Agent.id == agent_uuid, Agent.enabled.is_(True))
-            )
-        return profile_of(agent) if agent is not None else None
+            found = (
+                await session.execute(
+                    select(Agent, Organization.redact_payment_data)
+                    .join(Organization, Organization.id == Agent.org_id)
+                    .where(Agent.id == agent_uuid, Agent.enabled.is_(True))
+                )
+            ).first()
+        return profile_of(found[0], redact_payment_data=found[1]) if found is not None else None
 
     async def call_cap(self, org_id: str) -> int | None:
         """The org's own cap on concurrent calls (None: the deployment's)."""
@@ -76,14 +81,16 @@ class AgentDirectory:
     async def demo_agent(self) -> AgentProfile | None:
         """The demo organization's first agent."""
         async with self.db.system() as session:
-            agent = await session.scalar(
-                select(Agent)
-                .join(Organization, Organization.id == Agent.org_id)
-                .where(Organization.is_demo, Agent.enabled.is_(True))
-                .order_by(Agent.created_at)
-                .limit(1)
-            )
-        return profile_of(agent) if agent is not None else None
+            found = (
+                await session.execute(
+                    select(Agent, Organization.redact_payment_data)
+                    .join(Organization, Organization.id == Agent.org_id)
+                    .where(Organization.is_demo, Agent.enabled.is_(True))
+                    .order_by(Agent.created_at)
+                    .limit(1)
+                )
+            ).first()
+        return profile_of(found[0], redact_payment_data=found[1]) if found is not None else None
 
 
 class SingleAgent:
@@ -104,8 +111,9 @@ class SingleAgent:
         return None
 
 
-def profile_of(agent: Agent) -> AgentProfile:
-    """What calls and the playground need to know about an agent row."""
+def profile_of(agent: Agent, *, redact_payment_data: bool = True) -> AgentProfile:
+    """What calls and the playground need to know about an agent row (and its org's privacy
+    setting, `Organization.redact_payment_data`)."""
     return AgentProfile(
         id=str(agent.id),
         org_id=str(agent.org_id),
@@ -121,6 +129,7 @@ def profile_of(agent: Agent) -> AgentProfile:
         tool_urls=dict(agent.tool_settings.get("urls") or {}),
         transfer_number=agent.tool_settings.get("transfer_number"),
         flow=_flow(agent),
+        redact_payment_data=redact_payment_data,
     )
 
 

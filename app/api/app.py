@@ -16,6 +16,7 @@ from app.api import (
     documents,
     health,
     knowledge,
+    organization,
     phone_numbers,
     playground,
     voice,
@@ -42,6 +43,7 @@ def create_app() -> FastAPI:
         documents.router,
         knowledge.router,
         playground.router,
+        organization.router,
     ):
         api.include_router(router)
 

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
 
 from app.agents.directory import profile_of
 from app.api.deps import (
@@ -43,8 +44,9 @@ from app.conversation.engine import (
 )
 from app.conversation.flows import FlowState
 from app.conversation.grounding import AgentKnowledge
-from app.db.models import Agent
+from app.db.models import Agent, Organization
 from app.llm.base import TextDelta
+from app.privacy import mask_key_after, redact_payment_data
 from app.rag.passage import Passage
 from app.transcripts.store import (
     ConversationNotFound,
@@ -132,11 +134,15 @@ async def chat(
     if budget is not None:
         await budget.check()
     row = await get_or_404(session, Agent, body.agent_id, "agent")
-    agent = profile_of(row)
+    redact = await session.scalar(
+        select(Organization.redact_payment_data).where(Organization.id == principal.org_id)
+    )
+    agent = profile_of(row, redact_payment_data=redact is not False)
     await session.commit()  # the agent is read: its connection goes back before the store's
     transcript = await _transcript(store, principal.org_id, body)
     state = _state(transcript, agent)
     text = body.message if body.message is not None else state.press(body.dtmf or "")
+    text = _screen(state, text)
     turn = _PlaygroundTurn(
         conversation, knowledge, state, text, transcript.ref, transcript.last_seq, budget
     )
@@ -274,6 +280,15 @@ async def _transcript(store: ConversationStore, org_id: uuid.UUID, body: ChatReq
     if transcript.status != "in_progress":
         raise HTTPException(409, f"conversation {conversation_id} has ended; start a new one")
     return transcript
+
+
+def _screen(state: ConversationState, text: str) -> str:
+    """The message as the model and the transcript get it: payment data and keyed-in digits
+    cut out (`app.privacy`), unless the organization turned that off."""
+    if not state.agent.redact_payment_data:
+        return text
+    previous = next((m.content for m in reversed(state.history) if m.role == "user"), None)
+    return mask_key_after(previous, redact_payment_data(text).text)
 
 
 def _state(transcript: Transcript, agent: AgentProfile) -> ConversationState:

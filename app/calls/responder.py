@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from app.conversation.engine import (
 from app.conversation.grounding import KnowledgeLookup
 from app.llm.base import TextDelta
 from app.observability.metrics import Metrics
+from app.privacy import KeypadRun, redact_payment_data
 from app.rag.passage import Passage
 from app.speech.base import SpeechToText, TextToSpeech
 from app.speech.pieces import SentenceSplitter
@@ -80,6 +82,12 @@ class Responder:
         self._lookup = lookup
         self._clock = clock
         self._on_audio = on_audio  # frames were added to a reply
+        # Payment data is cut from the caller's words before they are kept or sent anywhere;
+        # the org may opt out, which is known from the first turn answered (None until then:
+        # redact, and keep the words as heard here in case the org opted out).
+        self._redact: bool | None = None
+        self._heard: weakref.WeakKeyDictionary[Turn, str] = weakref.WeakKeyDictionary()
+        self._keypad = KeypadRun()
 
     async def transcribe(self, turn: Turn) -> str:
         """The caller's words in `turn`'s audio ("" for noise)."""
@@ -95,10 +103,17 @@ class Responder:
             self._load.stt_inflight -= 1
         turn.timings.stt_s = self._clock() - started
         self._metrics.stt_latency.labels(provider=self._stt.name).observe(turn.timings.stt_s)
-        return transcript.text.strip()
+        heard = transcript.text.strip()
+        if self._redact is False:
+            return heard
+        said = redact_payment_data(heard).text
+        if said != heard and self._redact is None:
+            self._heard[turn] = heard
+        return said
 
     async def answer(self, turn: Turn, state: ConversationState, text: str) -> None:
         """Speak the agent's answer to `text` into `turn`'s reply, sentence by sentence."""
+        text = self._screen(turn, state, text)
         turn.sources = await self._ground(state, text)
         pieces: asyncio.Queue[str | HoldingPhrase | None] = asyncio.Queue()
         producer = asyncio.create_task(self._generate(turn, state, text, pieces))
@@ -113,6 +128,22 @@ class Responder:
             await producer  # surfaces a generation error after the spoken part
         finally:
             producer.cancel()
+
+    def _screen(self, turn: Turn, state: ConversationState, text: str) -> str:
+        """The caller's words as the history and the transcript keep them (before either does):
+        payment data and keyed-in digits cut out, unless the agent's org turned that off."""
+        self._redact = state.agent.redact_payment_data
+        heard = self._heard.pop(turn, None)
+        if not self._redact:
+            kept = heard if heard is not None else text
+        else:
+            kept = redact_payment_data(text).text  # key presses, and text not from our STT
+            at = turn.speech_end_at if turn.speech_end_at is not None else self._clock()
+            kept = self._keypad.screen(kept, at)
+            if heard is not None or kept != text:
+                logger.info("call %s turn %d: payment data cut out", state.call_sid, turn.id)
+        turn.caller_text = kept
+        return kept
 
     async def say(self, turn: Turn, text: str, voice: str | None) -> None:
         """A phrase from the cache (greeting, holding phrase, apology) as one piece of the reply."""

