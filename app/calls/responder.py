@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,11 +81,9 @@ class Responder:
         self._lookup = lookup
         self._clock = clock
         self._on_audio = on_audio  # frames were added to a reply
-        # Payment data is cut from the caller's words before they are kept or sent anywhere;
-        # the org may opt out, which is known from the first turn answered (None until then:
-        # redact, and keep the words as heard here in case the org opted out).
-        self._redact: bool | None = None
-        self._heard: weakref.WeakKeyDictionary[Turn, str] = weakref.WeakKeyDictionary()
+        # Payment data is cut from the caller's words before they are kept or sent anywhere,
+        # unless the agent's org opted out (the session says so once the call is admitted).
+        self.redact_payment_data = True
         self._keypad = KeypadRun()
 
     async def transcribe(self, turn: Turn) -> str:
@@ -104,12 +101,7 @@ class Responder:
         turn.timings.stt_s = self._clock() - started
         self._metrics.stt_latency.labels(provider=self._stt.name).observe(turn.timings.stt_s)
         heard = transcript.text.strip()
-        if self._redact is False:
-            return heard
-        said = redact_payment_data(heard).text
-        if said != heard and self._redact is None:
-            self._heard[turn] = heard
-        return said
+        return redact_payment_data(heard).text if self.redact_payment_data else heard
 
     async def answer(self, turn: Turn, state: ConversationState, text: str) -> None:
         """Speak the agent's answer to `text` into `turn`'s reply, sentence by sentence."""
@@ -132,18 +124,15 @@ class Responder:
     def _screen(self, turn: Turn, state: ConversationState, text: str) -> str:
         """The caller's words as the history and the transcript keep them (before either does):
         payment data and keyed-in digits cut out, unless the agent's org turned that off."""
-        self._redact = state.agent.redact_payment_data
-        heard = self._heard.pop(turn, None)
-        if not self._redact:
-            kept = heard if heard is not None else text
-        else:
+        if self.redact_payment_data:
             kept = redact_payment_data(text).text  # key presses, and text not from our STT
             at = turn.speech_end_at if turn.speech_end_at is not None else self._clock()
             kept = self._keypad.screen(kept, at)
-            if heard is not None or kept != text:
+            if kept != text:
                 logger.info("call %s turn %d: payment data cut out", state.call_sid, turn.id)
-        turn.caller_text = kept
-        return kept
+            text = kept
+        turn.caller_text = text
+        return text
 
     async def say(self, turn: Turn, text: str, voice: str | None) -> None:
         """A phrase from the cache (greeting, holding phrase, apology) as one piece of the reply."""

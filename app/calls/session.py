@@ -212,6 +212,7 @@ class CallSession:
         # Nothing of the call runs before admission: org, agent and numbers are the webhook's.
         admitted = await self._services.admission.admit(event)
         self.admitted, self.agent = admitted, admitted.agent
+        self._responder.redact_payment_data = self.agent.redact_payment_data
         self.stream_sid = event.streamSid
         self.call_sid = admitted.call_sid
         self.state = ConversationState.start(
