@@ -63,21 +63,22 @@ async def test_owner_and_expiry_are_listed(org_a: Tenant) -> None:
 
 
 @pytest.mark.parametrize(
-    "expires_at",
+    ("expires_at", "why"),
     [
-        "2001-01-01T00:00:00Z",  # the past
-        "2999-01-01T00:00:00",  # no time zone: which midnight?
-        "soon",
+        ("2001-01-01T00:00:00Z", "in the future"),
+        ("2999-01-01T00:00:00", "timezone"),  # which midnight?
+        ("soon", "valid datetime"),
     ],
     ids=["past", "naive", "not-a-date"],
 )
-async def test_expiry_must_be_a_future_moment(org_a: Tenant, expires_at: str) -> None:
+async def test_expiry_must_be_a_future_moment(org_a: Tenant, expires_at: str, why: str) -> None:
     error = assert_error(
         await org_a.client.post("/api/api-keys", json={"name": "x", "expires_at": expires_at}),
         422,
         "invalid_request",
     )
-    assert error["fields"][0]["field"] == "body.expires_at"  # type: ignore[index]
+    [field] = error["fields"]  # type: ignore[misc]
+    assert field["field"] == "body.expires_at" and why in field["message"]
 
 
 async def test_an_expired_key_is_refused(
