@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +26,6 @@ from app.conversation.engine import ConversationState, TurnResult
 from app.llm.base import ToolCall
 from app.settings import Settings
 from app.tools.base import ToolContext, ToolOutcome
-from app.tools.network import RefusedAddress, guarded_client
 from app.tools.registry import ToolBox
 from tests import factories
 from tests.fakes.serving import serving
@@ -137,20 +135,6 @@ async def test_a_tenant_url_on_loopback_is_refused_unless_in_development(
     assert [s["path"] for s in server.seen] == ["/orders/A1042"]
 
 
-async def test_the_guarded_client_checks_the_address_it_connects_to() -> None:
-    # "localhost" passes no URL rule here: the client itself resolves it and refuses 127.0.0.1.
-    with backend() as (server, url):
-        port = httpx.URL(url).port
-        async with guarded_client(allow_private=False, headers={}) as client:
-            with pytest.raises(RefusedAddress, match="loopback"):
-                await client.get(f"http://localhost:{port}/orders/A1042")
-        assert server.seen == []
-        async with guarded_client(allow_private=True, headers={}) as client:
-            answer = await client.get(f"http://localhost:{port}/orders/A1042")
-    assert answer.status_code == 200
-    assert server.seen[0]["headers"]["host"] == f"localhost:{port}", "the Host is the URL's"
-
-
 async def test_a_redirect_to_loopback_is_not_followed(
     box: list[ToolBox], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -187,13 +171,10 @@ async def test_an_oversized_answer_is_cut_to_a_generic_failure(
 async def test_an_endless_answer_stops_being_read_at_the_cap(
     box: list[ToolBox], caplog: pytest.LogCaptureFixture
 ) -> None:
-    sent: list[int] = []
-
     def endless(request: Request) -> Response:
         async def chunks() -> AsyncIterator[bytes]:
             yield b'{"order_id": "A1042", "notes": "'
-            while True:
-                sent.append(1)
+            for _ in range(20_000):  # 10 MB, never closed: endless as far as a tool can tell
                 yield b"x" * 512
                 await asyncio.sleep(0)
 

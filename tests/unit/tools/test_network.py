@@ -6,9 +6,15 @@ import socket
 from collections.abc import Iterable, Iterator
 
 import httpcore
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from app.tools.network import GuardedBackend, RefusedAddress, SocketOption
+from app.tools.network import GuardedBackend, RefusedAddress, SocketOption, guarded_client
+from tests.fakes.serving import serving
 
 
 @pytest.fixture
@@ -73,3 +79,23 @@ async def test_an_unknown_name_is_a_connect_error() -> None:
 async def test_unix_sockets_are_never_opened() -> None:
     with pytest.raises(RefusedAddress):
         await GuardedBackend(allow_private=True).connect_unix_socket("/var/run/docker.sock")
+
+
+async def test_the_guarded_client_checks_the_address_it_connects_to() -> None:
+    # "localhost" passes no URL rule here: the client itself resolves it and refuses 127.0.0.1.
+    hosts: list[str] = []
+
+    async def order(request: Request) -> JSONResponse:
+        hosts.append(request.headers["host"])
+        return JSONResponse({"order_id": "A1042"})
+
+    with serving(Starlette(routes=[Route("/orders/A1042", order)])) as url:
+        port = httpx.URL(url).port
+        async with guarded_client(allow_private=False, headers={}) as client:
+            with pytest.raises(RefusedAddress, match="loopback"):
+                await client.get(f"http://localhost:{port}/orders/A1042")
+        assert hosts == [], "nothing reached the server"
+        async with guarded_client(allow_private=True, headers={}) as client:
+            answer = await client.get(f"http://localhost:{port}/orders/A1042")
+    assert answer.status_code == 200
+    assert hosts == [f"localhost:{port}"], "the Host header is the URL's, not the address"
