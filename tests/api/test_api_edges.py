@@ -11,9 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.api.rate_limits import RateLimited, RateLimits, TokenBudget
-from app.services import Services
 from app.settings import Settings
-from tests import factories
 from tests.api.conftest import Tenant, agent_body, assert_error
 
 
@@ -81,44 +79,59 @@ async def test_the_stored_agent_is_unharmed_by_refused_text(org_a: Tenant) -> No
     assert (await org_a.client.get(f"/api/agents/{agent_id}")).json()["name"] == "Desk"
 
 
-async def test_failed_sign_ins_are_throttled_per_address(
-    anonymous: httpx.AsyncClient, org_a: Tenant, services: Services
-) -> None:
-    limit = int(services.settings.limits.rate_limit_auth_failures.split("/")[0])
-    for _ in range(limit):
-        bad = await anonymous.get(
-            "/api/agents", headers={"Authorization": f"Bearer vx_{uuid.uuid4().hex}"}
-        )
-        assert bad.status_code == 401
-    refused = await anonymous.get(
-        "/api/agents", headers={"Authorization": f"Bearer vx_{uuid.uuid4().hex}"}
+def strict(settings: Settings, **limits: object) -> RateLimits:
+    """Rate limits as `limits` say, over the test's Redis."""
+    return RateLimits.from_settings(
+        settings.model_copy(update={"limits": settings.limits.model_copy(update=limits)})
     )
+
+
+def client_at(app: FastAPI, address: str, key: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 4000))
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+def fresh_address() -> str:
+    """An address no other test has counted against (Redis outlives each test)."""
+    return f"198.51.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
+
+
+async def test_failed_sign_ins_are_throttled_per_address(
+    app: FastAPI, org_a: Tenant, settings: Settings
+) -> None:
+    app.state.rate_limits = strict(settings, rate_limit_auth_failures="3/minute")
+    address = fresh_address()
+    for _ in range(3):
+        async with client_at(app, address, f"vx_{uuid.uuid4().hex}") as guesser:
+            assert (await guesser.get("/api/agents")).status_code == 401
+    async with client_at(app, address, f"vx_{uuid.uuid4().hex}") as guesser:
+        refused = await guesser.get("/api/agents")
     assert_error(refused, 429, "rate_limited")
     assert int(refused.headers["retry-after"]) >= 1
     # The same address with the right key waits too: a guesser learns nothing from a 200.
-    assert (await org_a.client.get("/api/agents")).status_code == 429
+    async with client_at(app, address, org_a.key) as owner:
+        assert (await owner.get("/api/agents")).status_code == 429
+    async with client_at(app, fresh_address(), org_a.key) as elsewhere:
+        assert (await elsewhere.get("/api/agents")).status_code == 200
 
 
 async def test_one_key_guessed_from_many_addresses_is_throttled(
-    app: FastAPI, services: Services
+    app: FastAPI, settings: Settings
 ) -> None:
-    limit = int(services.settings.limits.rate_limit_auth_failures.split("/")[0])
+    app.state.rate_limits = strict(settings, rate_limit_auth_failures="3/minute")
     key = f"vx_{uuid.uuid4().hex}"
     statuses = []
-    for n in range(limit + 1):
-        transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{n + 1}", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            response = await c.get("/api/agents", headers={"Authorization": f"Bearer {key}"})
-            statuses.append(response.status_code)
-    assert statuses == [401] * limit + [429]
+    for _ in range(4):
+        async with client_at(app, fresh_address(), key) as guesser:
+            statuses.append((await guesser.get("/api/agents")).status_code)
+    assert statuses == [401, 401, 401, 429]
 
 
 async def test_replicas_share_the_count_through_redis(settings: Settings) -> None:
-    strict = settings.model_copy(
-        update={"limits": settings.limits.model_copy(update={"rate_limit_webhooks": "2/minute"})}
-    )
-    one, two = RateLimits.from_settings(strict), RateLimits.from_settings(strict)
-    address = f"203.0.113.{uuid.uuid4().int % 250}"
+    one = strict(settings, rate_limit_webhooks="2/minute")
+    two = strict(settings, rate_limit_webhooks="2/minute")
+    address = fresh_address()
     await one.hit(one.webhooks, address)
     await two.hit(two.webhooks, address)
     with pytest.raises(RateLimited) as refused:
@@ -127,10 +140,7 @@ async def test_replicas_share_the_count_through_redis(settings: Settings) -> Non
 
 
 async def test_the_playground_token_budget_is_per_org(settings: Settings) -> None:
-    small = settings.model_copy(
-        update={"limits": settings.limits.model_copy(update={"playground_tokens_per_day": 100})}
-    )
-    limits = RateLimits.from_settings(small)
+    limits = strict(settings, playground_tokens_per_day=100)
     spent, fresh = TokenBudget(limits, str(uuid.uuid4())), TokenBudget(limits, str(uuid.uuid4()))
     await spent.check()
     await spent.spend(60)
@@ -143,11 +153,9 @@ async def test_the_playground_token_budget_is_per_org(settings: Settings) -> Non
 
 
 async def test_playground_turns_are_rate_limited(
-    org_a: Tenant, app: FastAPI, services: Services
+    org_a: Tenant, app: FastAPI, settings: Settings
 ) -> None:
-    app.state.rate_limits = RateLimits.from_settings(
-        factories.settings(rate_limit_playground_turns="2/minute")
-    )
+    app.state.rate_limits = strict(settings, rate_limit_playground_turns="2/minute")
     agent = (await org_a.client.post("/api/agents", json=agent_body("Chat"))).json()
     body = {"agent_id": agent["id"], "message": "hello"}
     for _ in range(2):

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from app.agents.directory import AgentDirectory
 from app.services import Services
 from tests.api.conftest import Tenant, agent_body
 from tests.fixtures.kb_corpus import CORPUS
@@ -27,7 +28,7 @@ async def agent_answering(org: Tenant, services: Services, number: str, **knowle
     body = agent_body(number, knowledge_base_id=kb["id"], knowledge=knowledge)
     agent = (await org.client.post("/api/agents", json=body)).json()
     await org.client.post("/api/phone-numbers", json={"number": number, "agent_id": agent["id"]})
-    profile = await services.agents.for_number(number)
+    profile = await AgentDirectory(services.db, services.settings).for_number(number)
     assert profile is not None and profile.knowledge_base_id == kb["id"]
     return profile
 
