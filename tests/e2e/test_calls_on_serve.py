@@ -13,7 +13,7 @@ from app.db.models import Conversation, Message
 from harness.simulator.caller import CallerTurn, CallSetupError, open_stream, place_call
 from harness.simulator.script import run_scripted_call, speak_lines, transcribe_mulaw
 from tests.conversations import load_call
-from tests.e2e.conftest import TWILIO_TOKEN
+from tests.e2e.conftest import CALLER_PATIENCE_S, TWILIO_TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -50,6 +50,7 @@ async def test_two_turn_call_gets_relevant_spoken_answers(
         serve_url,
         lines=["Hi, what time do you open on Saturday?", "Thanks. Where can I park my car?"],
         auth_token=TWILIO_TOKEN,
+        patience_s=CALLER_PATIENCE_S,
         save_dir=tmp_path,
         tts=tts,
         stt=stt,

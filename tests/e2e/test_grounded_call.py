@@ -12,7 +12,7 @@ import pytest
 from app.db.organizations import create_org_with_key
 from harness.simulator.script import run_scripted_call
 from tests import factories
-from tests.e2e.conftest import TWILIO_TOKEN
+from tests.e2e.conftest import CALLER_PATIENCE_S, TWILIO_TOKEN
 from tests.e2e.test_calls_on_serve import saved_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,6 +68,7 @@ async def test_the_agent_answers_from_an_uploaded_document(
         lines=["How many days do I have to return a spare part?"],
         to_number="+14155550777",
         auth_token=TWILIO_TOKEN,
+        patience_s=CALLER_PATIENCE_S,
         save_dir=tmp_path,
         tts=tts,
         stt=stt,

@@ -116,7 +116,12 @@ async def _round(
     await asyncio.gather(*(_fuzz(serve_url, token, sent) for token, sent in batch))
     result = await good
     assert not result.rejected and not any(t.timed_out for t in result.turns)
-    convo, messages = await saved_call(postgres_url, result.call_sid)
+    # The call's end is written just after the caller hangs up: give the write a moment.
+    for _ in range(50):
+        convo, messages = await saved_call(postgres_url, result.call_sid)
+        if convo.status != "in_progress":
+            break
+        await asyncio.sleep(0.2)
     assert convo.status == "completed"
     assert [m.role for m in messages] == ["agent", "caller", "agent"]
     assert "close" in messages[1].text.lower()

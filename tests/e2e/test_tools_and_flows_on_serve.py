@@ -12,7 +12,7 @@ import pytest
 from app.db.organizations import create_org_with_key
 from harness.simulator.script import run_scripted_call
 from tests import factories
-from tests.e2e.conftest import TWILIO_TOKEN
+from tests.e2e.conftest import CALLER_PATIENCE_S, TWILIO_TOKEN
 from tests.e2e.test_calls_on_serve import saved_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -101,6 +101,7 @@ async def call_new_agent(
         dtmf=dtmf,
         to_number=number,
         auth_token=TWILIO_TOKEN,
+        patience_s=CALLER_PATIENCE_S,
         save_dir=tmp_path,
         tts=tts,
         stt=stt,
@@ -111,8 +112,10 @@ async def call_new_agent(
 
 
 async def test_the_slm_looks_an_order_up_during_a_call(
-    serve_url, speech_engines, postgres_url, tmp_path
+    serve_url, speech_engines, postgres_url, tmp_path, demo_backend_url
 ):
+    # A tenant's own order system (the deployment's ORDER_API_URL serves the demo org only);
+    # on 127.0.0.1 here, which the e2e server allows with VELOX_ALLOW_PRIVATE_TOOL_URLS.
     report, _, messages = await call_new_agent(
         serve_url,
         speech_engines,
@@ -121,6 +124,7 @@ async def test_the_slm_looks_an_order_up_during_a_call(
         number="+14155550801",
         lines=["Hi, where is my order A1042?"],
         tools=["check_order_status"],
+        tool_settings={"urls": {"check_order_status": demo_backend_url}},
     )
     agent_message = messages[-1]
     seen = [(m.role, m.text, m.tool_calls, m.routing) for m in messages]

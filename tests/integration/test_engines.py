@@ -97,17 +97,30 @@ def test_words_the_short_window_invents_in_its_padding_are_heard_again(stt: Whis
     # A Piper rendering of "Where is my order A1042?" through a phone line (mu-law, 8 kHz) on
     # which the 20 s window's decoder heard "Where is my order?", then "1," in a second segment
     # that it closed at 23.04 s of a 2.7 s turn. Piper varies each rendering, so it is kept.
+    # Whether the decoder loses its place on it depends on the CPU's kernels (on an AVX2-only
+    # EPYC it reads "1,042." in place): the words must be heard either way, and the rule that
+    # sends such a reading to the full window is held below on the decoder's own tokens.
     mulaw = (Path(__file__).parents[1] / "fixtures/audio/where_is_my_order_a1042.ulaw").read_bytes()
     audio = pcm16_to_float32(resample_pcm16(mulaw_to_pcm16(mulaw), 8000, WHISPER_SAMPLE_RATE))
-    full_windows: list[np.ndarray] = []
-    full_window = stt._transcribe_full
-    stt._transcribe_full = lambda audio: full_windows.append(audio) or full_window(audio)  # type: ignore[method-assign]
-    try:
-        heard = stt._transcribe_sync(audio).text
-    finally:
-        del stt._transcribe_full
-    assert len(full_windows) == 1, "the short window's reading was trusted"
+    heard = stt._transcribe_sync(audio).text
     assert "1042" in heard.replace(",", ""), heard
+
+
+def test_a_second_segment_closing_in_the_padding_is_not_trusted(stt: WhisperSTT) -> None:
+    first, step = stt._tokenizer.timestamp_begin, stt._model.time_precision
+    words = stt._tokenizer.encode(" Where is my order?")
+    one = stt._tokenizer.encode(" 1,")
+
+    def at(seconds: float) -> int:
+        return first + round(seconds / step)
+
+    lost = [at(0.0), *words, at(1.6), at(1.6), *one, at(23.04)]
+    assert stt._ran_into_the_padding(lost, seconds=2.7)
+    # One segment closing late is common and harmless; a second one closing in time is fine.
+    assert not stt._ran_into_the_padding([at(0.0), *words, at(23.04)], seconds=2.7)
+    assert not stt._ran_into_the_padding(
+        [at(0.0), *words, at(1.6), at(1.6), *one, at(2.6)], seconds=2.7
+    )
 
 
 async def test_a_long_turn_is_heard_to_its_end(tts: PiperTTS, stt: WhisperSTT) -> None:
