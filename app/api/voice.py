@@ -221,6 +221,7 @@ async def _deny(websocket: WebSocket, exc: RateLimited) -> None:
 
 
 @router.websocket("/voice/stream")
+@router.websocket("/media-stream")  # an alias some Twilio samples use
 async def media_stream(
     websocket: WebSocket,
     settings: SettingsDep,
@@ -229,16 +230,4 @@ async def media_stream(
     metrics: MetricsDep,
 ) -> None:
     """Twilio Media Streams: one bidirectional call audio stream."""
-    await _media_stream(websocket, settings, hub, limits, metrics)
-
-
-@router.websocket("/media-stream")
-async def media_stream_alias(
-    websocket: WebSocket,
-    settings: SettingsDep,
-    hub: CallHubDep,
-    limits: RateLimitsDep,
-    metrics: MetricsDep,
-) -> None:
-    """Alias of /voice/stream."""
     await _media_stream(websocket, settings, hub, limits, metrics)
