@@ -53,6 +53,7 @@ def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> Language
     return LlamaCppLLM(
         model_path=model_path,
         threads=settings.models.slm_threads,
+        batch_threads=settings.models.slm_batch_threads,
         context=settings.models.slm_context,
         max_tokens=settings.models.slm_max_tokens,
         temperature=settings.models.slm_temperature,

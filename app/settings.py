@@ -121,6 +121,9 @@ class Models(BaseModel):
     # say); it must carry its chat template, since tool calls are rendered through it.
     slm_model_path: Path | None = None
     slm_threads: int = 1  # measured: 1 thread beats 2 once STT and TTS share the 2 cores
+    # Prompt evaluation, though, runs when the caller has stopped and STT is done: on 2 cores
+    # a second thread doubles it (measured 120 -> 230 tokens/s on a 2 GHz EPYC).
+    slm_batch_threads: int = 2
     slm_context: int = 2048
     slm_max_tokens: int = 80
     slm_temperature: float = 0.3

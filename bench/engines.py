@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.audio import resample_pcm16  # noqa: E402
+from app.engines import build_slm  # noqa: E402
 from app.llm.base import Message, collect_reply  # noqa: E402
 from app.llm.llama_cpp_llm import LlamaCppLLM  # noqa: E402
-from app.llm.model_files import qwen_gguf_path  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from app.speech.piper_tts import PiperTTS  # noqa: E402
 from app.speech.whisper_stt import WhisperSTT  # noqa: E402
@@ -161,14 +161,8 @@ async def main() -> None:
     stt = WhisperSTT(threads=settings.speech.stt_threads, beam_size=settings.speech.stt_beam_size)
     stt_load = time.perf_counter() - started
     started = time.perf_counter()
-    model_path = qwen_gguf_path(settings.server.velox_data_dir)
-    llm = LlamaCppLLM(
-        model_path=model_path,
-        threads=settings.models.slm_threads,
-        context=settings.models.slm_context,
-        max_tokens=settings.models.slm_max_tokens,
-        temperature=settings.models.slm_temperature,
-    )
+    llm = build_slm(settings)
+    assert isinstance(llm, LlamaCppLLM)
     llm_load = time.perf_counter() - started
 
     results = {

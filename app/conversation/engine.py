@@ -226,6 +226,8 @@ class ConversationEngine:
                 # when left to choose, and picks at random when made to): the caller's words
                 # decide, as they decide which tools it may use.
                 moved = state.flow.by_words(text)
+        # The step that answers, known now: a turn cut short still records where it was.
+        result.node = state.flow.current if state.flow else None
         if moved is not None:
             yield StepChanged(moved.from_, moved.to, moved.via)
         user = Message("user", grounded_question(text, result.sources))

@@ -44,6 +44,12 @@ CONFIDENCE_TOKENS = 8
 TOOL_CALL_EXTRA_TOKENS = 96
 
 
+# Follows a tool's result in the small model's prompt. Qwen's template shows the result as a user
+# turn of bare JSON, which the 0.5B model answers by repeating its greeting or copying the JSON
+# out; told what to do with it, it says the result ("Rye loaf is in stock.").
+SAY_THE_RESULT = "Tell the caller what this means, in one short spoken sentence."
+
+
 @dataclass(frozen=True, slots=True)
 class _Done:
     usage: Usage
@@ -70,13 +76,15 @@ class LlamaCppLLM:
         *,
         model_path: Path,
         threads: int = 2,
+        batch_threads: int | None = None,
         context: int = 2048,
         max_tokens: int = 80,
         temperature: float = 0.3,
         batch: int = 256,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
-        """Load the model; `cache_bytes` bounds the saved KV states of recent conversations."""
+        """Load the model: `threads` generate, `batch_threads` (default `threads`) evaluate the
+        prompt; `cache_bytes` bounds the saved KV states of recent conversations."""
         from llama_cpp.llama_cache import LlamaRAMCache
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -89,7 +97,7 @@ class LlamaCppLLM:
             str(self.model_path),
             n_ctx=context,
             n_threads=threads,
-            n_threads_batch=threads,
+            n_threads_batch=batch_threads or threads,
             n_batch=batch,
             n_ubatch=batch,
             verbose=False,
@@ -112,7 +120,7 @@ class LlamaCppLLM:
         # The single worker thread is the model's lock: llama.cpp's context is not
         # thread-safe, and requests queue in arrival order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self._grammars: dict[str, Any] = {}  # tool set (as JSON) -> compiled LlamaGrammar
+        self._grammars: dict[str, Any] = {}  # GBNF text -> compiled LlamaGrammar
 
     async def stream(
         self,
@@ -240,7 +248,7 @@ class LlamaCppLLM:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
-            grammar=self._grammar(tools, required) if tools else None,
+            grammar=self._grammar(messages, tools, required),
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
@@ -270,15 +278,18 @@ class LlamaCppLLM:
             )
         )
 
-    def _grammar(self, tools: list[dict[str, Any]], required: bool) -> Any:
-        """The compiled `tool_grammar`, cached per tool set."""
+    def _grammar(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, required: bool
+    ) -> Any:
+        """The compiled `reply_grammar`, cached per grammar text."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        key = json.dumps([tools, required], sort_keys=True)
-        if key not in self._grammars:
-            grammar = tool_grammar(tools, required=required)
-            self._grammars[key] = LlamaGrammar.from_string(grammar, verbose=False)
-        return self._grammars[key]
+        grammar = reply_grammar(messages, tools, required=required)
+        if grammar is None:
+            return None
+        if grammar not in self._grammars:
+            self._grammars[grammar] = LlamaGrammar.from_string(grammar, verbose=False)
+        return self._grammars[grammar]
 
     def prompt_tokens(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
@@ -305,6 +316,23 @@ class LlamaCppLLM:
             saved = state.input_ids[: state.n_tokens].tolist()
             best = max(best, int(Llama.longest_token_prefix(saved, prompt)))
         return best
+
+
+# A reply spoken after a tool's result: words, without the braces, brackets and tags of the JSON
+# it has just read (a 0.5B model tends to copy the result out instead of saying it).
+SPOKEN_AFTER_RESULT_GRAMMAR = "root ::= [^{}<>\\[\\]\\x00]+"
+
+
+def reply_grammar(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, required: bool
+) -> str | None:
+    """The GBNF a reply is sampled under: `tool_grammar` when tools are offered, spoken words
+    only when the reply says a tool's result, else none. llama.cpp and vLLM both use it."""
+    if tools:
+        return tool_grammar(tools, required=required)
+    if messages and messages[-1]["role"] == "tool":
+        return SPOKEN_AFTER_RESULT_GRAMMAR
+    return None
 
 
 def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
@@ -376,6 +404,7 @@ def chat_message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         out["name"] = message.name
         out["tool_call_id"] = message.tool_call_id
+        out["content"] = f"{message.content}\n{SAY_THE_RESULT}"
     return out
 
 

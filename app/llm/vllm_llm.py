@@ -6,8 +6,9 @@ dropped GGUF). Weights stay offline: vLLM loads the GGUF that ships in the panda
 packages (or SLM_MODEL_PATH), with a tokenizer converted once from the GGUF's own metadata by
 transformers (no model hub).
 
-What it shares with LlamaCppLLM: the chat template (the model's own), the tool-call grammar
-(`llama_cpp_llm.tool_grammar`: plain text or one schema-valid call; only the call when required),
+What it shares with LlamaCppLLM: the chat template (the model's own), the reply grammar
+(`llama_cpp_llm.reply_grammar`: plain text or one schema-valid call, only the call when required;
+words without JSON after a tool's result),
 and the events (TextDelta, ToolCall, Confidence from the first tokens' log-probabilities, Usage).
 """
 
@@ -38,7 +39,7 @@ from app.llm.llama_cpp_llm import (
     chat_message,
     fit_context,
     parse_call,
-    tool_grammar,
+    reply_grammar,
     tool_schema,
 )
 
@@ -123,15 +124,14 @@ class VllmLLM:
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
         tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
-        grammar = (
-            tool_grammar(tool_payload, required=tool_choice == "required") if tool_payload else None
-        )
+        payload = [chat_message(m) for m in messages]
+        grammar = reply_grammar(payload, tool_payload, required=tool_choice == "required")
         max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
         # Token ids, fitted as llama.cpp fits them: vLLM would refuse a prompt longer than its
         # context, where dropping the oldest turns still gives the caller a reply.
         prompt = await asyncio.to_thread(
             fit_context,
-            [chat_message(m) for m in messages],
+            payload,
             lambda turns: self._prompt.tokens(turns, tool_payload),
             self.context,
             max_tokens,

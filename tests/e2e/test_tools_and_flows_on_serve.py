@@ -134,6 +134,7 @@ async def test_the_slm_looks_an_order_up_during_a_call(
     assert run["arguments"]["order_id"] == "A1042"
     assert agent_message.routing["served"][0]["tier"] == "slm"
     assert report.agent_lines[0].strip(), "the agent said nothing after the lookup"
+    assert "{" not in agent_message.text, "the agent read the order's JSON out"
 
 
 async def test_a_keypad_menu_moves_the_flow(serve_url, speech_engines, postgres_url, tmp_path):

@@ -82,6 +82,8 @@ def verdict(request: ToolRequest, result: TurnResult) -> str | None:
             return f"{argument}={run.arguments.get(argument)!r}, expected {piece!r}"
     if not run.ok:
         return f"the call failed: {run.result}"
+    if any(mark in result.text for mark in "{}[]<>"):
+        return f"read the result out as data: {result.text!r}"
     return None
 
 

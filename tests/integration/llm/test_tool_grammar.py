@@ -1,4 +1,4 @@
-"""The tool-call grammar, walked by llama.cpp's own grammar engine over the shipped model's
+"""The reply grammars, walked by llama.cpp's own grammar engine over the shipped model's
 vocabulary: whatever it lets a model write inside a call must parse as that call. (vLLM's
 xgrammar takes the same GBNF; tests/gpu/check.sh found the fault below with random weights.)"""
 
@@ -12,7 +12,15 @@ from collections.abc import Iterator
 import pytest
 from llama_cpp import Llama, llama_cpp
 
-from app.llm.llama_cpp_llm import parse_call, tool_grammar, tool_schema
+from app.llm.base import Message
+from app.llm.llama_cpp_llm import (
+    SAY_THE_RESULT,
+    chat_message,
+    parse_call,
+    reply_grammar,
+    tool_grammar,
+    tool_schema,
+)
 from app.llm.model_files import qwen_gguf_path
 from app.settings import get_settings
 from app.tools.registry import TOOLS
@@ -88,3 +96,30 @@ def test_well_formed_calls_can_be_written_whole(vocab: Llama) -> None:
         walk = GrammarWalk(vocab, tool_grammar([tool_schema(SPECS[name])], required=True))
         walk.write(json.dumps({"name": name, "arguments": arguments}))
         walk.close()
+
+
+def test_a_reply_after_a_tool_result_is_words_not_json(vocab: Llama) -> None:
+    """After a result, the small model may say it but not copy its JSON out."""
+    result = [
+        chat_message(Message("user", "Where is order A1042?")),
+        chat_message(Message("tool", '{"status": "shipped"}', name="check_order_status")),
+    ]
+    grammar = reply_grammar(result, None, required=False)
+    assert grammar is not None
+    walk = GrammarWalk(vocab, grammar)
+    walk.write("Order A1042 has shipped, it arrives on Sunday.")
+    for piece in ('{"', "[", "<tool_call>", "}"):
+        assert not any(walk.allows(t) for t in walk.tokens(piece)[:1]), piece
+    walk.close()
+    # A reply that is not about a result is free; offered tools, it is the tool grammar.
+    assert reply_grammar(result[:1], None, required=False) is None
+    tools = [tool_schema(SPECS["end_call"])]
+    assert reply_grammar(result, tools, required=True) == tool_grammar(tools, required=True)
+
+
+def test_the_small_model_is_told_to_say_a_result() -> None:
+    """Qwen's template shows a result as a user turn of bare JSON; the instruction after it
+    is what keeps the 0.5B model from answering it with its greeting."""
+    message = chat_message(Message("tool", '{"in_stock": true}', name="check_item_stock"))
+    assert message["content"] == '{"in_stock": true}\n' + SAY_THE_RESULT
+    assert chat_message(Message("user", "Hi"))["content"] == "Hi"

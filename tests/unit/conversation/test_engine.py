@@ -284,6 +284,22 @@ async def test_on_the_slm_the_callers_words_pick_the_branch() -> None:
     assert result.node == "hours" and "We open 7 to 6." in slm.seen[1][0].content
 
 
+async def test_a_turn_cut_short_still_records_the_step_that_answered_it() -> None:
+    """A caller who talks over a slow reply cuts it off; the record still says which step the
+    turn was at, as it says the routing."""
+    agent = replace(AGENT, flow=validate_flow(FLOW, known_tools=TOOL_NAMES))
+    state = ConversationState.start(agent)
+    result = TurnResult()
+    events = make_engine(FakeLLM(first_token_s=30.0)).respond(
+        state, "What are your opening hours?", result=result
+    )
+    async for event in events:
+        if isinstance(event, StepChanged):
+            break
+    await events.aclose()  # type: ignore[attr-defined]
+    assert result.node == "hours" and result.routing_record()["node"] == "hours"
+
+
 async def test_an_intake_step_moves_on_whatever_the_caller_answers() -> None:
     intake = {
         "start": "name",
