@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import FlowError, FlowSpec, validate_flow
 from app.conversation.routing import TierPolicy
 from app.db.database import Database
-from app.db.models import Agent, Organization, PhoneNumber
+from app.db.models import (
+    DEFAULT_KNOWLEDGE_BASE_NAME,
+    Agent,
+    KnowledgeBase,
+    Organization,
+    PhoneNumber,
+)
 from app.rag.policy import KnowledgeSettings
 from app.settings import Settings
 from app.tools.registry import TOOL_NAMES
@@ -35,7 +42,7 @@ class AgentDirectory:
         async with self.db.system() as session:
             # One query: the number, and its agent when that agent is the same org's and enabled.
             row = await session.execute(
-                select(PhoneNumber.id, Agent, Organization.redact_payment_data)
+                select(PhoneNumber.id, Agent, Organization.redact_payment_data, knowledge_base_id())
                 .join(Organization, Organization.id == PhoneNumber.org_id)
                 .outerjoin(
                     Agent,
@@ -47,8 +54,10 @@ class AgentDirectory:
             )
             claimed = row.first()
         if claimed is not None:
-            _, agent, redact = claimed
-            return profile_of(agent, redact_payment_data=redact) if agent is not None else None
+            _, agent, redact, kb_id = claimed
+            if agent is None:
+                return None
+            return profile_of(agent, redact_payment_data=redact, knowledge_base_id=kb_id)
         return await self.demo_agent() if self.demo_enabled else None
 
     async def by_id(self, org_id: str, agent_id: str) -> AgentProfile | None:
@@ -60,12 +69,12 @@ class AgentDirectory:
         async with self.db.tenant(org) as session:
             found = (
                 await session.execute(
-                    select(Agent, Organization.redact_payment_data)
+                    select(Agent, Organization.redact_payment_data, knowledge_base_id())
                     .join(Organization, Organization.id == Agent.org_id)
                     .where(Agent.id == agent_uuid, Agent.enabled.is_(True))
                 )
             ).first()
-        return profile_of(found[0], redact_payment_data=found[1]) if found is not None else None
+        return _profile(found)
 
     async def call_cap(self, org_id: str) -> int | None:
         """The org's own cap on concurrent calls (None: the deployment's)."""
@@ -83,14 +92,14 @@ class AgentDirectory:
         async with self.db.system() as session:
             found = (
                 await session.execute(
-                    select(Agent, Organization.redact_payment_data)
+                    select(Agent, Organization.redact_payment_data, knowledge_base_id())
                     .join(Organization, Organization.id == Agent.org_id)
                     .where(Organization.is_demo, Agent.enabled.is_(True))
                     .order_by(Agent.created_at)
                     .limit(1)
                 )
             ).first()
-        return profile_of(found[0], redact_payment_data=found[1]) if found is not None else None
+        return _profile(found)
 
 
 class SingleAgent:
@@ -111,9 +120,36 @@ class SingleAgent:
         return None
 
 
-def profile_of(agent: Agent, *, redact_payment_data: bool = True) -> AgentProfile:
+def knowledge_base_id() -> ColumnElement[uuid.UUID | None]:
+    """The agent's knowledge base, else its organization's default one: the documents a business
+    uploads without naming a knowledge base answer its agents' calls, as they answer search."""
+    default = (
+        select(KnowledgeBase.id)
+        .where(
+            KnowledgeBase.org_id == Agent.org_id,
+            KnowledgeBase.name == DEFAULT_KNOWLEDGE_BASE_NAME,
+        )
+        .correlate(Agent)
+        .scalar_subquery()
+    )
+    return func.coalesce(Agent.knowledge_base_id, default)
+
+
+def _profile(found: Any) -> AgentProfile | None:
+    """The profile of an (agent, redact_payment_data, knowledge_base_id) row, if one was found."""
+    if found is None:
+        return None
+    agent, redact, kb_id = found
+    return profile_of(agent, redact_payment_data=redact, knowledge_base_id=kb_id)
+
+
+def profile_of(
+    agent: Agent, *, redact_payment_data: bool = True, knowledge_base_id: uuid.UUID | None = None
+) -> AgentProfile:
     """What calls and the playground need to know about an agent row (and its org's privacy
-    setting, `Organization.redact_payment_data`)."""
+    setting, `Organization.redact_payment_data`). `knowledge_base_id` is the one it answers
+    from (`knowledge_base_id()`), the agent's own when not given."""
+    kb_id = knowledge_base_id or agent.knowledge_base_id
     return AgentProfile(
         id=str(agent.id),
         org_id=str(agent.org_id),
@@ -122,7 +158,7 @@ def profile_of(agent: Agent, *, redact_payment_data: bool = True) -> AgentProfil
         greeting=agent.greeting,
         voice=agent.voice_id,
         language=agent.language,
-        knowledge_base_id=str(agent.knowledge_base_id) if agent.knowledge_base_id else None,
+        knowledge_base_id=str(kb_id) if kb_id else None,
         knowledge=KnowledgeSettings.from_json(agent.knowledge),
         policy=TierPolicy.from_json(agent.llm_policy),
         tools=tuple(agent.tools),

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
-from app.agents.directory import profile_of
+from app.agents.directory import knowledge_base_id, profile_of
 from app.api.deps import (
     AgentKnowledgeDep,
     ConversationDep,
@@ -134,10 +134,15 @@ async def chat(
     if budget is not None:
         await budget.check()
     row = await get_or_404(session, Agent, body.agent_id, "agent")
-    redact = await session.scalar(
-        select(Organization.redact_payment_data).where(Organization.id == principal.org_id)
-    )
-    agent = profile_of(row, redact_payment_data=redact is not False)
+    redact, kb_id = (
+        await session.execute(
+            select(Organization.redact_payment_data, knowledge_base_id())
+            .select_from(Agent)
+            .join(Organization, Organization.id == Agent.org_id)
+            .where(Agent.id == row.id)
+        )
+    ).one()
+    agent = profile_of(row, redact_payment_data=redact is not False, knowledge_base_id=kb_id)
     await session.commit()  # the agent is read: its connection goes back before the store's
     transcript = await _transcript(store, principal.org_id, body)
     state = _state(transcript, agent)

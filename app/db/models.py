@@ -113,6 +113,11 @@ class ApiKey(TenantOwned):
     revoked_at: Mapped[datetime | None]
 
 
+# The knowledge base an upload goes to when none is named; search and agents without a
+# knowledge base of their own use it too.
+DEFAULT_KNOWLEDGE_BASE_NAME = "Default"
+
+
 class KnowledgeBase(TenantOwned):
     """A set of documents searched together, embedded by one model (never mixed dimensions)."""
 

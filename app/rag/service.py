@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.database import Database
-from app.db.models import Document, KnowledgeBase
+from app.db.models import DEFAULT_KNOWLEDGE_BASE_NAME, Document, KnowledgeBase
 from app.rag.embedder import Embedder
 from app.rag.ingest import Ingestor
 from app.rag.limits import UploadPolicy
@@ -24,7 +24,6 @@ from app.rag.policy import KnowledgeSettings
 from app.rag.search import HybridSearch, Mode
 from app.rag.storage import FileStore
 
-DEFAULT_KB_NAME = "Default"
 # pg_advisory_xact_lock(class, org): uploads of one org are counted against its quota one at a
 # time, so two at once cannot both pass the last free slot. An arbitrary constant class.
 _QUOTA_LOCK_CLASS: Final = 0x7E10
@@ -71,18 +70,18 @@ class KnowledgeService:
     async def default_knowledge_base(self, session: AsyncSession) -> KnowledgeBase:
         """The organization's default knowledge base, created on first use."""
         kb = await session.scalar(
-            select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KB_NAME)
+            select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KNOWLEDGE_BASE_NAME)
         )
         if kb is not None:
             return kb
-        kb = self.new_knowledge_base(DEFAULT_KB_NAME)
+        kb = self.new_knowledge_base(DEFAULT_KNOWLEDGE_BASE_NAME)
         session.add(kb)
         try:
             await session.commit()
         except IntegrityError:  # another upload created it at the same moment
             await session.rollback()
             kb = await session.scalar(
-                select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KB_NAME)
+                select(KnowledgeBase).where(KnowledgeBase.name == DEFAULT_KNOWLEDGE_BASE_NAME)
             )
             assert kb is not None
         return kb

@@ -68,3 +68,32 @@ async def test_context_is_the_orgs_own_even_when_remembered(
     assert await services.knowledge.context(org, kb, QUESTION, settings)
     # Another organization naming the same knowledge base gets nothing, before or after.
     assert await services.knowledge.context(org_b.org_id, kb, QUESTION, settings) == []
+
+
+async def test_an_agent_without_a_knowledge_base_answers_from_the_orgs_default_one(
+    org_a: Tenant, org_b: Tenant, services: Services
+) -> None:
+    """Documents uploaded without naming a knowledge base go to the org's default one; search
+    uses it, and so do the org's agents that name none, on a call and in the playground."""
+    upload = await org_a.client.post(
+        "/api/documents/upload",
+        files={"file": ("handbook.md", CORPUS.encode(), "text/markdown")},
+    )
+    assert upload.status_code == 202, upload.text
+    default_kb = upload.json()["knowledge_base_id"]
+    await services.knowledge.ingestor.drain()
+    directory = AgentDirectory(services.db, services.settings)
+    for org, number in ((org_a, "+14155550311"), (org_b, "+14155550312")):
+        agent = (await org.client.post("/api/agents", json=agent_body(number))).json()
+        await org.client.post(
+            "/api/phone-numbers", json={"number": number, "agent_id": agent["id"]}
+        )
+    on_a = await directory.for_number("+14155550311")
+    assert on_a is not None and on_a.knowledge_base_id == default_kb
+    sources = await services.agent_knowledge.context(on_a, QUESTION)
+    assert sources and "30 days" in sources[0].text
+    assert await directory.by_id(str(org_a.org_id), on_a.id) == on_a
+    # Org B has no default knowledge base of its own, and never gets A's.
+    on_b = await directory.for_number("+14155550312")
+    assert on_b is not None and on_b.knowledge_base_id is None
+    assert await services.agent_knowledge.context(on_b, QUESTION) == []

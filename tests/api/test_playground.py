@@ -411,3 +411,20 @@ async def test_the_search_tool_runs_the_hybrid_search_and_cites_the_document(
     assert "30 days" in llm.seen[-1][-1].content  # the result went back to the model
     stored = (await org_a.client.get(f"/api/conversations/{reply['conversation_id']}")).json()
     assert stored["messages"][-1]["citations"][0]["document_name"] == "handbook.md"
+
+
+async def test_an_agent_without_a_knowledge_base_is_grounded_in_the_orgs_default_one(
+    org_a: Tenant, services: Services
+) -> None:
+    from tests.fixtures.kb_corpus import CORPUS
+
+    await org_a.client.post(
+        "/api/documents/upload", files={"file": ("handbook.md", CORPUS.encode(), "text/markdown")}
+    )
+    await services.knowledge.ingestor.drain()
+    llm = script(services, "You have 30 days.")
+    reply = await chat(
+        org_a, await make_agent(org_a), message="How long do I have to send something back?"
+    )
+    assert reply["passages"][0]["document_name"] == "handbook.md"
+    assert "30 days" in llm.seen[-1][-1].content  # the passage was put before the question
