@@ -6,6 +6,7 @@ import asyncio
 from collections import OrderedDict
 
 from app.speech.base import TextToSpeech
+from app.speech.spoken_text import speakable
 from app.telephony.audio import PhoneFrameEncoder
 
 
@@ -47,6 +48,8 @@ class PhraseCache:
     async def _synthesize(self, text: str, voice: str | None) -> list[bytes]:
         encoder = PhoneFrameEncoder()
         out: list[bytes] = []
-        async for chunk in self._tts.stream(text, voice):
+        # A business's greeting may hold times or prices ("open 7am-6pm"): the voice reads them
+        # as said, the cache and the transcript keep the phrase as written.
+        async for chunk in self._tts.stream(speakable(text), voice):
             out += encoder.push(chunk.pcm16, chunk.sample_rate)
         return out + encoder.flush()

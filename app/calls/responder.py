@@ -31,6 +31,7 @@ from app.privacy import KeypadRun, redact_payment_data
 from app.rag.passage import Passage
 from app.speech.base import SpeechToText, TextToSpeech
 from app.speech.pieces import SentenceSplitter
+from app.speech.spoken_text import speakable
 from app.telephony.audio import PhoneFrameEncoder
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,16 @@ class Responder:
             self._metrics.llm_latency.labels(model=result.model).observe(result.first_text_s)
 
     async def _speak(self, turn: Turn, text: str, voice: str | None, *, first: bool) -> None:
-        """Synthesize one sentence into the turn's reply buffer, chunk by chunk."""
+        """Synthesize one sentence into the turn's reply buffer, chunk by chunk.
+
+        The voice reads the sentence's speakable form ("ten a.m."); the reply keeps the words
+        as the model wrote them ("10:00am"), for the transcript and the history.
+        """
         reply = turn.reply
         reply.begin_piece(text)
         started = self._clock()
         encoder = PhoneFrameEncoder()
-        stream = self._tts.stream(text, voice)
+        stream = self._tts.stream(speakable(text), voice)
         try:
             iterator = aiter(stream)
             while True:
