@@ -234,6 +234,21 @@ def create_demo_backend(*, api_key: str | None = None, today: date | None = None
             return _error(404, "item_not_found", item=item)
         return JSONResponse({"item": found["name"], **found})
 
+    @app.get("/availability", summary="Whether a slot is free, with the free ones nearest it")
+    async def availability(
+        day: Annotated[str, Query(alias="date", pattern=r"^\d{4}-\d{2}-\d{2}$")],
+        at: Annotated[str, Query(alias="time", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")],
+    ) -> JSONResponse:
+        try:
+            if date.fromisoformat(day) < data.today:
+                return _error(422, "date_in_past", message=f"{day} has passed")
+        except ValueError:
+            return _error(422, "invalid_date", message=f"{day} is not a calendar day")
+        taken = any(a["date"] == day and a["time"] == at for a in data.appointments)
+        free = at in _slots() and not taken
+        alternatives = [] if free else free_slots_near(data, day, at)
+        return JSONResponse({"date": day, "time": at, "free": free, "alternatives": alternatives})
+
     @app.post("/appointments", summary="Book a slot (send an Idempotency-Key)")
     async def book(
         appointment: AppointmentIn,

@@ -30,6 +30,7 @@ from app.conversation.routing import (
     plan_turn,
     slm_tool_choice,
     slm_tools,
+    slm_tools_after,
     turn_features,
 )
 from app.llm.base import (
@@ -307,11 +308,13 @@ class ConversationEngine:
     def _slm_specs(
         self, specs: list[ToolSpec], features: TurnFeatures, result: TurnResult
     ) -> list[ToolSpec]:
-        # After a tool result the small model only has to say it; offering tools again invites
-        # it to call the same tool in a loop (a step change is different: the new step's tools
-        # are what it needs next). Passages found automatically make its own search redundant.
-        if any(run.name != TRANSITION_TOOL for run in result.tool_runs):
-            return []
+        # After a tool result the small model only has to say it, unless the caller asked for
+        # something else too; offering tools again invites it to call the same tool in a loop
+        # (a step change is different: the new step's tools are what it needs next). Passages
+        # found automatically make its own search redundant.
+        ran = {run.name for run in result.tool_runs if run.name != TRANSITION_TOOL}
+        if ran:
+            return slm_tools_after(specs, features, ran)
         if result.sources:
             specs = [s for s in specs if s.name != knowledge_search.KnowledgeSearch.name]
         return slm_tools(specs, features)

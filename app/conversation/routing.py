@@ -52,10 +52,23 @@ _TOOL_INTENTS = frozenset(intent.name for intent in _INTENTS)
 # "B-7781", "order 55123"). Speech-to-text often splits a spoken "A 1042" in two, so a single
 # letter just before the digits joins them into one candidate ("a 1042" offers "A1042").
 _CODE = re.compile(r"\b(?=[A-Za-z-]*\d)[A-Za-z]{0,4}-?\d{3,10}\b")
-_SPLIT_CODE = re.compile(r"\b([A-Za-z])[ .-]+(\d{3,10})\b")
-# A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "noon".
+_SPLIT_CODE = re.compile(r"\b([A-Za-z])[ .,-]+(\d{3,10})\b")
+# The letter said after the digits: "1042 with an A (in front)", "1042 with the letter A".
+_LETTER_AFTER = re.compile(r"\b(\d{3,10}),? with (?:an? |the )?(?:letter )?([A-Za-z])\b")
+# Digits said one by one, in words or not: "one oh four two", "1 0 4 2", "one-zero-four-two".
+# Three or more in a row make a number; fewer are ordinary words ("one croissant").
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_DIGIT = rf"(?:{'|'.join(_DIGIT_WORDS)}|\d)"
+_SPOKEN_DIGITS = re.compile(rf"\b{_DIGIT}(?:[ ,-]+{_DIGIT}){{2,}}\b", re.IGNORECASE)
+# Words with which a caller takes back what they just said: what follows replaces it.
+_CORRECTION = re.compile(r"\b(?:sorry|i mean|i meant|no wait|actually|make that|rather|no,)")
+# A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "4 in the afternoon", "noon".
 _CLOCK = re.compile(
-    r"\b(?:(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|o'clock)|(\d{1,2}):(\d{2})|(noon))"
+    r"\b(?:(\d{1,2})(?::(\d{2}))?\s*(am|pm|a\.m\.|p\.m\.|o'clock|in the morning|"
+    r"in the afternoon|in the evening)|(\d{1,2}):(\d{2})|(noon|midday))"
 )
 _MONTHS = {
     m: i + 1
@@ -69,14 +82,15 @@ _MONTH = r"(january|february|march|april|may|june|july|august|september|october|
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
 _SPOKEN_DATE = re.compile(
     rf"\b(\d{{4}})-(\d{{2}})-(\d{{2}})\b|\b{_MONTH}\s+{_DAY}\b|\b{_DAY}\s+(?:of\s+)?{_MONTH}\b"
-    rf"|\b(today|tomorrow)\b|\b(?:on|next|this)\s+({'|'.join(_WEEKDAYS)})\b"
+    rf"|\b(today|tomorrow)\b|\b(?<!last )({'|'.join(_WEEKDAYS)})\b"
 )
 # Names as speech-to-text writes them: capitalised words, not the words that start sentences
 # or name days and months.
 _CAPITALISED_RUN = re.compile(r"\b[A-Z][a-z']+(?:\s+[A-Z][a-z']+)*\b")
 _NOT_NAMES = frozenset(
     "I Hi Hello Hey Yes No Okay Ok Thanks Thank Please Can Could Would Will I'd I'm My The "
-    "This That What When Where Why How Is Are Do Does Book Sure Great Monday Tuesday Wednesday "
+    "This That What When Where Why How Is Are Do Does Book Sure Great It It's Its Me Name Um "
+    "Well Alright Actually Sorry Schedule Reserve Monday Tuesday Wednesday "
     "Thursday Friday Saturday Sunday January February March April May June July August "
     "September October November December Today Tomorrow Next And But So Also Just".split()
 )
@@ -151,6 +165,9 @@ class TurnFeatures:
     names: tuple[str, ...] = ()  # names the caller said in recent turns
     dates: tuple[str, ...] = ()  # days the caller named in recent turns, as YYYY-MM-DD
     times: tuple[str, ...] = ()  # clock times the caller said in recent turns, as HH:MM
+    # The intents this turn's own words ask for (not carried over from earlier turns): a
+    # caller asking two things at once wants both done in this turn.
+    asked_now: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +193,7 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
     callers = [m.content for m in history if m.role == "user"]
     recent = " ".join([*callers[-2:], text])
     sentiment = caller_sentiment([text]) if words >= 3 else None
+    asked_now = frozenset(i.name for i in _INTENTS if i.pattern.search(lowered))
     return TurnFeatures(
         words=words,
         questions=text.count("?"),
@@ -184,15 +202,13 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
         reasoning=bool(_REASONING.search(lowered)),
         high_stakes=tuple(sorted({m.group(0) for m in _HIGH_STAKES.finditer(lowered)})),
         frustrated=sentiment is not None and sentiment <= -0.6,
-        intents=frozenset(
-            intent.name
-            for intent in _INTENTS
-            if intent.pattern.search(recent.lower() if intent.lasting else lowered)
-        ),
-        codes=_codes(recent),
+        intents=asked_now
+        | frozenset(i.name for i in _INTENTS if i.lasting and i.pattern.search(recent.lower())),
+        codes=_latest_codes([*callers[-2:], text]),
         names=_names(recent),
         dates=spoken_dates(recent, today or date.today()),
         times=spoken_times(recent),
+        asked_now=asked_now,
     )
 
 
@@ -241,6 +257,9 @@ def spoken_times(text: str) -> tuple[str, ...]:
         hour = int(m.group(1) or m.group(4))
         minute = int(m.group(2) or m.group(5) or 0)
         suffix = (m.group(3) or "").replace(".", "")
+        suffix = {"in the morning": "am", "in the afternoon": "pm", "in the evening": "pm"}.get(
+            suffix, suffix
+        )
         if suffix == "pm" and hour < 12:
             hour += 12
         elif suffix == "am" and hour == 12:
@@ -250,7 +269,34 @@ def spoken_times(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _latest_codes(turns: Sequence[str]) -> tuple[str, ...]:
+    """The codes of the newest caller turn that says any: a caller who gives another number
+    means that one now ("no, the order is A1001"); within a turn, a number said after a
+    correction ("A1043, sorry, A1042") replaces those before it."""
+    for turn in reversed(turns):
+        said = _spoken_digits(turn)
+        corrections = [m.end() for m in _CORRECTION.finditer(said.lower())]
+        for cut in reversed(corrections):
+            if codes := _codes(said[cut:]):
+                return codes
+        if codes := _codes(said):
+            return codes
+    return ()
+
+
+def _spoken_digits(text: str) -> str:
+    """`text` with digits said one by one written as one number ("a one oh four two" is
+    "a 1042")."""
+
+    def joined(m: re.Match[str]) -> str:
+        pieces = re.split(r"[ ,-]+", m.group(0).lower())
+        return "".join(_DIGIT_WORDS.get(piece, piece) for piece in pieces)
+
+    return _SPOKEN_DIGITS.sub(joined, text)
+
+
 def _codes(text: str) -> tuple[str, ...]:
+    text = _LETTER_AFTER.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
     pairs = _SPLIT_CODE.findall(text)
     split = [f"{letter}{digits}" for letter, digits in pairs]
     # "a 1042" is one code heard in two pieces: its digits alone are not another candidate.
@@ -319,14 +365,33 @@ def slm_tools(tools: Sequence[ToolSpec], features: TurnFeatures) -> list[ToolSpe
         if tool.intent is not None and tool.intent.name not in features.intents:
             continue
         heard = {argument: said(features) for argument, said in tool.grounding.items()}
-        if not all(heard.values()):
+        required = set(spec.parameters.get("required", ()))
+        if not all(values for argument, values in heard.items() if argument in required):
             continue  # the model asks for what is missing instead of making it up
         for argument, values in heard.items():
-            spec = _constrain(spec, argument, values)
+            # An optional argument not heard is not shown at all: offered, it would be filled.
+            spec = _constrain(spec, argument, values) if values else _withhold(spec, argument)
         offered.append(spec)
     if any(_asked_for(t) for t in offered):
         offered = [t for t in offered if not _yields(t)]
     return offered
+
+
+def slm_tools_after(
+    tools: Sequence[ToolSpec], features: TurnFeatures, ran: Collection[str]
+) -> list[ToolSpec]:
+    """The tools the small model may see once tools in `ran` have answered this turn: only
+    those for something else the turn's own words asked ("where's A1042, and do you have
+    rye?"). Offering the same tools again invites a loop of the same call."""
+    left = [
+        spec
+        for spec in tools
+        if spec.name not in ran
+        and (tool := tool_class(spec.name)) is not None
+        and tool.intent is not None
+        and tool.intent.name in features.asked_now
+    ]
+    return slm_tools(left, features) if left else []
 
 
 def slm_tool_choice(offered: Sequence[ToolSpec]) -> ToolChoice:
@@ -402,6 +467,14 @@ def _constrain(tool: ToolSpec, argument: str, values: Sequence[str]) -> ToolSpec
     properties = dict(parameters.get("properties", {}))
     properties[argument] = {**properties.get(argument, {"type": "string"}), "enum": list(values)}
     parameters["properties"] = properties
+    return replace(tool, parameters=parameters)
+
+
+def _withhold(tool: ToolSpec, argument: str) -> ToolSpec:
+    parameters = dict(tool.parameters)
+    parameters["properties"] = {
+        k: v for k, v in parameters.get("properties", {}).items() if k != argument
+    }
     return replace(tool, parameters=parameters)
 
 

@@ -1,4 +1,5 @@
-"""`book_appointment`: a booking in the calendar, once the caller gave a name, a day and a time."""
+"""`book_appointment`: a booking in the calendar once the caller gave a name, a day and a time;
+with a day and a time but no name yet, the slot is checked so the agent asks only for the name."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from app.tools.arguments import PHONE, ToolArguments, phone_digits
 from app.tools.base import Intent
-from app.tools.contract import Contract, code, text, texts
+from app.tools.contract import Contract, code, flag, text, texts
 from app.tools.http import Backend, HttpTool, Request, Voice
 
 
@@ -29,9 +30,15 @@ def clock(value: Any) -> Any:
 
 
 class BookingArguments(ToolArguments):
-    """Who, which day and what time; a spoken time ("2:30 pm") is written 24-hour."""
+    """Who, which day and what time; a spoken time ("2:30 pm") is written 24-hour. Without a
+    name the slot is only checked."""
 
-    name: str = Field(description="the caller's name", min_length=1, max_length=100)
+    name: str | None = Field(
+        default=None,
+        description="the caller's name; leave it out to check the slot first",
+        min_length=1,
+        max_length=100,
+    )
     date: str = Field(
         description="the day, YYYY-MM-DD",
         min_length=1,
@@ -75,24 +82,34 @@ class BookingArguments(ToolArguments):
 
 BOOKED = Contract(appointment_id=text(80), date=text(40), time=text(20), status=text(40))
 TAKEN = Contract(alternatives=texts(limit=10, each=20))
+SLOT = Contract(free=flag, alternatives=texts(limit=10, each=20))
+# What the model is told to do once a slot is checked: the name is all a booking still needs.
+ASK_NAME = "ask the caller's name, then book"
+OFFER_ANOTHER = "offer the alternatives, then ask the caller's name"
+_NO_ROUTE = frozenset({404, 405, 501})
 
 
 class Appointment(HttpTool):
-    """POST /appointments on CALENDAR_API_URL; a taken slot comes back with alternatives."""
+    """POST /appointments on CALENDAR_API_URL (a taken slot comes back with alternatives); GET
+    /availability there when the caller gave a day and a time but no name yet."""
 
     name = "book_appointment"
     description = (
-        "Book an appointment. Use only once the caller has given their name, a date and a "
-        "time and has agreed to book. Never invent a date or time: ask. If the slot is "
-        "taken, offer the alternatives returned."
+        "Book an appointment. Use once the caller has given a date and a time; without "
+        "their name yet, leave it out to check the slot, then ask for the name. Never "
+        "invent a name, date or time: ask. If the slot is taken, offer the alternatives."
     )
     arguments = BookingArguments
     intent = Intent(
         "booking",
-        re.compile(r"\b(book|booking|appointment|schedule|reserve|reservation|slot)\b"),
+        re.compile(
+            r"\b(book|booking|appointment|schedule|reserve|reservation|slot|fit (?:me|us) in|"
+            r"come in)\b"
+        ),
         lasting=True,
     )
-    # Until the caller said all three, the small model asks for them instead of making them up.
+    # Until the caller said a day and a time, the small model asks for them instead of making
+    # them up; a name it has not heard is left out of what it sees (the slot is checked).
     grounding = {
         "name": lambda heard: heard.names,
         "date": lambda heard: heard.dates,
@@ -112,11 +129,16 @@ class Appointment(HttpTool):
         )
 
     def request(self, args: dict[str, Any]) -> Request:
+        if "name" not in args:
+            slot = {"date": args["date"], "time": args["time"]}
+            return Request("GET", ("availability",), params=slot)
         return Request("POST", ("appointments",), body=args)
 
     def read(
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
+        if "name" not in args:
+            return _checked(status, args, body)
         if 200 <= status < 300 and body is not None:
             return {"booked": True, **BOOKED.pick(body)}
         if status == 409 and body is not None:
@@ -128,3 +150,23 @@ class Appointment(HttpTool):
                 "alternatives": TAKEN.pick(body).get("alternatives", []),
             }
         return None
+
+
+def _checked(
+    status: int, args: dict[str, Any], body: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A slot check's result: free or not, with alternatives, and what to ask next."""
+    if status in _NO_ROUTE:  # a calendar without the check: the booking will tell
+        return {"booked": False, "date": args["date"], "time": args["time"], "next": ASK_NAME}
+    if not (200 <= status < 300 and body is not None):
+        return None
+    slot = SLOT.pick(body)
+    free = bool(slot.get("free"))
+    return {
+        "booked": False,
+        "slot_free": free,
+        "date": args["date"],
+        "time": args["time"],
+        **({} if free else {"alternatives": slot.get("alternatives", [])}),
+        "next": ASK_NAME if free else OFFER_ANOTHER,
+    }

@@ -36,7 +36,8 @@ class EndCall(Tool):
     intent = Intent(
         "goodbye",
         re.compile(
-            r"\b(bye|goodbye|good bye|that'?s all|that is all|nothing else|hang up|have a good)\b"
+            r"\b(bye|goodbye|good bye|that'?s all|that is all|nothing else|hang up|have a good|"
+            r"have a nice|take care|all set)\b"
         ),
         lasting=False,
     )

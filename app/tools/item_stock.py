@@ -46,7 +46,8 @@ class ItemStock(HttpTool):
         "stock",
         re.compile(
             r"\b(in stock|stock|available|availability|do you have|have any|do you sell|"
-            r"do you carry|sold out|left)\b"
+            r"do you carry|sold out|left|got any|have you got|still got|still have|"
+            r"are there any)\b"
         ),
         lasting=True,
     )

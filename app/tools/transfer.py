@@ -115,7 +115,8 @@ class Transfer(Tool):
         "human",
         re.compile(
             r"\b(human|person|someone|somebody|agent|representative|rep|operator|manager|"
-            r"supervisor|transfer|real person|speak to|talk to)\b"
+            r"supervisor|transfer|real person|speak to|talk to|speak with|talk with|in charge|"
+            r"customer service)\b"
         ),
         lasting=False,
     )
@@ -131,7 +132,11 @@ class Transfer(Tool):
         return bool(self.deps.transfer_number and self.deps.twilio)
 
     def usable(self, agent: AgentProfile) -> bool:
-        return (agent.transfer_number or self.deps.transfer_number) is not None
+        # A handoff system alone is enough to hand off: the playground tells it (a transfer is
+        # only simulated there), and a call without a number to dial still gets the team told.
+        if (agent.transfer_number or self.deps.transfer_number) is not None:
+            return True
+        return self.notice.base_url(agent.tool_urls, agent.org_id) is not None
 
     async def run(
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult

@@ -9,6 +9,7 @@ from app.conversation.routing import (
     escalation_target,
     plan_turn,
     slm_tools,
+    slm_tools_after,
     turn_features,
 )
 from app.llm.base import Message, Tier
@@ -96,9 +97,45 @@ def test_the_slm_sees_a_tool_only_with_grounds_for_it() -> None:
 
 
 def test_grounded_arguments_are_limited_to_what_the_caller_said() -> None:
+    # The newest number the caller gave is the one they mean now.
     order = offered("The number is A1001.", before=("Where's my order A1042?",))
-    assert order["check_order_status"]["properties"]["order_id"]["enum"] == ["A1042", "A1001"]
+    assert order["check_order_status"]["properties"]["order_id"]["enum"] == ["A1001"]
     heard_in_two = offered("Where is my order a 1042?")  # speech-to-text split "A1042"
     assert heard_in_two["check_order_status"]["properties"]["order_id"]["enum"] == ["A1042"]
     booking = offered("Book Anna Lee for December 3rd at 2 pm.")
     assert booking["book_appointment"]["properties"]["name"]["enum"] == ["Anna Lee"]
+
+
+def order_ids(said: str, before: tuple[str, ...] = ()) -> list[str]:
+    ids: list[str] = offered(said, before)["check_order_status"]["properties"]["order_id"]["enum"]
+    return ids
+
+
+def test_spoken_and_corrected_order_numbers_ground_one_code() -> None:
+    assert order_ids("My order number is a one oh four three.") == ["A1043"]
+    assert order_ids("Track order A, one-zero-zero-one please.") == ["A1001"]
+    assert order_ids("Order 1050 with the letter A, has it shipped?") == ["A1050"]
+    assert order_ids("Order A1050, no wait, A1043, where is it?") == ["A1043"]
+    assert order_ids("Actually, make that order A1001.", before=("Order A1050 please.",)) == [
+        "A1001"
+    ]
+    # Fewer than three digits said one by one are words, not a number.
+    assert "check_order_status" not in offered("Where's my order? It had one croissant in it.")
+
+
+def test_a_booking_with_a_day_and_time_but_no_name_is_offered_without_the_name() -> None:
+    booking = offered("Could you fit me in on Friday at 3 in the afternoon?")
+    properties = booking["book_appointment"]["properties"]
+    assert "name" not in properties  # the model cannot invent one
+    assert properties["date"]["enum"] and properties["time"]["enum"] == ["15:00"]
+    assert "book_appointment" not in offered("Could you fit me in on Friday?")  # no time
+
+
+def test_after_a_result_only_what_else_the_turn_asked_is_offered() -> None:
+    features = turn_features([], "Where is order A1042, and do you have rye bread?")
+    specs = [tool.spec() for tool in TOOLS]
+    after = slm_tools_after(specs, features, {"check_order_status"})
+    assert [t.name for t in after] == ["check_item_stock"]
+    # An intent carried over from an earlier turn is not asked for again.
+    earlier = turn_features([Message("user", "Where is order A1042?")], "Do you have rye?")
+    assert slm_tools_after(specs, earlier, {"check_item_stock"}) == []

@@ -55,7 +55,7 @@ TODAYS_PARAMETERS: dict[str, dict[str, Any]] = {
         "properties": {
             "name": {
                 "type": "string",
-                "description": "the caller's name",
+                "description": "the caller's name; leave it out to check the slot first",
                 "minLength": 1,
                 "maxLength": 100,
             },
@@ -87,7 +87,7 @@ TODAYS_PARAMETERS: dict[str, dict[str, Any]] = {
                 "maxLength": 200,
             },
         },
-        "required": ["name", "date", "time"],
+        "required": ["date", "time"],
     },
     "get_customer_profile": {
         "type": "object",
@@ -156,9 +156,9 @@ TODAYS_DESCRIPTIONS: dict[str, str] = {
         "Use when the caller asks if we have something. Not for orders already placed."
     ),
     "book_appointment": (
-        "Book an appointment. Use only once the caller has given their name, a date and a "
-        "time and has agreed to book. Never invent a date or time: ask. If the slot is "
-        "taken, offer the alternatives returned."
+        "Book an appointment. Use once the caller has given a date and a time; without "
+        "their name yet, leave it out to check the slot, then ask for the name. Never "
+        "invent a name, date or time: ask. If the slot is taken, offer the alternatives."
     ),
     "get_customer_profile": (
         "Look up the caller's customer record: name, tier, open orders, notes. Use when "
