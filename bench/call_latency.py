@@ -17,7 +17,8 @@ Per turn, the clock starts at the last audible frame of the caller's speech and 
   answer: the server's saved turn record says which replies began with one, and the marks that
   follow each sentence say where its audio ends. An apology is no answer at all.
 The caller waits for the whole answer: `--patience` seconds of quiet after the agent's audio,
-and `--hold-patience` after a reply no longer than a holding phrase.
+and `--hold-patience` after a reply no longer than a holding phrase (the model may take many
+seconds after one on a slow CPU).
 
 Also reported: the server's per-stage times from its turn records, completed calls, barge-in
 (the caller's first frame → `clear`), and the CPU-seconds per call of the server's processes
@@ -179,8 +180,8 @@ class BenchCall(SimulatedCall):
         def done() -> float | None:
             first = self._first_audible(since)
             end = self._playback.last_audible_end
-            if first is None or end < first:
-                return None
+            if first is None or end < first or not self._playback.idle:
+                return None  # nothing yet, or audio has arrived that has not played yet
             times[len(times) :] = [t for t, _ in self._media_log[len(times) :]]
             start = bisect.bisect_right(times, since)
             heard_s = sum(len(a) for _, a in self._media_log[start:]) / 8000
@@ -783,7 +784,13 @@ async def run(
     report["barge_in_calls"] = len(barge_calls)
     report["turns"] = [asdict(s) for s in all_turns]
     report["failed_calls"] = [
-        {"agent": p.plan.agent, "voice": p.plan.voice, "phase": p.plan.phase, "error": p.error}
+        {
+            "agent": p.plan.agent,
+            "voice": p.plan.voice,
+            "phase": p.plan.phase,
+            "error": p.error,
+            "call": p.result.to_dict() if p.result is not None else None,
+        }
         for p in every + barge_calls
         if not completed(p)
     ]
@@ -898,7 +905,14 @@ def print_report(report: dict[str, Any]) -> None:
     idle = ", ".join(f"{k} {v:.3f}" for k, v in report["idle_cpu_per_s"].items())
     print(f"idle server CPU-s per s: {idle}")
     for failed in report["failed_calls"][:10]:
-        print(f"  not completed: {failed}")
+        call = failed["call"] or {}
+        turns = call.get("turns", [])
+        print(
+            f"  not completed: {failed['phase']} {failed['agent']} {failed['voice']} "
+            f"{call.get('call_sid', '')}: {failed['error'] or ''}"
+            f"{sum(t['timed_out'] for t in turns)} of {len(turns)} turns unanswered, "
+            f"ended by {call.get('ended_by')}, {len(call.get('violations', []))} violations"
+        )
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -927,7 +941,7 @@ def main() -> None:
     )
     parser.add_argument("--patience", type=float, default=3.0, help="s of quiet that end a reply")
     parser.add_argument(
-        "--hold-patience", type=float, default=12.0, help="s of quiet after a holding phrase"
+        "--hold-patience", type=float, default=20.0, help="s of quiet after a holding phrase"
     )
     parser.add_argument("--turn-timeout", type=float, default=45.0, help="s to wait for a reply")
     parser.add_argument("--idle", type=float, default=20.0, help="s of idle CPU baseline")
