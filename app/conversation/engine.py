@@ -289,15 +289,17 @@ class ConversationEngine:
                     yield step
             fallback = next(
                 (
-                    r.spoken_fallback
+                    r.spoken_fallback if not r.ok else r.asks
                     for r in result.tool_runs[-len(calls) :]
-                    if not r.ok and r.spoken_fallback
+                    if (r.spoken_fallback if not r.ok else r.asks)
                 ),
                 None,
             )
             if fallback:
                 # The tool's own words for its failure ("Could you tell me your order
-                # number?") end the turn: they are right, and another model round is not.
+                # number?"), or for what it still needs ("That time is free. What name should
+                # I book it under?"), end the turn: they are right, and another model round
+                # is not (a small model reading "ask for the name" says it back).
                 result.text += fallback
                 yield TextDelta(fallback)
                 break

@@ -63,6 +63,9 @@ _DIGIT_WORDS = {
 }  # fmt: skip
 _DIGIT = rf"(?:{'|'.join(_DIGIT_WORDS)}|\d)"
 _SPOKEN_DIGITS = re.compile(rf"\b{_DIGIT}(?:[ ,-]+{_DIGIT}){{2,}}\b", re.IGNORECASE)
+# A phone number as said: digits with spaces, dots, dashes or brackets between them.
+_PHONE_RUN = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Words with which a caller takes back what they just said: what follows replaces it.
 _CORRECTION = re.compile(r"\b(?:sorry|i mean|i meant|no wait|actually|make that|rather|no,)")
 # A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "4 in the afternoon", "noon".
@@ -165,6 +168,7 @@ class TurnFeatures:
     names: tuple[str, ...] = ()  # names the caller said in recent turns
     dates: tuple[str, ...] = ()  # days the caller named in recent turns, as YYYY-MM-DD
     times: tuple[str, ...] = ()  # clock times the caller said in recent turns, as HH:MM
+    phones: tuple[str, ...] = ()  # phone numbers the caller said in recent turns, digits only
     # The intents this turn's own words ask for (not carried over from earlier turns): a
     # caller asking two things at once wants both done in this turn.
     asked_now: frozenset[str] = frozenset()
@@ -208,6 +212,7 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
         names=_names(recent),
         dates=spoken_dates(recent, today or date.today()),
         times=spoken_times(recent),
+        phones=_phones(recent),
         asked_now=asked_now,
     )
 
@@ -293,6 +298,13 @@ def _spoken_digits(text: str) -> str:
         return "".join(_DIGIT_WORDS.get(piece, piece) for piece in pieces)
 
     return _SPOKEN_DIGITS.sub(joined, text)
+
+
+def _phones(text: str) -> tuple[str, ...]:
+    """Phone numbers said in `text` (7 to 15 digits, spoken one by one or not), digits only."""
+    runs = [r for r in _PHONE_RUN.findall(_spoken_digits(text)) if not _ISO_DAY.fullmatch(r)]
+    numbers = [re.sub(r"[^\d+]", "", run) for run in runs]
+    return tuple(dict.fromkeys(n for n in numbers if 7 <= len(n.lstrip("+")) <= 15))
 
 
 def _codes(text: str) -> tuple[str, ...]:
@@ -463,10 +475,13 @@ def escalation_target(tier: Tier, policy: TierPolicy, available: Collection[Tier
 
 
 def _constrain(tool: ToolSpec, argument: str, values: Sequence[str]) -> ToolSpec:
+    # Required too: an optional argument the caller gave (a booking's name) is one the small
+    # model would otherwise leave out.
     parameters = dict(tool.parameters)
     properties = dict(parameters.get("properties", {}))
     properties[argument] = {**properties.get(argument, {"type": "string"}), "enum": list(values)}
     parameters["properties"] = properties
+    parameters["required"] = list(dict.fromkeys([*parameters.get("required", ()), argument]))
     return replace(tool, parameters=parameters)
 
 

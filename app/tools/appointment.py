@@ -4,16 +4,21 @@ with a day and a time but no name yet, the slot is checked so the agent asks onl
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.llm.base import ToolCall
 from app.tools.arguments import PHONE, ToolArguments, phone_digits
-from app.tools.base import Intent
+from app.tools.base import Intent, ToolContext, ToolOutcome
 from app.tools.contract import Contract, code, flag, text, texts
 from app.tools.http import Backend, HttpTool, Request, Voice
+
+if TYPE_CHECKING:
+    from app.conversation.engine import ConversationState, TurnResult
 
 
 def clock(value: Any) -> Any:
@@ -83,9 +88,11 @@ class BookingArguments(ToolArguments):
 BOOKED = Contract(appointment_id=text(80), date=text(40), time=text(20), status=text(40))
 TAKEN = Contract(alternatives=texts(limit=10, each=20))
 SLOT = Contract(free=flag, alternatives=texts(limit=10, each=20))
-# What the model is told to do once a slot is checked: the name is all a booking still needs.
-ASK_NAME = "ask the caller's name, then book"
-OFFER_ANOTHER = "offer the alternatives, then ask the caller's name"
+# What the model is told once a slot is checked, and what the caller hears: the name is all a
+# booking still needs.
+ASK_NAME = "ask for the caller's name to book it"
+OFFER_ANOTHER = "offer the alternatives and ask for the caller's name"
+ASKS_NAME = "What name should I book it under?"
 _NO_ROUTE = frozenset({404, 405, 501})
 
 
@@ -114,6 +121,7 @@ class Appointment(HttpTool):
         "name": lambda heard: heard.names,
         "date": lambda heard: heard.dates,
         "time": lambda heard: heard.times,
+        "phone": lambda heard: heard.phones,
     }
     voice = Voice(
         "the booking calendar",
@@ -127,6 +135,14 @@ class Appointment(HttpTool):
         return Backend(
             "CALENDAR_API_URL", settings.tools.calendar_api_url, settings.tools.calendar_api_key
         )
+
+    async def run(
+        self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult
+    ) -> ToolOutcome:
+        outcome = await self.ask(call, ctx)
+        if not outcome.ok or "name" in outcome.arguments:
+            return outcome
+        return replace(outcome, asks=_question(outcome.result))
 
     def request(self, args: dict[str, Any]) -> Request:
         if "name" not in args:
@@ -152,21 +168,34 @@ class Appointment(HttpTool):
         return None
 
 
+def _question(checked: dict[str, Any]) -> str:
+    """What the caller hears once the slot is checked."""
+    if checked.get("free") is False:
+        others = checked.get("alternatives") or []
+        if others:
+            offer = ", ".join(others[:-1]) + (" or " if len(others) > 1 else "") + others[-1]
+            return f"That time is taken, but I have {offer}. Which suits you, and what name?"
+        return "That time is taken. Which other time suits you, and what name?"
+    if checked.get("free"):
+        return f"That time is free. {ASKS_NAME}"
+    return f"I can book that. {ASKS_NAME}"
+
+
 def _checked(
     status: int, args: dict[str, Any], body: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """A slot check's result: free or not, with alternatives, and what to ask next."""
     if status in _NO_ROUTE:  # a calendar without the check: the booking will tell
-        return {"booked": False, "date": args["date"], "time": args["time"], "next": ASK_NAME}
+        return {"date": args["date"], "time": args["time"], "next": ASK_NAME}
     if not (200 <= status < 300 and body is not None):
         return None
     slot = SLOT.pick(body)
-    free = bool(slot.get("free"))
+    if slot.get("free"):
+        return {"date": args["date"], "time": args["time"], "free": True, "next": ASK_NAME}
     return {
-        "booked": False,
-        "slot_free": free,
         "date": args["date"],
         "time": args["time"],
-        **({} if free else {"alternatives": slot.get("alternatives", [])}),
-        "next": ASK_NAME if free else OFFER_ANOTHER,
+        "free": False,
+        "alternatives": slot.get("alternatives", []),
+        "next": OFFER_ANOTHER,
     }

@@ -56,6 +56,9 @@ class ToolOutcome:
     spoken_fallback: str | None
     latency_s: float
     error: str | None = None
+    # What the agent must ask the caller before the tool can finish (a booking's name): said
+    # as written, and it ends the turn.
+    asks: str | None = None
 
     def record(self) -> dict[str, Any]:
         """What the conversation record keeps of the run."""

@@ -51,6 +51,9 @@ class CustomerProfile(HttpTool):
         re.compile(r"\b(my account|my profile|my details|membership|loyalty|points)\b"),
         lasting=True,
     )
+    # A number the caller did not say is not shown to the small model (it would make one up):
+    # the number they call from is used instead.
+    grounding = {"phone": lambda heard: heard.phones}
     voice = Voice(
         "the customer records",
         "I can't pull up your account right now.",

@@ -15,7 +15,7 @@ from app.conversation.engine import ConversationEngine, ConversationState, ToolR
 from app.llm.base import ToolCall
 from app.llm.router import TieredLLM
 from app.tools.appointment import ASK_NAME, OFFER_ANOTHER
-from app.tools.base import ToolContext
+from app.tools.base import ToolContext, ToolOutcome
 from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
 from tests import factories
@@ -55,24 +55,22 @@ async def test_a_day_and_time_without_a_name_check_the_slot_and_book_nothing() -
             state = ConversationState.start(AGENT)
             booked_before = len(app.state.data.appointments)
 
-            async def check(at: str) -> dict[str, Any]:
+            async def check(at: str) -> ToolOutcome:
                 call = ToolCall("book_appointment", {"date": TOMORROW, "time": at})
                 outcome = await tools.run(call, CTX, state, TurnResult())
                 assert outcome.ok, outcome
-                return outcome.result
+                return outcome
 
             free = await check("11:00")
             taken = await check("10:00")  # the demo calendar's first slot taken tomorrow
             assert len(app.state.data.appointments) == booked_before
-    assert free == {
-        "booked": False,
-        "slot_free": True,
-        "date": TOMORROW,
-        "time": "11:00",
-        "next": ASK_NAME,
-    }
-    assert taken["slot_free"] is False and taken["next"] == OFFER_ANOTHER
-    assert taken["alternatives"] and "10:00" not in taken["alternatives"]
+    assert free.result == {"date": TOMORROW, "time": "11:00", "free": True, "next": ASK_NAME}
+    assert free.asks == "That time is free. What name should I book it under?"
+    assert taken.result["free"] is False and taken.result["next"] == OFFER_ANOTHER
+    assert taken.result["alternatives"] == ["09:00", "09:30", "11:00"]
+    assert taken.asks == (
+        "That time is taken, but I have 09:00, 09:30 or 11:00. Which suits you, and what name?"
+    )
 
 
 async def test_a_calendar_without_the_check_leaves_it_to_the_booking() -> None:
@@ -81,7 +79,20 @@ async def test_a_calendar_without_the_check_leaves_it_to_the_booking() -> None:
             call = ToolCall("book_appointment", {"date": TOMORROW, "time": "11:00"})
             outcome = await tools.run(call, CTX, ConversationState.start(AGENT), TurnResult())
     assert outcome.ok
-    assert outcome.result == {"booked": False, "date": TOMORROW, "time": "11:00", "next": ASK_NAME}
+    assert outcome.result == {"date": TOMORROW, "time": "11:00", "next": ASK_NAME}
+    assert outcome.asks == "I can book that. What name should I book it under?"
+
+
+async def test_the_engine_says_what_the_check_still_needs_and_ends_the_turn() -> None:
+    with serving(create_demo_backend(today=TODAY)) as url:
+        slm = FakeLLM(replies=[ToolCall("book_appointment", {"date": TOMORROW, "time": "11:00"})])
+        async with ToolBox(settings(url)) as toolbox:
+            engine = ConversationEngine(llm=TieredLLM(slm=slm), toolbox=toolbox)
+            state = ConversationState.start(AGENT, today=TODAY)
+            events = [e async for e in engine.respond(state, "Tomorrow at 11 am, please.")]
+    result = events[-1]
+    assert isinstance(result, TurnResult)
+    assert result.text == "That time is free. What name should I book it under?"
 
 
 async def test_a_handoff_system_alone_hands_off_in_the_playground() -> None:

@@ -126,9 +126,16 @@ def test_spoken_and_corrected_order_numbers_ground_one_code() -> None:
 def test_a_booking_with_a_day_and_time_but_no_name_is_offered_without_the_name() -> None:
     booking = offered("Could you fit me in on Friday at 3 in the afternoon?")
     properties = booking["book_appointment"]["properties"]
-    assert "name" not in properties  # the model cannot invent one
+    assert "name" not in properties and "phone" not in properties  # nothing to invent
     assert properties["date"]["enum"] and properties["time"]["enum"] == ["15:00"]
     assert "book_appointment" not in offered("Could you fit me in on Friday?")  # no time
+    # What the caller did say is required, so the model cannot leave it out.
+    named = offered("Book Anna Lee on Friday at 2 pm, call me on 415 555 0123.")["book_appointment"]
+    assert named["properties"]["phone"]["enum"] == ["4155550123"]
+    assert set(named["required"]) == {"name", "date", "time", "phone"}
+    assert (
+        "phone" not in offered("Look up my account please.")["get_customer_profile"]["properties"]
+    )
 
 
 def test_after_a_result_only_what_else_the_turn_asked_is_offered() -> None:
