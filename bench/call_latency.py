@@ -44,7 +44,6 @@ import random
 import socket
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -552,29 +551,11 @@ def measured(cpu: ServerCpu, into: dict[str, Any]) -> Iterator[None]:
 @contextmanager
 def demo_backend() -> Iterator[str]:
     """The example business API (orders, stock) that the tools agent calls, on a free port."""
-    import uvicorn
-
     from harness.demo_backend import create_demo_backend
+    from harness.serving import serving
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_demo_backend(), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the demo backend did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with serving(create_demo_backend()) as url:
+        yield url
 
 
 async def create_agents(

@@ -30,8 +30,8 @@ from app.observability.metrics import Metrics
 from app.rag.embedder import MiniLMEmbedder
 from app.services import build_services
 from app.settings import Settings
+from harness.serving import serving
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
-from tests.fakes.serving import serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,9 +14,9 @@ import pytest
 from app.llm.base import LLMEvent, ToolCall
 from app.services import Services
 from app.settings import Settings
+from harness.serving import serving
 from tests.api.conftest import Tenant, agent_body, assert_error
 from tests.fakes import FakeLLM
-from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ def _free_port() -> int:
 def demo_backend_url() -> Iterator[str]:
     """The example business API the agents' tools call."""
     from harness.demo_backend import create_demo_backend
-    from tests.fakes.serving import serving
+    from harness.serving import serving
 
     with serving(create_demo_backend()) as url:
         yield url

@@ -25,7 +25,7 @@ from app.llm.router import TieredLLM
 from app.settings import Settings, get_settings
 from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
-from tests.fakes.serving import serving
+from harness.serving import serving
 from tests.fixtures.held_out_turns import HELD_OUT_REQUESTS
 from tests.fixtures.turns import TODAY, TOOL_REQUESTS, ToolRequest
 

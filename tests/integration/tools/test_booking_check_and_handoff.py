@@ -18,9 +18,9 @@ from app.tools.appointment import ASK_NAME, OFFER_ANOTHER
 from app.tools.base import ToolContext, ToolOutcome
 from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
+from harness.serving import serving
 from tests import factories
 from tests.fakes import FakeLLM
-from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from app.tools.http import HttpTool
 from app.tools.registry import HTTP_TOOL_NAMES, ToolBox
 from app.tools.transfer import HandoffNotice, Transfer
 from harness.demo_backend import DemoData, create_demo_backend
+from harness.serving import serving
 from tests import factories
-from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from app.llm.base import ToolCall
 from app.settings import Settings
 from app.tools.base import ToolContext, ToolOutcome
 from app.tools.registry import ToolBox
+from harness.serving import serving
 from tests import factories
-from tests.fakes.serving import serving
 
 pytestmark = pytest.mark.integration
 

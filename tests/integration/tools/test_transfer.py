@@ -18,9 +18,9 @@ from app.llm.router import TieredLLM
 from app.telephony.calls_api import TwilioCalls
 from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
+from harness.serving import serving
 from tests import factories
 from tests.fakes import FakeLLM
-from tests.fakes.serving import serving
 from tests.fakes.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.tools.network import GuardedBackend, RefusedAddress, SocketOption, guarded_client
-from tests.fakes.serving import serving
+from harness.serving import serving
 
 
 @pytest.fixture
