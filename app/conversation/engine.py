@@ -233,6 +233,7 @@ class ConversationEngine:
             yield StepChanged(moved.from_, moved.to, moved.via)
         user = Message("user", grounded_question(text, result.sources))
         held_phrase = False
+        slm_declared: list[ToolSpec] = []  # what the small model's last round had in its prompt
 
         for round_no in range(MAX_TOOL_ROUNDS + 1):
             # The last round must speak: tools stay declared (the history holds calls) but
@@ -241,12 +242,20 @@ class ConversationEngine:
             specs = self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             for_slm = [] if last_round else self._slm_specs(specs, features, result)
+            if for_slm or not slm_declared:
+                slm_offer = ToolOffer(tuple(for_slm), slm_tool_choice(for_slm))
+                slm_declared = for_slm
+            else:
+                # Nothing more to call: the tools of the round before stay in the prompt, so the
+                # small model reads only the call and its result, not the whole conversation
+                # again (its template puts tools in the system block, where the prompt starts).
+                slm_offer = ToolOffer(tuple(slm_declared), "none")
             plan = plan_turn(
                 decision,
                 state.agent.policy,
                 self._served,
                 cloud=ToolOffer(tuple(specs), "none" if last_round else "auto"),
-                slm=ToolOffer(tuple(for_slm), slm_tool_choice(for_slm)),
+                slm=slm_offer,
             )
             stream = self._llm.stream(messages, plan)
             calls: list[ToolCall] = []

@@ -144,11 +144,12 @@ class LlamaCppLLM:
                 cancel.set()
 
         payload = [chat_message(m) for m in messages]
-        tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
+        # Tools that may not be called ("none") stay declared in the prompt: the prompt then
+        # starts as the round before did, and its KV cache is reused.
+        tool_payload = [tool_schema(t) for t in tools] if tools else None
         # Results and errors come back through the queue, so the returned future is not kept.
-        required = tool_choice == "required" and tool_payload is not None
         loop.run_in_executor(
-            self._executor, self._generate, payload, tool_payload, required, emit, cancel
+            self._executor, self._generate, payload, tool_payload, tool_choice, emit, cancel
         )
         try:
             while True:
@@ -181,14 +182,14 @@ class LlamaCppLLM:
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
-        required: bool,
+        tool_choice: ToolChoice,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
-            self._generate_locked(messages, tools, required, emit, cancel)
+            self._generate_locked(messages, tools, tool_choice, emit, cancel)
         except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
 
@@ -196,14 +197,15 @@ class LlamaCppLLM:
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
-        required: bool,
+        tool_choice: ToolChoice,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         import llama_cpp
 
         llm = self._llm
-        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
+        callable_ = tools is not None and tool_choice != "none"
+        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if callable_ else 0)
         prompt = fit_context(
             messages, lambda turns: self.prompt_tokens(turns, tools), self.context, max_tokens
         )
@@ -248,7 +250,7 @@ class LlamaCppLLM:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
-            grammar=self._grammar(messages, tools, required),
+            grammar=self._grammar(messages, tools if callable_ else None, tool_choice),
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
@@ -259,7 +261,7 @@ class LlamaCppLLM:
             if not started:
                 started = True
                 # The grammar lets a reply start with "{" only as a tool call.
-                call_text = "" if tools and text.lstrip().startswith("{") else None
+                call_text = "" if callable_ and text.lstrip().startswith("{") else None
             if call_text is not None:
                 call_text += text
             else:
@@ -279,12 +281,15 @@ class LlamaCppLLM:
         )
 
     def _grammar(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, required: bool
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: ToolChoice,
     ) -> Any:
-        """The compiled `reply_grammar`, cached per grammar text."""
+        """The compiled `reply_grammar` (`tools`: those that may be called), cached per text."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        grammar = reply_grammar(messages, tools, required=required)
+        grammar = reply_grammar(messages, tools, required=tool_choice == "required")
         if grammar is None:
             return None
         if grammar not in self._grammars:

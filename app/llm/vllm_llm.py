@@ -123,10 +123,13 @@ class VllmLLM:
         tool_choice: ToolChoice = "auto",
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
-        tool_payload = [tool_schema(t) for t in tools] if tools and tool_choice != "none" else None
+        # Declared in the prompt even when they may not be called ("none"), as on llama.cpp:
+        # the prompt starts as the round before did, and its prefix cache is reused.
+        tool_payload = [tool_schema(t) for t in tools] if tools else None
+        callable_ = tool_payload if tool_choice != "none" else None
         payload = [chat_message(m) for m in messages]
-        grammar = reply_grammar(payload, tool_payload, required=tool_choice == "required")
-        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if tools else 0)
+        grammar = reply_grammar(payload, callable_, required=tool_choice == "required")
+        max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if callable_ else 0)
         # Token ids, fitted as llama.cpp fits them: vLLM would refuse a prompt longer than its
         # context, where dropping the oldest turns still gives the caller a reply.
         prompt = await asyncio.to_thread(
@@ -162,7 +165,7 @@ class VllmLLM:
                 if (
                     call_text is None
                     and not sent[: -len(new)]
-                    and tools
+                    and callable_
                     and new.lstrip()[:1] == "{"
                 ):
                     call_text = ""

@@ -158,3 +158,19 @@ async def test_slm_tool_calls_on_held_out_turns(engine: ConversationEngine, back
     # at the shipped temperature: a change that loses ground on phrasing it never saw fails
     # here, while the target stays open on the issue.
     assert rate >= 0.8, failures
+
+
+async def test_saying_a_result_reads_only_the_call_and_the_result(
+    engine: ConversationEngine,
+) -> None:
+    """The round that says a tool's result starts with the prompt of the round that called it,
+    so the model reads only what is new (the call and its result) from its KV cache, not the
+    system prompt, the tools and the conversation again."""
+    state = ConversationState.start(AGENT, channel="playground", today=date.fromisoformat(TODAY))
+    events = [e async for e in engine.respond(state, "Hi, where is my order A1042?")]
+    result = events[-1]
+    assert isinstance(result, TurnResult) and [r.name for r in result.tool_runs] == [
+        "check_order_status"
+    ]
+    (_, calling), (_, saying) = result.usage
+    assert saying.cached_tokens >= calling.prompt_tokens, (calling, saying)

@@ -131,7 +131,9 @@ async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
     assert any(isinstance(e, EndCall) for e in events)
     assert spoken(events) == "Goodbye!"
     assert slm.offered[0] is not None and [t.name for t in slm.offered[0]] == ["end_call"]
-    assert slm.offered[1] is None  # after a result the SLM only speaks
+    # After a result the SLM only speaks: the same tools stay in its prompt (its cached prefix
+    # is the round before's), and none may be called.
+    assert slm.offered[1] == slm.offered[0] and slm.choices[1] == "none"
 
 
 async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() -> None:
