@@ -297,11 +297,7 @@ class ConversationEngine:
                     held_phrase = held_phrase or isinstance(step, HoldingPhrase)
                     yield step
             fallback = next(
-                (
-                    r.spoken_fallback if not r.ok else r.asks
-                    for r in result.tool_runs[-len(calls) :]
-                    if (r.spoken_fallback if not r.ok else r.asks)
-                ),
+                (r.closing_words for r in result.tool_runs[-len(calls) :] if r.closing_words),
                 None,
             )
             if fallback:

@@ -60,6 +60,12 @@ class ToolOutcome:
     # as written, and it ends the turn.
     asks: str | None = None
 
+    @property
+    def closing_words(self) -> str | None:
+        """The tool's own words that end the turn: its fallback when it failed, else what it
+        still asks for."""
+        return self.asks if self.ok else self.spoken_fallback
+
     def record(self) -> dict[str, Any]:
         """What the conversation record keeps of the run."""
         return {
