@@ -45,6 +45,7 @@ def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> Language
             model_path=model_path,
             max_tokens=settings.models.slm_max_tokens,
             temperature=settings.models.slm_temperature,
+            seed=settings.models.slm_seed,
             max_num_seqs=settings.models.slm_gpu_max_seqs,
             gpu_memory_utilization=settings.models.slm_gpu_memory_utilization,
         )
@@ -57,6 +58,7 @@ def build_slm(settings: Settings, backend: SLMBackend = "llama_cpp") -> Language
         context=settings.models.slm_context,
         max_tokens=settings.models.slm_max_tokens,
         temperature=settings.models.slm_temperature,
+        seed=settings.models.slm_seed,
     )
 
 

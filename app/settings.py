@@ -127,6 +127,10 @@ class Models(BaseModel):
     slm_context: int = 2048
     slm_max_tokens: int = 80
     slm_temperature: float = 0.3
+    # Every reply is sampled from this seed, so the same conversation gets the same reply
+    # whatever else the replica served before it (speculative replies thrown away included):
+    # evaluations, benchmarks and bug reports repeat.
+    slm_seed: int = 0
     # vLLM only (serve_config.gpu.yaml). The turns one replica batches: the slm deployment's
     # max_ongoing_requests, which also bounds the CUDA graphs captured at start (up to twice it).
     slm_gpu_max_seqs: int = 64

@@ -80,6 +80,7 @@ class LlamaCppLLM:
         context: int = 2048,
         max_tokens: int = 80,
         temperature: float = 0.3,
+        seed: int = 0,
         batch: int = 256,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
@@ -93,6 +94,7 @@ class LlamaCppLLM:
         self.name = f"llama.cpp:{self.model}"
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed
         self._llm: Llama = _slim_state_llama()(
             str(self.model_path),
             n_ctx=context,
@@ -246,6 +248,9 @@ class LlamaCppLLM:
             prompt=prompt,
             max_tokens=max_tokens,
             temperature=self.temperature,
+            # Without a seed, llama-cpp-python draws each completion's seed from the one before,
+            # so a reply would depend on how many replies the process sampled before it.
+            seed=self.seed,
             stop=self._stop,
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),

@@ -89,6 +89,7 @@ class VllmLLM:
         model_path: Path,
         max_tokens: int = 80,
         temperature: float = 0.3,
+        seed: int = 0,
         context: int = 4096,
         gpu_memory_utilization: float = 0.3,
         max_num_seqs: int = 64,
@@ -103,6 +104,7 @@ class VllmLLM:
         self.name = f"vllm:{self.model}"
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed
         self.context = context
         self._engine = AsyncLLMEngine.from_engine_args(
             AsyncEngineArgs(
@@ -140,7 +142,7 @@ class VllmLLM:
             max_tokens,
         )
         params = _sampling_params(
-            max_tokens=max_tokens, temperature=self.temperature, grammar=grammar
+            max_tokens=max_tokens, temperature=self.temperature, seed=self.seed, grammar=grammar
         )
         request_id = uuid.uuid4().hex
         sent = ""
@@ -200,7 +202,7 @@ class VllmLLM:
         self._engine.shutdown()
 
 
-def _sampling_params(*, max_tokens: int, temperature: float, grammar: str | None) -> Any:
+def _sampling_params(*, max_tokens: int, temperature: float, seed: int, grammar: str | None) -> Any:
     """SamplingParams with the grammar, in either of vLLM's structured-output APIs.
 
     vLLM 0.12 removed `guided_decoding=GuidedDecodingParams(...)` for
@@ -208,7 +210,12 @@ def _sampling_params(*, max_tokens: int, temperature: float, grammar: str | None
     """
     from vllm import SamplingParams
 
-    options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "logprobs": 1}
+    options: dict[str, Any] = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,  # per request: a reply does not depend on the batch it was sampled in
+        "logprobs": 1,
+    }
     if grammar is not None:
         try:
             from vllm.sampling_params import StructuredOutputsParams

@@ -222,3 +222,16 @@ async def test_llm_stops_when_the_consumer_leaves(llm: LlamaCppLLM) -> None:
     )
     print(f"\nLLM after a cancelled stream: reply in {time.perf_counter() - started:.3f} s")
     assert "paris" in reply.lower()
+
+
+async def test_llm_gives_a_conversation_the_same_reply_whatever_ran_before(
+    llm: LlamaCppLLM,
+) -> None:
+    """Sampling starts from the configured seed for every reply, so a reply does not depend on
+    how many others the replica sampled before it (speculative ones thrown away included)."""
+    story = [Message("system", SYSTEM), Message("user", "Make up a short story about a ship.")]
+    first, _, _ = await _reply(llm, story)
+    await _reply(llm, [Message("system", SYSTEM), Message("user", "Name a colour.")])
+    await _reply(llm, [Message("system", SYSTEM), Message("user", "Name a fruit.")])
+    again, _, _ = await _reply(llm, story)
+    assert again == first
