@@ -79,7 +79,7 @@ class TurnLedger:
 
     async def close(self, turn: Turn, *, interrupted: bool) -> None:
         """Record `turn`: the agent's words as far as the caller heard them."""
-        heard = turn.reply.played_text() if interrupted else turn.reply.full_text
+        heard = turn.reply.text(played=interrupted)
         result = turn.result
         history = self.state.history
         # The history is appended before anything is awaited, so a turn answered next reads it.
@@ -87,8 +87,8 @@ class TurnLedger:
             history.append(Message("user", turn.caller_text))
         if result is not None and result.total_s:  # only a finished turn's calls and
             history.extend(result.tool_messages)  # results: never a call left unanswered
-        if heard:
-            history.append(Message("assistant", heard))
+        if answer := turn.reply.text(played=interrupted, asides=False):
+            history.append(Message("assistant", answer))
         self._metrics.turns_total.labels(outcome="interrupted" if interrupted else "answered").inc()
         flow = self.state.flow
         await self._recorder.turn_finished(

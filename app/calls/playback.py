@@ -20,6 +20,10 @@ class Piece:
     text: str
     start_frame: int
     end_frame: int | None = None  # set when its audio is complete
+    # Said while the answer was being made ("One moment, please."): the caller hears it and the
+    # transcript keeps it, but it is not the answer, and a model reading it back in its history
+    # starts its own answers with it.
+    aside: bool = False
 
 
 @dataclass(slots=True)
@@ -36,9 +40,9 @@ class Reply:
     complete: bool = False  # no more audio will be added
     first_audio_sent_at: float | None = None
 
-    def begin_piece(self, text: str) -> None:
+    def begin_piece(self, text: str, *, aside: bool = False) -> None:
         """Start the audio of a new sentence."""
-        self.pieces.append(Piece(text=text, start_frame=len(self.frames)))
+        self.pieces.append(Piece(text=text, start_frame=len(self.frames), aside=aside))
 
     def add_frames(self, frames: list[bytes]) -> None:
         """Append 20 ms mu-law frames to the current sentence."""
@@ -86,21 +90,25 @@ class Reply:
     @property
     def full_text(self) -> str:
         """Everything the agent meant to say."""
-        return " ".join(p.text for p in self.pieces).strip()
+        return self.text()
 
-    def played_text(self) -> str:
-        """What the caller heard: whole sentences, and a proportional share of a cut one."""
+    def text(self, *, played: bool = False, asides: bool = True) -> str:
+        """The reply's words: all of them, or (`played`) what the caller heard, whole sentences
+        and a proportional share of a cut one; without `asides`, only the answer's words."""
         heard: list[str] = []
         for piece in self.pieces:
             end = piece.end_frame if piece.end_frame is not None else len(self.frames)
-            if self.played >= end:
-                heard.append(piece.text)
-                continue
-            if self.played > piece.start_frame and end > piece.start_frame:
-                words = piece.text.split()
-                share = (self.played - piece.start_frame) / (end - piece.start_frame)
-                taken = int(len(words) * share)
-                if taken:
-                    heard.append(" ".join(words[:taken]) + "…")
-            break
-        return " ".join(heard).strip()
+            cut = played and self.played < end
+            if asides or not piece.aside:
+                heard.append(self._heard_share(piece, end) if cut else piece.text)
+            if cut:
+                break
+        return " ".join(words for words in heard if words).strip()
+
+    def _heard_share(self, piece: Piece, end: int) -> str:
+        """The words of a piece cut short, in proportion to its frames played."""
+        if self.played <= piece.start_frame or end <= piece.start_frame:
+            return ""
+        words = piece.text.split()
+        taken = int(len(words) * (self.played - piece.start_frame) / (end - piece.start_frame))
+        return " ".join(words[:taken]) + "…" if taken else ""

@@ -114,7 +114,7 @@ class Responder:
             first = True
             while (piece := await pieces.get()) is not None:
                 if isinstance(piece, HoldingPhrase):
-                    await self.say(turn, piece.text, state.agent.voice)
+                    await self.say(turn, piece.text, state.agent.voice, aside=True)
                 else:
                     await self._speak(turn, piece, state.agent.voice, first=first)
                 first = False
@@ -135,12 +135,13 @@ class Responder:
         turn.caller_text = text
         return text
 
-    async def say(self, turn: Turn, text: str, voice: str | None) -> None:
-        """A phrase from the cache (greeting, holding phrase, apology) as one piece of the reply."""
+    async def say(self, turn: Turn, text: str, voice: str | None, *, aside: bool = False) -> None:
+        """A phrase from the cache (greeting, holding phrase, apology) as one piece of the reply;
+        an `aside` is heard and transcribed, but is not the agent's answer in its history."""
         started = self._clock()
         audio = await self._phrases.get(text, voice)
         turn.timings.tts_ttfb_s = self._clock() - started
-        turn.reply.begin_piece(text)
+        turn.reply.begin_piece(text, aside=aside)
         turn.reply.add_frames(audio)
         turn.reply.end_piece()
         self._on_audio()

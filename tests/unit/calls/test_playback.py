@@ -23,14 +23,27 @@ def test_marks_every_200ms_and_at_each_sentence_end() -> None:
 
 def test_played_text_follows_echoed_marks() -> None:
     reply = reply_with([("Hello there.", 10), ("We open at nine tomorrow morning.", 20)])
-    assert reply.played_text() == ""
+    assert reply.text(played=True) == ""
     assert reply.on_mark("3:0:10")
-    assert reply.played_text() == "Hello there."
+    assert reply.text(played=True) == "Hello there."
     assert reply.on_mark("3:0:20")
-    assert reply.played_text() == "Hello there. We open at…"
+    assert reply.text(played=True) == "Hello there. We open at…"
     reply.on_mark("3:0:30")
     assert reply.finished_playing
-    assert reply.played_text() == reply.full_text
+    assert reply.text(played=True) == reply.full_text
+
+
+def test_an_aside_is_heard_and_transcribed_but_is_not_the_answer() -> None:
+    reply = Reply(turn=3)
+    for text, aside in (("One moment, please.", True), ("We open at nine.", False)):
+        reply.begin_piece(text, aside=aside)
+        reply.add_frames([FRAME] * 10)
+        reply.end_piece()
+    assert reply.full_text == "One moment, please. We open at nine."
+    assert reply.text(asides=False) == "We open at nine."
+    reply.on_mark("3:0:10")
+    assert reply.text(played=True) == "One moment, please."
+    assert reply.text(played=True, asides=False) == ""
 
 
 def test_clear_drops_marks_of_the_old_epoch_and_rewinds() -> None:

@@ -17,6 +17,7 @@ from app.calls.reader import SocketClosed
 from app.calls.responder import APOLOGY, ReplicaLoad
 from app.calls.session import CallSession
 from app.conversation.agent import AgentProfile
+from app.conversation.engine import MODEL_HOLDING_PHRASE
 from app.conversation.flows import validate_flow
 from app.engines import Engines
 from app.llm.base import ToolCall
@@ -248,6 +249,28 @@ async def test_greeting_then_a_turn_then_hang_up() -> None:
     assert timings.voice_to_voice_s is not None and timings.voice_to_voice_s > 0
     assert timings.stt_s is not None and timings.llm_ttft_s is not None
     assert metrics.e2e_latency._sum.get() > 0
+
+
+async def test_a_holding_phrase_is_heard_but_not_read_back_as_the_answer() -> None:
+    """A late answer is preceded by "One moment, please.": the caller hears it and the
+    transcript keeps it, but the model's history does not, or it starts answers with it."""
+    phone = Phone()
+    stt = FakeSTT(script=["What time do you open?", "And on Sunday?"])
+    llm = FakeLLM(replies=["We open at nine.", "Closed on Sunday."], first_token_s=1.5)
+    session, recorder, _, _ = await make_session(phone, stt=stt, llm=llm)
+    phone.start()
+    task = asyncio.create_task(session.run())
+    await phone.until_heard()
+    for _ in range(2):
+        await phone.say(tone(0.6) + silence(1.0))
+        await asyncio.sleep(4)
+    phone.stop()
+    await asyncio.wait_for(task, 5)
+
+    answered = [t for t in recorder.turns if t.caller_text]
+    assert answered[0].agent_text == f"{MODEL_HOLDING_PHRASE} We open at nine."
+    said_before = [m.content for m in llm.seen[-1] if m.role == "assistant"]
+    assert said_before == ["Hello, how can I help?", "We open at nine."]
 
 
 async def test_speculative_reply_is_discarded_when_the_caller_goes_on() -> None:
