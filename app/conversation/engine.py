@@ -22,6 +22,7 @@ from typing import Any, Literal
 from app.conversation.agent import AgentProfile
 from app.conversation.flows import TRANSITION_TOOL, FlowState, FlowTransitionError
 from app.conversation.grounding import grounded_question
+from app.conversation.repeats import RepeatCheck
 from app.conversation.routing import (
     RouteDecision,
     TurnFeatures,
@@ -55,6 +56,10 @@ logger = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 3
 TOOL_HOLDING_PHRASE = "Let me check that for you."
 MODEL_HOLDING_PHRASE = "One moment, please."
+# Asked again after a reply that only said an earlier one again; appended to the caller's words.
+NOT_AGAIN = "(Answer these words; do not repeat anything you said before.)"
+# What the agent says when the model repeats itself twice: honest, short, and a way on.
+NO_ANSWER = "Sorry, I'm not sure about that. Could you ask me another way?"
 
 
 @dataclass(slots=True)
@@ -138,6 +143,7 @@ class TurnResult:
     node: str | None = None
     first_text_s: float | None = None
     total_s: float = 0.0
+    repeats: list[str] = field(default_factory=list)  # earlier sentences a model said again
 
     @property
     def tier(self) -> Tier | None:
@@ -175,6 +181,8 @@ class TurnResult:
         record["tokens"] = self.tokens_by_tier()
         if self.node is not None:
             record["node"] = self.node
+        if self.repeats:
+            record["repeats_caught"] = self.repeats
         return record
 
 
@@ -261,6 +269,8 @@ class ConversationEngine:
             calls: list[ToolCall] = []
             spoken = ""
             allowed = set() if last_round else {t.name for t in specs}
+            # Only a reply's opening can be a repeat: once it spoke, its next round goes on.
+            check = RepeatCheck.for_turn(state.history, text, active=not result.text)
             try:
                 async for event in self._with_holding(stream, speak=not held_phrase):
                     if isinstance(event, HoldingPhrase):
@@ -269,10 +279,13 @@ class ConversationEngine:
                     elif isinstance(event, Routed):
                         result.served.append(event)
                     elif isinstance(event, TextDelta) and event.text:
-                        if result.first_text_s is None:
-                            result.first_text_s = self._clock() - started
-                        spoken += event.text
-                        yield event
+                        if speak := check.push(event.text):
+                            if result.first_text_s is None:
+                                result.first_text_s = self._clock() - started
+                            spoken += speak
+                            yield TextDelta(speak)
+                        elif check.repeated:
+                            break
                     elif isinstance(event, ToolCall):
                         if event.name in allowed:
                             calls.append(event)
@@ -284,6 +297,20 @@ class ConversationEngine:
             finally:
                 with contextlib.suppress(Exception):
                     await stream.aclose()  # type: ignore[attr-defined]
+            if rest := check.finish():
+                if result.first_text_s is None:
+                    result.first_text_s = self._clock() - started
+                spoken += rest
+                yield TextDelta(rest)
+            if check.repeated:
+                result.repeats.append(check.said_again or "")
+                logger.warning("call %s: the reply said again %r", state.call_sid, check.said_again)
+                if len(result.repeats) == 1 and not last_round:
+                    user = Message("user", f"{user.content}\n\n{NOT_AGAIN}")
+                    continue  # the caller heard nothing of it: ask once more
+                result.text += NO_ANSWER
+                yield TextDelta(NO_ANSWER)
+                break
             result.text += spoken
             if not calls:
                 break

@@ -12,6 +12,8 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import (
+    NO_ANSWER,
+    NOT_AGAIN,
     ConversationEngine,
     ConversationState,
     EndCall,
@@ -170,6 +172,37 @@ async def test_a_slow_model_gets_one_holding_phrase() -> None:
     events, _ = await turn(engine, ConversationState.start(AGENT), "Hello?")
     assert [e.text for e in events if isinstance(e, HoldingPhrase)] == ["One moment, please."]
     assert spoken(events) == "Here you go."
+
+
+GREETING = "Hello, thanks for calling Rosa's Bakery. How can I help you today?"
+
+
+def greeted() -> ConversationState:
+    state = ConversationState.start(AGENT)
+    state.history.append(Message("assistant", GREETING))
+    return state
+
+
+async def test_a_reply_repeating_the_greeting_is_asked_again_unheard() -> None:
+    slm = FakeLLM(replies=[GREETING, "Sure, what is the order number?"])
+    events, result = await turn(make_engine(slm), greeted(), "Can you check my order?")
+    assert spoken(events) == "Sure, what is the order number?"
+    assert result.text == "Sure, what is the order number?"
+    assert NOT_AGAIN in slm.seen[-1][-1].content
+    assert result.routing_record()["repeats_caught"] == ["hello thanks for calling rosa s bakery"]
+
+
+async def test_a_model_that_repeats_itself_twice_gets_an_honest_short_answer() -> None:
+    slm = FakeLLM(replies=[GREETING, "How can I help you today?"])
+    events, result = await turn(make_engine(slm), greeted(), "Do you make wedding cakes?")
+    assert spoken(events) == result.text == NO_ANSWER
+    assert len(slm.seen) == 2
+
+
+async def test_a_caller_asking_for_a_repeat_hears_it_again() -> None:
+    slm = FakeLLM(replies=[GREETING])
+    events, result = await turn(make_engine(slm), greeted(), "Sorry, could you repeat that?")
+    assert spoken(events) == GREETING and not result.repeats
 
 
 async def test_an_unsure_slm_escalates_to_flash() -> None:
