@@ -133,6 +133,7 @@ async def build_services(
         llm=as_router(engines.llm),
         toolbox=toolbox,
         holding_after_s=settings.tools.holding_phrase_after_s,
+        still_working_after_s=settings.tools.still_working_after_s,
     )
     transcripts = ConversationStore(db, settings)
     agents = AgentDirectory(db, settings)

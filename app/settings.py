@@ -222,6 +222,7 @@ class Tools(BaseModel):
     tool_timeout_s: float = 4.0
     tool_retries: int = 2  # extra attempts on connection errors, 429 and 5xx (safe calls only)
     holding_phrase_after_s: float = 1.2  # a slow tool or model: say a holding phrase after this
+    still_working_after_s: float = 2.5  # ... and sorry for the wait this long after that
 
     @property
     def operator_url_orgs(self) -> list[str]:

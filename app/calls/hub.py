@@ -14,7 +14,7 @@ from app.calls.recorder import CallSummary
 from app.calls.responder import APOLOGY
 from app.calls.session import CallServices, CallSession
 from app.conversation.agent import AgentProfile
-from app.conversation.engine import MODEL_HOLDING_PHRASE, TOOL_HOLDING_PHRASE
+from app.conversation.engine import WAITING_PHRASES
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class CallHub:
 
     async def prewarm(self, agent: AgentProfile) -> None:
         """Synthesize `agent`'s greeting and the stock phrases so none waits on TTS in a call."""
-        for text in (agent.greeting, APOLOGY, TOOL_HOLDING_PHRASE, MODEL_HOLDING_PHRASE):
+        for text in (agent.greeting, APOLOGY, *WAITING_PHRASES):
             await self._services.phrases.get(text, agent.voice)
 
     async def answer(self, call: IncomingCall) -> Connect | Literal["not_in_service", "busy"]:

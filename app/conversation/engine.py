@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 3
 TOOL_HOLDING_PHRASE = "Let me check that for you."
 MODEL_HOLDING_PHRASE = "One moment, please."
+# Said once if the answer is still not there a while after the holding phrase: a caller who was
+# told to wait hears that they are not forgotten, never a long silence.
+STILL_WORKING_PHRASE = "Sorry for the wait, I'm still on it."
+WAITING_PHRASES = (TOOL_HOLDING_PHRASE, MODEL_HOLDING_PHRASE, STILL_WORKING_PHRASE)
 # Asked again after a reply that only said an earlier one again; appended to the caller's words.
 NOT_AGAIN = "(Answer these words; do not repeat anything you said before.)"
 # What the agent says when the model repeats itself twice: honest, short, and a way on.
@@ -198,12 +202,16 @@ class ConversationEngine:
         llm: RoutingLLM,
         toolbox: ToolBox,
         holding_after_s: float = 1.2,
+        still_working_after_s: float = 2.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`holding_after_s` of silence gets a holding phrase; `still_working_after_s` after it
+        (about a second of it is the phrase itself), an apology for the wait."""
         self._llm = llm
         self._toolbox = toolbox
         self._served = llm.served_tiers
         self._holding_after_s = holding_after_s
+        self._still_working_after_s = still_working_after_s
         self._clock = clock
 
     async def respond(
@@ -240,7 +248,7 @@ class ConversationEngine:
         if moved is not None:
             yield StepChanged(moved.from_, moved.to, moved.via)
         user = Message("user", grounded_question(text, result.sources))
-        held_phrase = False
+        said_waiting: set[str] = set()  # what this turn said while the caller waited
         slm_declared: list[ToolSpec] = []  # what the small model's last round had in its prompt
 
         for round_no in range(MAX_TOOL_ROUNDS + 1):
@@ -272,9 +280,10 @@ class ConversationEngine:
             # Only a reply's opening can be a repeat: once it spoke, its next round goes on.
             check = RepeatCheck.for_turn(state.history, text, active=not result.text)
             try:
-                async for event in self._with_holding(stream, speak=not held_phrase):
+                waiting = self._waiting(MODEL_HOLDING_PHRASE, said_waiting)
+                async for event in self._with_holding(stream, waiting):
                     if isinstance(event, HoldingPhrase):
-                        held_phrase = True
+                        said_waiting.add(event.text)
                         yield event
                     elif isinstance(event, Routed):
                         result.served.append(event)
@@ -320,8 +329,10 @@ class ConversationEngine:
             ]
             result.tool_messages.append(Message("assistant", spoken, tool_calls=tuple(calls)))
             for call in calls:
-                async for step in self._run_tool(state, call, result, held_phrase):
-                    held_phrase = held_phrase or isinstance(step, HoldingPhrase)
+                waiting = self._waiting(TOOL_HOLDING_PHRASE, said_waiting)
+                async for step in self._run_tool(state, call, result, waiting):
+                    if isinstance(step, HoldingPhrase):
+                        said_waiting.add(step.text)
                     yield step
             fallback = next(
                 (r.closing_words for r in result.tool_runs[-len(calls) :] if r.closing_words),
@@ -354,7 +365,11 @@ class ConversationEngine:
         return slm_tools(specs, features)
 
     async def _run_tool(
-        self, state: ConversationState, call: ToolCall, result: TurnResult, held: bool
+        self,
+        state: ConversationState,
+        call: ToolCall,
+        result: TurnResult,
+        waiting: list[tuple[float, str]],
     ) -> AsyncIterator[EngineEvent]:
         if call.name == TRANSITION_TOOL and state.flow is not None:
             started = time.monotonic()
@@ -379,10 +394,11 @@ class ConversationEngine:
             )
             task = asyncio.ensure_future(self._toolbox.run(call, context, state, result))
             try:
-                if not held:
-                    done, _ = await asyncio.wait({task}, timeout=self._holding_after_s)
-                    if not done:
-                        yield HoldingPhrase(TOOL_HOLDING_PHRASE)
+                for after_s, phrase in waiting:
+                    done, _ = await asyncio.wait({task}, timeout=after_s)
+                    if done:
+                        break
+                    yield HoldingPhrase(phrase)
                 outcome = await task
             finally:
                 task.cancel()
@@ -399,27 +415,41 @@ class ConversationEngine:
         if call.name == end_call.EndCall.name and outcome.ok:
             yield EndCall(str(call.arguments.get("reason") or "the agent ended the call"))
 
+    def _waiting(self, holding: str, said: set[str]) -> list[tuple[float, str]]:
+        """What to say, and after how long, while the caller waits on the next step: the
+        `holding` phrase unless one was said this turn, then the apology for the wait, once."""
+        phrases: list[tuple[float, str]] = []
+        if not said & {MODEL_HOLDING_PHRASE, TOOL_HOLDING_PHRASE}:
+            phrases.append((self._holding_after_s, holding))
+        if STILL_WORKING_PHRASE not in said:
+            phrases.append((self._still_working_after_s, STILL_WORKING_PHRASE))
+        return phrases
+
     async def _with_holding(
-        self, stream: AsyncIterator[LLMEvent], *, speak: bool
+        self, stream: AsyncIterator[LLMEvent], waiting: list[tuple[float, str]]
     ) -> AsyncIterator[LLMEvent | HoldingPhrase]:
-        """The stream's events, with a holding phrase if nothing speakable comes in time."""
+        """The stream's events, with the `waiting` phrases said, each after its delay from the
+        one before, until something speakable (or a tool call) comes."""
         iterator = aiter(stream)
-        deadline = self._clock() + self._holding_after_s
-        waiting = speak
+        waiting = list(waiting)
+        since = self._clock()
         while True:
             next_event = asyncio.ensure_future(anext(iterator))
             try:
-                if waiting:
-                    timeout = max(0.0, deadline - self._clock())
+                while waiting:
+                    after_s, phrase = waiting[0]
+                    timeout = max(0.0, since + after_s - self._clock())
                     done, _ = await asyncio.wait({next_event}, timeout=timeout)
-                    if not done:
-                        waiting = False
-                        yield HoldingPhrase(MODEL_HOLDING_PHRASE)
+                    if done:
+                        break
+                    waiting.pop(0)
+                    since = self._clock()
+                    yield HoldingPhrase(phrase)
                 event = await next_event
             except StopAsyncIteration:
                 return
             finally:
                 next_event.cancel()
             if isinstance(event, TextDelta | ToolCall):
-                waiting = False
+                waiting = []
             yield event

@@ -12,8 +12,11 @@ import pytest
 
 from app.conversation.agent import AgentProfile
 from app.conversation.engine import (
+    MODEL_HOLDING_PHRASE,
     NO_ANSWER,
     NOT_AGAIN,
+    STILL_WORKING_PHRASE,
+    TOOL_HOLDING_PHRASE,
     ConversationEngine,
     ConversationState,
     EndCall,
@@ -59,6 +62,7 @@ def make_engine(
     lookup: Any = None,
     settings: Settings | None = None,
     holding_after_s: float = 1.0,
+    still_working_after_s: float = 2.5,
 ) -> ConversationEngine:
     settings = settings or factories.settings()
     tiers = {Tier.FLASH: cloud, Tier.PRO: cloud} if cloud is not None else {}
@@ -67,6 +71,7 @@ def make_engine(
         llm=router,
         toolbox=ToolBox(settings, lookup=lookup),
         holding_after_s=holding_after_s,
+        still_working_after_s=still_working_after_s,
     )
 
 
@@ -203,6 +208,37 @@ async def test_a_caller_asking_for_a_repeat_hears_it_again() -> None:
     slm = FakeLLM(replies=[GREETING])
     events, result = await turn(make_engine(slm), greeted(), "Sorry, could you repeat that?")
     assert spoken(events) == GREETING and not result.repeats
+
+
+async def test_a_model_still_silent_after_the_holding_phrase_says_sorry_for_the_wait() -> None:
+    slm = FakeLLM(replies=["Here you go."], first_token_s=0.5)
+    engine = make_engine(slm, holding_after_s=0.1, still_working_after_s=0.2)
+    events, result = await turn(engine, ConversationState.start(AGENT), "Hello?")
+    assert [e.text for e in events if isinstance(e, HoldingPhrase)] == [
+        MODEL_HOLDING_PHRASE,
+        STILL_WORKING_PHRASE,
+    ]
+    assert spoken(events) == result.text == "Here you go."
+
+
+async def test_a_tool_still_running_after_its_holding_phrase_says_sorry_once() -> None:
+    async def slow_lookup(agent: AgentProfile, query: str) -> list[Passage]:
+        await asyncio.sleep(0.5)
+        return [PASSAGE]
+
+    flash = FakeLLM(replies=[ToolCall("search_knowledge_base", {"query": "returns"}), "45 days."])
+    engine = make_engine(
+        FakeLLM(), cloud=flash, lookup=slow_lookup, holding_after_s=0.1, still_working_after_s=0.2
+    )
+    agent = replace(AGENT, policy=TierPolicy(default_tier=Tier.FLASH))
+    events, _ = await turn(engine, ConversationState.start(agent), "What's your return policy?")
+    said = [e.text if isinstance(e, HoldingPhrase) else type(e).__name__ for e in events]
+    assert [s for s in said if s != "TextDelta"] == [
+        TOOL_HOLDING_PHRASE,
+        STILL_WORKING_PHRASE,
+        "ToolRan",
+        "TurnResult",
+    ]
 
 
 async def test_an_unsure_slm_escalates_to_flash() -> None:
