@@ -45,7 +45,7 @@ from app.conversation.engine import (
 from app.conversation.flows import FlowState
 from app.conversation.grounding import AgentKnowledge
 from app.db.models import Agent, Organization
-from app.llm.base import TextDelta
+from app.llm.base import Message, TextDelta
 from app.privacy import mask_key_after, redact_payment_data
 from app.rag.passage import Passage
 from app.transcripts.store import (
@@ -306,7 +306,9 @@ def _state(transcript: Transcript, agent: AgentProfile) -> ConversationState:
             flow = FlowState(agent.flow)
     return ConversationState(
         agent=agent,
-        history=transcript.history,
+        # A call opens with the greeting and the model reads it first: so does the playground,
+        # which answers "as it would go on a call" (same prompt, same cached prefix).
+        history=[Message("assistant", agent.greeting), *transcript.history],
         flow=flow,
         conversation_id=str(transcript.ref.id),
         channel="playground",

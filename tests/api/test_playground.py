@@ -76,7 +76,13 @@ async def test_a_chat_is_a_stored_playground_conversation(
     assert second["conversation_id"] == first["conversation_id"]
     # The second turn sees the first exchange.
     texts = [m.content for m in llm.seen[-1]]
-    assert texts[1:] == ["Hi there!", "We open at seven.", "And when do you close?"]
+    # As on a call, the model reads the agent's greeting first.
+    assert texts[1:] == [
+        "Hi, Acme here. How can I help?",
+        "Hi there!",
+        "We open at seven.",
+        "And when do you close?",
+    ]
 
     stored = (await org_a.client.get(f"/api/conversations/{first['conversation_id']}")).json()
     assert stored["channel"] == "playground"
