@@ -50,8 +50,14 @@ def grounded_question(question: str, sources: list[Passage]) -> str:
     """
     if not sources:
         return question
-    facts = "\n".join(f"- {s.heading + ': ' if s.heading else ''}{s.text}" for s in sources)
+    # A section's own heading only: a document's title in front of a fact ("Staff handbook ›
+    # Delivery") is read out by a small model. The caller's words come last, unlabelled: a
+    # label ("The caller says:") was said back with them.
+    facts = "\n".join(f"- {_section(s.heading)}{s.text}" for s in sources)
     return (
-        "Facts from our documents (use them if they answer the question; never mention them):\n"
-        f"{facts}\n\nThe caller says: {question}"
+        f"(Facts you may use; never mention them or where they come from:\n{facts})\n\n{question}"
     )
+
+
+def _section(heading: str | None) -> str:
+    return f"{heading.rsplit('›', 1)[-1].strip()}: " if heading else ""

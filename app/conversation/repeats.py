@@ -1,7 +1,8 @@
 """Replies that say again what the agent already said.
 
 A small model that loses the thread answers a new question with its greeting or with its last
-answer ("We're open nine to five" again, for "can you check my order"). The start of each reply
+answer ("We're open nine to five" again, for "can you check my order"), or says the caller's
+question back. The start of each reply
 is held back only while it could still be such a repeat: as soon as its words part from
 everything the agent said before, they go on at once, so an ordinary reply loses no time. A
 first sentence that does say an earlier sentence again is caught before the caller hears it.
@@ -56,9 +57,10 @@ class RepeatCheck:
     def for_turn(
         cls, history: Sequence[Message], asked: str, *, active: bool = True
     ) -> RepeatCheck:
-        """A check against everything the agent said in `history`, unless the caller's words
-        `asked` call for a repeat (or it is not `active`)."""
-        said = [m.content for m in history if m.role == "assistant" and m.content]
+        """A check against everything the agent said in `history` and the caller's words
+        `asked`, unless those call for a repeat (or it is not `active`)."""
+        # The caller's own words said back are no answer either (a small model echoes them).
+        said = [m.content for m in history if m.role == "assistant" and m.content] + [asked]
         asked_words = words(asked)
         asked_before = any(
             _likeness(asked_words, words(m.content)) >= SIMILAR

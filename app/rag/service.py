@@ -230,7 +230,14 @@ class KnowledgeService:
         hits = await self.searcher.search(org_id, kb_id, query, k=settings.top_k)
         chosen: list[SearchHit] = []
         used = 0
+        nearest = min(
+            (h.vector_distance for h in hits if h.vector_distance is not None), default=None
+        )
         for hit in hits:
+            if not settings.relevant(
+                hit.vector_distance, shares_words=hit.text_rank is not None, nearest=nearest
+            ):
+                continue
             if chosen and used + hit.token_count > settings.token_budget:
                 break
             chosen.append(hit)

@@ -41,6 +41,19 @@ async def test_the_callers_words_find_the_passage(org_a: Tenant, services: Servi
     assert sources[0].document_name == "handbook.md" and "30 days" in sources[0].text
 
 
+async def test_words_about_something_else_bring_no_passages(
+    org_a: Tenant, services: Services
+) -> None:
+    """A home-services handbook has nothing on kayaks or opening hours: its nearest sections
+    are not put in front of the model, which would read them out instead of answering."""
+    profile = await agent_answering(org_a, services, "+14155550305")
+    for words in ("Do you sell kayaks as well?", "Could I speak to somebody in person?"):
+        assert await services.agent_knowledge.context(profile, words) == [], words
+    # A question a section answers in other words still finds it.
+    found = await services.agent_knowledge.context(profile, "is there an extra charge at night?")
+    assert found and "Emergency" in (found[0].heading or "")
+
+
 async def test_budget_and_switch_are_honoured(org_a: Tenant, services: Services) -> None:
     tight = await agent_answering(org_a, services, "+14155550302", top_k=5, token_budget=50)
     # The best passage always fits, whatever the budget.

@@ -68,6 +68,12 @@ def test_text_streamed_in_odd_pieces_is_judged_on_whole_words() -> None:
     assert check.repeated
 
 
+def test_the_callers_question_said_back_is_caught() -> None:
+    check = RepeatCheck.for_turn(HISTORY, "Do you sell kayaks as well?")
+    stream(check, "Do you sell kayaks as well?")
+    assert check.repeated
+
+
 def test_a_caller_who_asks_to_hear_it_again_gets_it_again() -> None:
     for asked in ("Sorry, can you repeat that?", "When are you open?", "Pardon?"):
         check = RepeatCheck.for_turn(HISTORY, asked)
