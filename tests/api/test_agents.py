@@ -214,7 +214,12 @@ async def test_put_replaces_the_agent_and_resets_what_it_leaves_out(org_a: Tenan
     assert new["id"] == agent["id"] and new["created_at"] == agent["created_at"]
     assert new["name"] == "Reception"
     assert new["voice_id"] == "joe" and new["tools"] == [] and new["flow"] is None
-    assert new["knowledge"] == {"top_k": 3, "token_budget": 400, "auto_context": True}
+    assert new["knowledge"] == {
+        "top_k": 3,
+        "token_budget": 400,
+        "auto_context": True,
+        "max_distance": 0.65,
+    }
     assert new["enabled"] is True
     assert (await client.get(f"/api/agents/{agent['id']}")).json() == new
 
