@@ -57,9 +57,10 @@ class HandleLLM(RemoteEngine):
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         """Stream the deployment's events."""
-        generator = self._handle.stream.remote(messages, tools, tier, tool_choice)
+        generator = self._handle.stream.remote(messages, tools, tier, tool_choice, shown)
         try:
             async for event in generator:
                 yield event

@@ -29,7 +29,8 @@ class SLMDeployment:
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         """Reply events for `messages`."""
-        async for event in self.engine.stream(messages, tools, tier, tool_choice):
+        async for event in self.engine.stream(messages, tools, tier, tool_choice, shown):
             yield event

@@ -249,7 +249,6 @@ class ConversationEngine:
             yield StepChanged(moved.from_, moved.to, moved.via)
         user = Message("user", grounded_question(text, result.sources))
         said_waiting: set[str] = set()  # what this turn said while the caller waited
-        slm_declared: list[ToolSpec] = []  # what the small model's last round had in its prompt
 
         for round_no in range(MAX_TOOL_ROUNDS + 1):
             # The last round must speak: tools stay declared (the history holds calls) but
@@ -258,14 +257,15 @@ class ConversationEngine:
             specs = self._toolbox.specs(state)
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             for_slm = [] if last_round else self._slm_specs(specs, features, result)
-            if for_slm or not slm_declared:
-                slm_offer = ToolOffer(tuple(for_slm), slm_tool_choice(for_slm))
-                slm_declared = for_slm
-            else:
-                # Nothing more to call: the tools of the round before stay in the prompt, so the
-                # small model reads only the call and its result, not the whole conversation
-                # again (its template puts tools in the system block, where the prompt starts).
-                slm_offer = ToolOffer(tuple(slm_declared), "none")
+            # The small model's prompt declares the step's tools, plain, on every round; which of
+            # them it may call (and with which grounded arguments) is up to the grammar. Its
+            # prompt then starts the same turn after turn and round after round, and only the
+            # new words are read: offering a different subset each turn re-read everything.
+            slm_offer = ToolOffer(
+                tuple(for_slm),
+                slm_tool_choice(for_slm) if for_slm else "none",
+                shown=tuple(specs) if specs else None,
+            )
             plan = plan_turn(
                 decision,
                 state.agent.policy,

@@ -107,8 +107,14 @@ class LanguageModel(Protocol):
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
-        """Yield the reply as it is generated; cancelling the iteration stops generation."""
+        """Yield the reply as it is generated; cancelling the iteration stops generation.
+
+        `tools` may be called (unless `tool_choice` is "none"); `shown`, when given, are the
+        tools the prompt declares instead, a superset: a local model keeps its cached prompt
+        prefix when the declared tools stay the same turn after turn while the callable ones
+        change. A cloud model may ignore it."""
         ...
 
     async def prewarm(self, system_prompt: str | None = None) -> None:

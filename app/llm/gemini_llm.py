@@ -100,6 +100,7 @@ class GeminiLLM:
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.FLASH,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,  # the model's own context caching needs none
     ) -> AsyncGenerator[LLMEvent, None]:
         """Yield TextDelta pieces and ToolCalls as they arrive, then one Usage.
 

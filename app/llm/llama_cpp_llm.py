@@ -130,6 +130,7 @@ class LlamaCppLLM:
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         """Yield TextDelta pieces of the reply (or one ToolCall), a Confidence, then one Usage.
 
@@ -146,13 +147,9 @@ class LlamaCppLLM:
                 cancel.set()
 
         payload = [chat_message(m) for m in messages]
-        # Tools that may not be called ("none") stay declared in the prompt: the prompt then
-        # starts as the round before did, and its KV cache is reused.
-        tool_payload = [tool_schema(t) for t in tools] if tools else None
+        offer = PromptTools.of(tools, tool_choice, shown)
         # Results and errors come back through the queue, so the returned future is not kept.
-        loop.run_in_executor(
-            self._executor, self._generate, payload, tool_payload, tool_choice, emit, cancel
-        )
+        loop.run_in_executor(self._executor, self._generate, payload, offer, emit, cancel)
         try:
             while True:
                 item = await queue.get()
@@ -183,33 +180,31 @@ class LlamaCppLLM:
     def _generate(
         self,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        tool_choice: ToolChoice,
+        offer: PromptTools,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
-            self._generate_locked(messages, tools, tool_choice, emit, cancel)
+            self._generate_locked(messages, offer, emit, cancel)
         except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
 
     def _generate_locked(
         self,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        tool_choice: ToolChoice,
+        offer: PromptTools,
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
         import llama_cpp
 
         llm = self._llm
-        callable_ = tools is not None and tool_choice != "none"
+        callable_ = offer.callable is not None
         max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if callable_ else 0)
         prompt = fit_context(
-            messages, lambda turns: self.prompt_tokens(turns, tools), self.context, max_tokens
+            messages, lambda turns: self.prompt_tokens(turns, offer.shown), self.context, max_tokens
         )
         cached = self._cached_prefix(prompt)
         n_prompt = len(prompt)
@@ -255,7 +250,7 @@ class LlamaCppLLM:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
-            grammar=self._grammar(messages, tools if callable_ else None, tool_choice),
+            grammar=self._grammar(messages, offer),
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
@@ -285,16 +280,11 @@ class LlamaCppLLM:
             )
         )
 
-    def _grammar(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        tool_choice: ToolChoice,
-    ) -> Any:
-        """The compiled `reply_grammar` (`tools`: those that may be called), cached per text."""
+    def _grammar(self, messages: list[dict[str, Any]], offer: PromptTools) -> Any:
+        """The compiled `reply_grammar`, cached per text."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        grammar = reply_grammar(messages, tools, required=tool_choice == "required")
+        grammar = reply_grammar(messages, offer)
         if grammar is None:
             return None
         if grammar not in self._grammars:
@@ -333,14 +323,39 @@ class LlamaCppLLM:
 SPOKEN_AFTER_RESULT_GRAMMAR = "root ::= [^{}<>\\[\\]\\x00]+"
 
 
-def reply_grammar(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, required: bool
-) -> str | None:
-    """The GBNF a reply is sampled under: `tool_grammar` when tools are offered, spoken words
-    only when the reply says a tool's result, else none. llama.cpp and vLLM both use it."""
-    if tools:
-        return tool_grammar(tools, required=required)
-    if messages and messages[-1]["role"] == "tool":
+@dataclass(frozen=True, slots=True)
+class PromptTools:
+    """One request's tools in chat-template form: those the prompt declares, and those that
+    may be called (a subset; None: none)."""
+
+    shown: list[dict[str, Any]] | None
+    callable: list[dict[str, Any]] | None
+    required: bool = False
+
+    @classmethod
+    def of(
+        cls, tools: list[ToolSpec] | None, choice: ToolChoice, shown: list[ToolSpec] | None
+    ) -> PromptTools:
+        """From a `stream` call's arguments: `shown` declared (default: `tools`), `tools`
+        callable unless `choice` is "none". Declared tools that may not be called keep the
+        prompt starting as the round before did, so its KV cache is reused."""
+        declared = shown if shown is not None else tools
+        return cls(
+            shown=[tool_schema(t) for t in declared] if declared else None,
+            callable=[tool_schema(t) for t in tools] if tools and choice != "none" else None,
+            required=choice == "required",
+        )
+
+
+def reply_grammar(messages: list[dict[str, Any]], offer: PromptTools) -> str | None:
+    """The GBNF a reply is sampled under: `tool_grammar` when tools may be called, spoken words
+    only when the reply says a tool's result, no call when tools are only declared, else none.
+    llama.cpp and vLLM both use it."""
+    if offer.callable:
+        return tool_grammar(offer.callable, required=offer.required)
+    if (messages and messages[-1]["role"] == "tool") or offer.shown:
+        # Tools declared but not callable: the model would otherwise write a call as text
+        # (measured: one in a ```json block, which the voice then read out).
         return SPOKEN_AFTER_RESULT_GRAMMAR
     return None
 

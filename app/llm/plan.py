@@ -18,11 +18,18 @@ class ToolOffer:
 
     tools: tuple[ToolSpec, ...] = ()
     choice: ToolChoice = "auto"
+    # Declared in the prompt instead of `tools` (a superset), so it reads the same every turn.
+    shown: tuple[ToolSpec, ...] | None = None
 
     @property
     def specs(self) -> list[ToolSpec] | None:
         """The tools as engines take them (None: no tools at all)."""
         return list(self.tools) or None
+
+    @property
+    def shown_specs(self) -> list[ToolSpec] | None:
+        """The declared tools as engines take them (None: `specs`)."""
+        return list(self.shown) if self.shown is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,7 +131,9 @@ class TieredLLM:
                 await stream.aclose()  # type: ignore[attr-defined]
 
     async def _serve_slm(self, messages: list[Message], plan: TurnPlan) -> AsyncIterator[LLMEvent]:
-        stream = self._slm.stream(messages, plan.slm.specs, Tier.SLM, plan.slm.choice)
+        stream = self._slm.stream(
+            messages, plan.slm.specs, Tier.SLM, plan.slm.choice, plan.slm.shown_specs
+        )
         if plan.escalation is None:
             try:
                 async for event in stream:

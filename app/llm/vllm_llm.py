@@ -36,11 +36,11 @@ from app.llm.base import (
 from app.llm.llama_cpp_llm import (
     CONFIDENCE_TOKENS,
     TOOL_CALL_EXTRA_TOKENS,
+    PromptTools,
     chat_message,
     fit_context,
     parse_call,
     reply_grammar,
-    tool_schema,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,21 +123,22 @@ class VllmLLM:
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         """TextDelta pieces (or one ToolCall), a Confidence, then one Usage."""
-        # Declared in the prompt even when they may not be called ("none"), as on llama.cpp:
-        # the prompt starts as the round before did, and its prefix cache is reused.
-        tool_payload = [tool_schema(t) for t in tools] if tools else None
-        callable_ = tool_payload if tool_choice != "none" else None
+        # Declared as on llama.cpp, so the prompt starts as the round before did and its prefix
+        # cache is reused.
+        offer = PromptTools.of(tools, tool_choice, shown)
+        callable_ = offer.callable
         payload = [chat_message(m) for m in messages]
-        grammar = reply_grammar(payload, callable_, required=tool_choice == "required")
+        grammar = reply_grammar(payload, offer)
         max_tokens = self.max_tokens + (TOOL_CALL_EXTRA_TOKENS if callable_ else 0)
         # Token ids, fitted as llama.cpp fits them: vLLM would refuse a prompt longer than its
         # context, where dropping the oldest turns still gives the caller a reply.
         prompt = await asyncio.to_thread(
             fit_context,
             payload,
-            lambda turns: self._prompt.tokens(turns, tool_payload),
+            lambda turns: self._prompt.tokens(turns, offer.shown),
             self.context,
             max_tokens,
         )

@@ -88,6 +88,7 @@ class FakeLLM(Lifecycle):
     seen: list[list[Message]] = field(default_factory=list)
     offered: list[list[ToolSpec] | None] = field(default_factory=list)
     choices: list[ToolChoice] = field(default_factory=list)
+    shown: list[list[ToolSpec] | None] = field(default_factory=list)
     cancelled: int = 0
 
     async def stream(
@@ -96,10 +97,12 @@ class FakeLLM(Lifecycle):
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         self.seen.append(list(messages))
         self.choices.append(tool_choice)
         self.offered.append(tools)
+        self.shown.append(shown)
         if self.reply_for is not None:
             reply: str | ToolCall = self.reply_for(messages)
         else:
@@ -155,6 +158,7 @@ class StallingLLM(FakeLLM):
         tools: list[ToolSpec] | None = None,
         tier: Tier = Tier.SLM,
         tool_choice: ToolChoice = "auto",
+        shown: list[ToolSpec] | None = None,
     ) -> AsyncIterator[LLMEvent]:
         await asyncio.sleep(3600)
         yield TextDelta("never")

@@ -67,9 +67,7 @@ async def make_agent(db: Database, org: uuid.UUID) -> uuid.UUID:
 async def stored(db: Database, conversation_id: uuid.UUID) -> tuple[Conversation, list[Message]]:
     """The conversation and its messages, read across organizations (for assertions)."""
     async with db.system() as session:
-        convo = await session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id)
-        )
+        convo = await session.scalar(select(Conversation).where(Conversation.id == conversation_id))
         assert convo is not None
         rows = await session.scalars(
             select(Message)
@@ -136,9 +134,7 @@ async def test_a_call_turn_and_a_playground_turn_are_stored_alike(db: Database) 
     )
     await recorder.call_ended(CallSummary(sid, "MZ1", "completed", "hung up", t0, t0 + 30, 1))
     async with db.system() as session:
-        call_id = await session.scalar(
-            select(Conversation.id).where(Conversation.call_sid == sid)
-        )
+        call_id = await session.scalar(select(Conversation.id).where(Conversation.call_sid == sid))
     assert call_id is not None
 
     # The playground path: one message answered.
@@ -236,12 +232,16 @@ async def test_one_orgs_store_calls_never_touch_another_orgs_conversation(db: Da
 
     after, after_rows = await stored(db, theirs.id)
     assert [m.id for m in after_rows] == [m.id for m in before_rows]
-    assert (after.status, after.current_node, after.cost, after.ended_at) == (
-        before.status,
-        before.current_node,
-        before.cost,
-        before.ended_at,
-    ) == ("in_progress", "x", {}, None)
+    assert (
+        (after.status, after.current_node, after.cost, after.ended_at)
+        == (
+            before.status,
+            before.current_node,
+            before.cost,
+            before.ended_at,
+        )
+        == ("in_progress", "x", {}, None)
+    )
     async with db.system() as session:
         strays = await session.scalars(
             select(Message).where(Message.org_id == org_a, Message.conversation_id == theirs.id)

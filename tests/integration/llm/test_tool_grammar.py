@@ -15,6 +15,7 @@ from llama_cpp import Llama, llama_cpp
 from app.llm.base import Message
 from app.llm.llama_cpp_llm import (
     SAY_THE_RESULT,
+    PromptTools,
     chat_message,
     parse_call,
     reply_grammar,
@@ -104,7 +105,7 @@ def test_a_reply_after_a_tool_result_is_words_not_json(vocab: Llama) -> None:
         chat_message(Message("user", "Where is order A1042?")),
         chat_message(Message("tool", '{"status": "shipped"}', name="check_order_status")),
     ]
-    grammar = reply_grammar(result, None, required=False)
+    grammar = reply_grammar(result, PromptTools.of(None, "auto", None))
     assert grammar is not None
     walk = GrammarWalk(vocab, grammar)
     walk.write("Order A1042 has shipped, it arrives on Sunday.")
@@ -112,9 +113,33 @@ def test_a_reply_after_a_tool_result_is_words_not_json(vocab: Llama) -> None:
         assert not any(walk.allows(t) for t in walk.tokens(piece)[:1]), piece
     walk.close()
     # A reply that is not about a result is free; offered tools, it is the tool grammar.
-    assert reply_grammar(result[:1], None, required=False) is None
-    tools = [tool_schema(SPECS["end_call"])]
-    assert reply_grammar(result, tools, required=True) == tool_grammar(tools, required=True)
+    assert reply_grammar(result[:1], PromptTools.of(None, "auto", None)) is None
+    offer = PromptTools.of([SPECS["end_call"]], "required", None)
+    assert offer.callable is not None
+    assert reply_grammar(result, offer) == tool_grammar(offer.callable, required=True)
+
+
+def test_tools_declared_but_not_callable_allow_words_only(vocab: Llama) -> None:
+    """The prompt declares the agent's tools every turn (its cached prefix stays the same);
+    on a turn that may call none of them, the reply cannot open a call."""
+    question = [chat_message(Message("user", "What time do you open?"))]
+    offer = PromptTools.of(None, "auto", [SPECS["check_order_status"], SPECS["end_call"]])
+    assert offer.shown is not None and offer.callable is None
+    grammar = reply_grammar(question, offer)
+    assert grammar is not None
+    for opening in ('{"', "<tool_call>"):
+        walk = GrammarWalk(vocab, grammar)
+        assert not any(walk.allows(t) for t in walk.tokens(opening)[:1]), opening
+    walk = GrammarWalk(vocab, grammar)
+    walk.write("We open at seven, see you then.")
+    walk.close()
+    # Some may be called: only those, under the tool grammar.
+    shown = [SPECS["check_order_status"], SPECS["end_call"]]
+    some = PromptTools.of([SPECS["end_call"]], "auto", shown)
+    assert some.callable is not None and [t["function"]["name"] for t in some.callable] == [
+        "end_call"
+    ]
+    assert reply_grammar(question, some) == tool_grammar(some.callable, required=False)
 
 
 def test_the_small_model_is_told_to_say_a_result() -> None:

@@ -140,7 +140,21 @@ async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
     assert slm.offered[0] is not None and [t.name for t in slm.offered[0]] == ["end_call"]
     # After a result the SLM only speaks: the same tools stay in its prompt (its cached prefix
     # is the round before's), and none may be called.
-    assert slm.offered[1] == slm.offered[0] and slm.choices[1] == "none"
+    assert slm.shown[1] == slm.shown[0] and slm.offered[1] is None and slm.choices[1] == "none"
+
+
+async def test_the_slm_prompt_declares_the_same_tools_whatever_it_may_call() -> None:
+    """A turn with grounds for a tool (end_call) and a turn with none declare the same tools, so
+    the second reads only its new words from the KV cache; only the callable set changes."""
+    slm = FakeLLM(replies=["Which order?", "We open at seven."])
+    engine = make_engine(slm)
+    state = ConversationState.start(AGENT)
+    await turn(engine, state, "Thanks, that's all, bye!")
+    await turn(engine, state, "And when do you open?")
+    assert [[t.name for t in s or []] for s in slm.shown] == [
+        [t.name for t in slm.shown[0] or []]
+    ] * 2
+    assert slm.shown[0] and slm.offered[1] is None and slm.choices[1] == "none"
 
 
 async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() -> None:
@@ -432,5 +446,6 @@ async def test_the_slm_keeps_its_own_tool_limits_when_a_cloud_tier_falls_back_to
     question = "Tell me about your cakes? And do you deliver them on weekends too?"
     _, result = await turn(make_engine(slm, cloud=flash), ConversationState.start(AGENT), question)
     assert [t.name for t in flash.offered[0] or []] == ["end_call"]
-    assert slm.offered == [None] and slm.choices == ["auto"]  # no grounds for a tool here
+    assert slm.offered == [None] and slm.choices == ["none"]  # no grounds for a tool here
+    assert [[t.name for t in shown or []] for shown in slm.shown] == [["end_call"]]
     assert result.tier is Tier.SLM
