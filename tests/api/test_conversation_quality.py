@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -33,7 +33,6 @@ from app.observability.metrics import Metrics
 from app.rag.embedder import MiniLMEmbedder
 from app.services import Services, build_services
 from app.settings import Settings, get_settings
-from harness.serving import serving
 from tests.api.conftest import Tenant
 from tests.fakes import FakeSTT, FakeTTS
 
@@ -196,14 +195,6 @@ class Scores:
 @pytest.fixture(scope="module")
 def slm() -> LanguageModel:
     return build_slm(get_settings())
-
-
-@pytest.fixture(scope="module")
-def demo_backend() -> Iterator[str]:
-    from harness.demo_backend import create_demo_backend
-
-    with serving(create_demo_backend()) as url:
-        yield url
 
 
 @pytest.fixture

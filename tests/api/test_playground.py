@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,19 +14,10 @@ import pytest
 from app.llm.base import LLMEvent, ToolCall
 from app.services import Services
 from app.settings import Settings
-from harness.serving import serving
 from tests.api.conftest import Tenant, agent_body, assert_error
 from tests.fakes import FakeLLM
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def demo_backend() -> Iterator[str]:
-    from harness.demo_backend import create_demo_backend
-
-    with serving(create_demo_backend()) as url:
-        yield url
 
 
 @pytest.fixture
