@@ -21,7 +21,7 @@ PCM_BYTES_PER_MS = PCM_BYTES_PER_S // 1000
 PREROLL_FRAMES = 15  # 300 ms before the detected onset belong to the utterance
 # Audio of an utterance the caller talked over before it was answered is answered together with
 # the next one, with 200 ms of silence between (16-bit samples at 8 kHz).
-_CARRY_GAP = b"\x00\x00" * 1600
+CARRY_GAP = b"\x00\x00" * 1600
 BACKCHANNELS = frozenset(
     "uh-huh uh huh mm-hmm mhm mm hmm yeah yes yep yup okay ok right sure alright i see got it "
     "oh ah uh um".split()
@@ -142,7 +142,7 @@ class Floor:
         for turn in self.turns:
             if turn.committed and not turn.finalized and turn.reply.sent == 0 and turn.audio:
                 if turn.answering:
-                    self._carry = turn.audio + _CARRY_GAP
+                    self._carry = turn.audio + CARRY_GAP
                     actions.append(self._abandon(turn))
         return actions
 
@@ -167,6 +167,7 @@ class Floor:
             turn = self._new_turn(bytes(self._utterance), committed=True, now=now)
             actions.append(Answer(turn))
         turn.commit_event.set()
+        self._carry = b""
         turn.reply.released = self.speaking is turn or self.speaking is None
         if self._last_voiced_at is not None:
             turn.timings.end_of_turn_s = now - self._last_voiced_at
@@ -289,9 +290,13 @@ class Floor:
     ) -> Turn:
         self._turn_ids += 1
         if audio and self._carry:
-            # Both utterances, but never more than one turn may hold: the newest of them.
+            # Both utterances, but never more than one turn may hold: the newest of them. The
+            # carry stays until a turn is committed: a guess the caller talks on over is
+            # dropped, and the turn that replaces it needs the first words too.
             limit = self._detector.timing.max_turn_ms * PCM_BYTES_PER_MS
-            audio, self._carry = (self._carry + audio)[-limit:], b""
+            audio = (self._carry + audio)[-limit:]
+            if committed:
+                self._carry = b""
         turn = Turn(
             id=self._turn_ids,
             audio=audio,

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from app.calls.config import Listening
 from app.calls.endpointing import TurnTiming
-from app.calls.floor import Abandon, Action, Answer, Clear, Close, Floor, Note, TurnEnded
+from app.calls.floor import (
+    CARRY_GAP,
+    Abandon,
+    Action,
+    Answer,
+    Clear,
+    Close,
+    Floor,
+    Note,
+    TurnEnded,
+)
 from app.calls.ledger import Turn
 
 FRAME = b"\x01\x00" * 160  # 20 ms of 8 kHz PCM; the floor never looks inside
+MS = len(FRAME) // 20  # bytes of audio per millisecond
 TIMING = TurnTiming(onset_ms=60, pause_ms=140, end_ms=500, end_incomplete_ms=1100)
 
 
@@ -130,10 +141,30 @@ def test_speaking_again_before_any_answer_carries_the_first_words_into_the_next_
     caller = Caller(floor(), may_speculate=False)
     caller.talk(300)
     first = of(Answer, caller.pause(700))[0].turn
+    first_words = first.audio
     abandoned = of(Abandon, caller.talk(100))
     assert [a.turn for a in abandoned] == [first] and first.discarded  # type: ignore[attr-defined]
     second = of(Answer, caller.pause(700))[0].turn
-    assert second.audio.startswith(first.audio)  # both utterances answered together
+    # Both utterances answered together (every test frame is alike: lengths tell them apart).
+    assert len(second.audio) >= len(first_words) + len(CARRY_GAP) + MS * 100
+
+
+def test_the_first_words_survive_a_guess_dropped_while_the_caller_goes_on() -> None:
+    # "Do you have almond croissants" (a pause long enough to end the turn) "in stock" (a
+    # short pause: a guess) "today?": the turn that is answered holds all three parts.
+    caller = Caller(floor())
+    caller.talk(300)
+    first = of(Answer, caller.pause(160))[0].turn
+    assert of(TurnEnded, caller.pause(400))[0].turn is first and first.committed
+    first_words = first.audio
+    assert of(Abandon, caller.talk(300)) == [Abandon(first)]  # not answered yet: carried on
+    guess = of(Answer, caller.pause(160))[0].turn
+    assert len(guess.audio) >= len(first_words) + len(CARRY_GAP) + MS * 300
+    assert of(Abandon, caller.talk(300)) == [Abandon(guess)]
+    caller.pause(160)
+    ended = of(TurnEnded, caller.pause(400))[0].turn
+    # Every test frame is alike: lengths tell the parts apart.
+    assert len(ended.audio) >= len(first_words) + len(CARRY_GAP) + MS * 600
 
 
 def test_a_mark_closes_a_reply_once_all_of_it_was_played() -> None:
