@@ -48,8 +48,18 @@ class HandleLLM(RemoteEngine):
     """LanguageModel served by the SLM deployment."""
 
     def __init__(self, handle: DeploymentHandle, name: str = "slm") -> None:
+        self._calls = handle
         self._handle = handle.options(stream=True)
         self.name = name
+
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read a conversation's prompt so far into an SLM replica's cache."""
+        response = self._calls.prefill.remote(messages, shown)
+        try:
+            await response
+        except BaseException:
+            response.cancel()
+            raise
 
     async def stream(
         self,

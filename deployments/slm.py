@@ -34,3 +34,7 @@ class SLMDeployment:
         """Reply events for `messages`."""
         async for event in self.engine.stream(messages, tools, tier, tool_choice, shown):
             yield event
+
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read a conversation's prompt so far into this replica's KV cache."""
+        await self.engine.prefill(messages, shown)

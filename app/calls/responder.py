@@ -25,7 +25,7 @@ from app.conversation.engine import (
     TurnResult,
 )
 from app.conversation.grounding import KnowledgeLookup
-from app.llm.base import TextDelta
+from app.llm.base import Message, TextDelta
 from app.observability.metrics import Metrics
 from app.privacy import KeypadRun, redact_payment_data
 from app.rag.passage import Passage
@@ -121,6 +121,14 @@ class Responder:
             await producer  # surfaces a generation error after the spoken part
         finally:
             producer.cancel()
+
+    async def prepare(self, state: ConversationState, greeting: str) -> None:
+        """Have the model read the conversation's prompt while the greeting plays; never
+        raises (a turn that finds nothing prepared reads it then)."""
+        try:
+            await self._conversation.prefill(state, [Message("assistant", greeting)])
+        except Exception as exc:
+            logger.warning("call %s: prefill failed: %r", state.call_sid, exc)
 
     def _screen(self, turn: Turn, state: ConversationState, text: str) -> str:
         """The caller's words as the history and the transcript keep them (before either does):

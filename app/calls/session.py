@@ -381,9 +381,10 @@ class CallSession:
     # ----------------------------------------------------------------------------- replies
 
     def _greet(self) -> None:
-        assert self.agent is not None
+        assert self.agent is not None and self.state is not None
         turn = self._floor.greet(self._clock())
         self._turn_tasks[turn] = asyncio.create_task(self._say_greeting(turn), name="greeting")
+        self._spawn(self._responder.prepare(self.state, self.agent.greeting))
 
     async def _say_greeting(self, turn: Turn) -> None:
         assert self.agent is not None

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -349,6 +349,15 @@ class ConversationEngine:
         result.node = state.flow.current if state.flow else None
         result.total_s = self._clock() - started
         yield result
+
+    async def prefill(self, state: ConversationState, then: Sequence[Message] = ()) -> None:
+        """Have the local model read the conversation so far, and `then` (a greeting being
+        played), while the caller is not waiting: their next turn's prompt starts with it, and
+        only their words are left to read (a first turn otherwise reads the agent's whole
+        prompt and tools, seconds on a CPU)."""
+        specs = self._toolbox.specs(state)
+        messages = [state.system_message(), *state.history, *then]
+        await self._llm.prefill(messages, specs or None)
 
     def _slm_specs(
         self, specs: list[ToolSpec], features: TurnFeatures, result: TurnResult

@@ -122,6 +122,12 @@ class LanguageModel(Protocol):
         turn, so no caller pays for it."""
         ...
 
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read a conversation's prompt so far (declaring `shown`) ahead of its next turn, so
+        that turn reads only its new words; nothing where the model keeps no prompt cache of
+        its own. A reply that is waiting goes first."""
+        ...
+
     async def aclose(self) -> None:
         """Release threads, connections and models once the work in flight is done."""
         ...

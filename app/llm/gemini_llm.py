@@ -191,6 +191,9 @@ class GeminiLLM:
         prompts on its side: `system_prompt` is not needed)."""
         await self._client()
 
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Nothing: Gemini caches repeated prompt prefixes on its side."""
+
     async def _client(self) -> genai.Client:
         loop = asyncio.get_running_loop()
         for stale in [other for other in self._clients if other.is_closed()]:

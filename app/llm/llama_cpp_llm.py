@@ -42,6 +42,8 @@ DEFAULT_CACHE_BYTES = 256 << 20
 CONFIDENCE_TOKENS = 8
 # A tool call's JSON needs more room than a spoken sentence or two.
 TOOL_CALL_EXTRA_TOKENS = 96
+# A prefill reads this many tokens at a time (~0.3 s here) before looking for waiting replies.
+PREFILL_STEP_TOKENS = 64
 
 
 # Follows a tool's result in the small model's prompt. Qwen's template shows the result as a user
@@ -122,6 +124,9 @@ class LlamaCppLLM:
         # The single worker thread is the model's lock: llama.cpp's context is not
         # thread-safe, and requests queue in arrival order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        # Replies queued for the worker (a prefill gives way to them), counted on two threads.
+        self._replies_waiting = 0
+        self._waiting_lock = threading.Lock()
         self._grammars: dict[str, Any] = {}  # GBNF text -> compiled LlamaGrammar
 
     async def stream(
@@ -149,6 +154,8 @@ class LlamaCppLLM:
         payload = [chat_message(m) for m in messages]
         offer = PromptTools.of(tools, tool_choice, shown)
         # Results and errors come back through the queue, so the returned future is not kept.
+        with self._waiting_lock:
+            self._replies_waiting += 1
         loop.run_in_executor(self._executor, self._generate, payload, offer, emit, cancel)
         try:
             while True:
@@ -172,6 +179,13 @@ class LlamaCppLLM:
         async for _ in self.stream(messages):
             pass
 
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read `messages` (declaring `shown`) into the KV cache, so the next request that starts
+        with them reads only what follows; stops early for a reply that is waiting."""
+        payload = [chat_message(m) for m in messages]
+        tools = PromptTools.of(None, "none", shown).shown
+        await asyncio.wrap_future(self._executor.submit(self._prefill, payload, tools))
+
     async def aclose(self) -> None:
         """Wait for the generation in flight and free the model."""
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -184,12 +198,38 @@ class LlamaCppLLM:
         emit: Callable[[Emitted], None],
         cancel: threading.Event,
     ) -> None:
+        with self._waiting_lock:
+            self._replies_waiting -= 1
         if cancel.is_set():  # closed while it waited for the model
             return
         try:
             self._generate_locked(messages, offer, emit, cancel)
         except Exception as exc:  # re-raised in the consumer, which knows the call
             emit(exc)
+
+    def _prefill(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> None:
+        from llama_cpp import Llama
+
+        llm = self._llm
+        prompt = self.prompt_tokens(messages, tools)
+        if len(prompt) + self.max_tokens > self.context:
+            return
+        done = int(Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt))
+        if llm.cache is not None and self._cached_prefix(prompt) > done:
+            state = llm.cache[prompt]
+            llm.load_state(state)
+            done = int(
+                Llama.longest_token_prefix(state.input_ids[: state.n_tokens].tolist(), prompt)
+            )
+        if done >= len(prompt):
+            return
+        llm.n_tokens = done
+        # In small steps, so a caller's reply queued behind this waits for one step at most.
+        while done < len(prompt) and not self._replies_waiting:
+            llm.eval(prompt[done : done + PREFILL_STEP_TOKENS])
+            done = llm.n_tokens
+        if llm.cache is not None:
+            llm.cache[prompt[:done]] = llm.save_state()
 
     def _generate_locked(
         self,

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, runtime_checkable
 
-from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier
+from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier, ToolSpec
 from app.llm.plan import TurnPlan
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ class RoutingLLM(Protocol):
 
     async def prewarm(self, system_prompt: str | None = None) -> None:
         """Warm every tier before the first turn."""
+        ...
+
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read a conversation's prompt so far into the local model's cache."""
         ...
 
     async def aclose(self) -> None:
@@ -70,6 +74,11 @@ class TieredLLM:
         await self._slm.prewarm(system_prompt)
         for engine in self._cloud_engines():
             await engine.prewarm()
+
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Read a conversation's prompt so far into the local model's cache (the cloud tiers
+        cache prompts on their side)."""
+        await self._slm.prefill(messages, shown)
 
     async def aclose(self) -> None:
         """Close every tier's engine."""

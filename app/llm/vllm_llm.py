@@ -198,6 +198,11 @@ class VllmLLM:
         async for _ in self.stream(messages):
             pass
 
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        """Nothing: vLLM batches a prompt's prefill with the other requests' decoding, and its
+        prefix cache already holds what earlier turns read; on a GPU a first turn's prompt is
+        milliseconds, not the CPU's seconds."""
+
     async def aclose(self) -> None:
         """Stop the engine core process and free the GPU."""
         self._engine.shutdown()

@@ -89,7 +89,11 @@ class FakeLLM(Lifecycle):
     offered: list[list[ToolSpec] | None] = field(default_factory=list)
     choices: list[ToolChoice] = field(default_factory=list)
     shown: list[list[ToolSpec] | None] = field(default_factory=list)
+    prefilled: list[list[Message]] = field(default_factory=list)
     cancelled: int = 0
+
+    async def prefill(self, messages: list[Message], shown: list[ToolSpec] | None = None) -> None:
+        self.prefilled.append(list(messages))
 
     async def stream(
         self,

@@ -11,8 +11,8 @@ import pytest
 
 from app.audio import pcm16_to_float32, resample_pcm16
 from app.engines import build_slm
-from app.llm.base import Message, TextDelta, Usage, collect_reply
-from app.llm.llama_cpp_llm import LlamaCppLLM
+from app.llm.base import Message, TextDelta, ToolSpec, Usage, collect_reply
+from app.llm.llama_cpp_llm import LlamaCppLLM, chat_message, tool_schema
 from app.settings import get_settings
 from app.speech.base import AudioChunk
 from app.speech.piper_tts import PiperTTS
@@ -209,6 +209,26 @@ async def test_llm_answers_and_reuses_the_conversation_cache(llm: LlamaCppLLM) -
     _, other_usage2, other_ttft2 = await _reply(llm, other2)
     print(f"LLM other conversation turn 2: TTFT {other_ttft2:.3f} s {other_usage2}")
     assert other_usage2.cached_tokens >= other_usage.prompt_tokens
+
+
+async def test_llm_prefill_leaves_a_conversation_only_its_new_words_to_read(
+    llm: LlamaCppLLM,
+) -> None:
+    # Unlike every other prompt here from its first word, so nothing of it is cached before.
+    system = "Bella's Bakery, Elm Street, bakes rye and sourdough daily. " + SYSTEM
+    tools = [ToolSpec("check_item_stock", "Check stock.", {"type": "object", "properties": {}})]
+    greeting = Message("assistant", "Bella's Bakery, how can I help?")
+    so_far = [Message("system", system), greeting]
+    await llm.prefill(so_far, tools)
+    # Another conversation in between: the prefilled state comes back from the RAM cache.
+    await _reply(llm, [Message("system", SYSTEM), Message("user", "Name a colour.")])
+
+    turn = [*so_far, Message("user", "Do you have rye bread today?")]
+    usage = [e async for e in llm.stream(turn, None, shown=tools) if isinstance(e, Usage)][0]
+    read = llm.prompt_tokens([chat_message(m) for m in so_far], [tool_schema(t) for t in tools])
+    print(f"\nLLM after a prefill of {len(read)} tokens: {usage}")
+    # All of it but the generation prompt ("<|im_start|>assistant\n") the turn does not share.
+    assert usage.cached_tokens >= len(read) - 3
 
 
 async def test_llm_stops_when_the_consumer_leaves(llm: LlamaCppLLM) -> None:

@@ -242,6 +242,8 @@ async def test_greeting_then_a_turn_then_hang_up() -> None:
     prompt = llm.seen[-1]
     assert prompt[0].role == "system" and prompt[-1].content == "What time do you open?"
     assert prompt[1].content == "Hello, how can I help?"
+    # The model read the turn's prompt up to the caller's words while the greeting played.
+    assert llm.prefilled == [prompt[:-1]]
     answered = [t for t in recorder.turns if t.caller_text]
     assert answered[0].agent_text == "We open at nine. See you then."
     assert not answered[0].interrupted
