@@ -8,8 +8,9 @@ out. Frozen and typed, so the decision reads the same in a log, a test and the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from app.llm.base import Tier, ToolChoice, ToolSpec
+from app.llm.base import Tier, ToolCall, ToolChoice, ToolSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,22 @@ class ToolOffer:
     def shown_specs(self) -> list[ToolSpec] | None:
         """The declared tools as engines take them (None: `specs`)."""
         return list(self.shown) if self.shown is not None else None
+
+    def forced_call(self) -> ToolCall | None:
+        """The one call this offer leaves no choice about: a call is required, of one tool,
+        whose every argument is pinned to a single value (None otherwise)."""
+        if self.choice != "required" or len(self.tools) != 1:
+            return None
+        tool = self.tools[0]
+        parameters = tool.parameters or {}
+        required = set(parameters.get("required", ()))
+        arguments: dict[str, Any] = {}
+        for name, schema in parameters.get("properties", {}).items():
+            values = [schema["const"]] if "const" in schema else schema.get("enum", [])
+            if name not in required or len(values) != 1:
+                return None  # the model may leave it out, or pick among values
+            arguments[name] = values[0]
+        return ToolCall(tool.name, arguments)
 
 
 @dataclass(frozen=True, slots=True)

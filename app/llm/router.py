@@ -9,7 +9,16 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol, runtime_checkable
 
-from app.llm.base import Confidence, LanguageModel, LLMEvent, Message, Routed, Tier, ToolSpec
+from app.llm.base import (
+    Confidence,
+    LanguageModel,
+    LLMEvent,
+    Message,
+    Routed,
+    Tier,
+    ToolSpec,
+    Usage,
+)
 from app.llm.plan import TurnPlan
 
 logger = logging.getLogger(__name__)
@@ -140,6 +149,12 @@ class TieredLLM:
                 await stream.aclose()  # type: ignore[attr-defined]
 
     async def _serve_slm(self, messages: list[Message], plan: TurnPlan) -> AsyncIterator[LLMEvent]:
+        if (call := plan.slm.forced_call()) is not None:
+            # The grammar would force every token of it, each one a forward pass (~0.7 s for an
+            # order lookup on a CPU): nothing is left for the model to decide or to sample.
+            yield call
+            yield Usage(model=self._slm.name, prompt_tokens=0, completion_tokens=0)
+            return
         stream = self._slm.stream(
             messages, plan.slm.specs, Tier.SLM, plan.slm.choice, plan.slm.shown_specs
         )

@@ -164,9 +164,14 @@ async def test_the_slm_is_offered_only_the_tools_the_turn_gives_grounds_for() ->
     state = ConversationState.start(AGENT)
     await turn(engine, state, "Where is my order?")
     assert slm.offered[0] is None  # no number said: nothing to look up
-    await turn(engine, state, "My order is A1042, where is it?")
-    (order_tool,) = slm.offered[1] or []
-    assert order_tool.parameters["properties"]["order_id"]["enum"] == ["A1042"]
+    _, result = await turn(engine, state, "My order is A1042, where is it?")
+    # The id heard is the only one the call may carry, and the call is required: nothing is
+    # left for the model to choose, so the call is made without sampling it.
+    assert [(r.name, r.arguments) for r in result.tool_runs] == [
+        ("check_order_status", {"order_id": "A1042"})
+    ]
+    # The model was not asked for the call (and the failing lookup's own words ended the turn).
+    assert len(slm.seen) == 1
 
 
 async def test_a_slow_tool_gets_a_holding_phrase() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.llm.base import LLMEvent, Message, Routed, TextDelta, Tier, ToolSpec
+from app.llm.base import LLMEvent, Message, Routed, TextDelta, Tier, ToolCall, ToolSpec
 from app.llm.plan import ToolOffer, TurnPlan
 from app.llm.router import TieredLLM
 from tests.fakes import FakeLLM
@@ -41,7 +41,11 @@ async def test_prewarm_fills_the_slm_cache_and_opens_each_cloud_engine_once() ->
 
 # ----------------------------------------------------------------------------- carrying out a plan
 
-ORDER = ToolSpec("check_order_status", "Look up an order.", {"type": "object", "properties": {}})
+ORDER = ToolSpec(
+    "check_order_status",
+    "Look up an order.",
+    {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+)
 STOCK = ToolSpec("check_item_stock", "Check stock.", {"type": "object", "properties": {}})
 
 
@@ -107,6 +111,28 @@ async def test_an_unsure_slm_is_replaced_by_the_escalation_before_a_word_is_hear
     assert routed[1].reason == "slm unsure (0.30 < 0.60)"
     assert text == "Your order A1042 ships Friday."  # nothing of the SLM's reply got out
     assert flash.offered == [[ORDER, STOCK]]
+
+
+async def test_a_call_the_slm_has_no_choice_about_is_made_without_asking_it() -> None:
+    slm = FakeLLM()
+    pinned = ToolSpec(
+        ORDER.name,
+        ORDER.description,
+        {**ORDER.parameters, "properties": {"order_id": {"type": "string", "enum": ["A1042"]}}},
+    )
+    forced = TurnPlan((Tier.SLM,), "routed", ToolOffer(), ToolOffer((pinned,), "required"))
+    events = [e async for e in TieredLLM(slm=slm).stream([Message("user", "A1042?")], forced)]
+    assert [e for e in events if isinstance(e, ToolCall)] == [
+        ToolCall(ORDER.name, {"order_id": "A1042"})
+    ]
+    assert slm.seen == []
+    # Left a choice (of values, of tools, or of calling at all), the model makes it.
+    for offer in (
+        ToolOffer((ORDER,), "required"),
+        ToolOffer((pinned, STOCK), "required"),
+        ToolOffer((pinned,), "auto"),
+    ):
+        assert offer.forced_call() is None
 
 
 async def test_a_sure_slm_keeps_the_round() -> None:
