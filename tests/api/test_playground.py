@@ -88,11 +88,9 @@ async def test_a_chat_is_a_stored_playground_conversation(
 async def test_tool_calls_run_against_the_business_api_and_are_shown(
     org_a: Tenant, services: Services, demo_backend: str
 ) -> None:
-    script(
-        services,
-        ToolCall("check_order_status", {"order_id": "A1042"}),
-        "Your order is on its way.",
-    )
+    # The id said is the only one the call may carry: the call is made without the model
+    # (ToolOffer.forced_call), whose script is what it says of the result.
+    script(services, "Your order is on its way.")
     agent = await make_agent(
         org_a,
         tools=["check_order_status"],
@@ -254,8 +252,7 @@ async def test_branching_flow_takes_the_branch_the_caller_asks_for(
     llm = script(
         services,
         "Orders or opening hours?",
-        ToolCall("check_order_status", {"order_id": "A1042"}),
-        "It is on its way.",
+        "It is on its way.",  # the call itself needs no model: its id was said
     )
     agent = await make_agent(
         org_a,
@@ -270,7 +267,8 @@ async def test_branching_flow_takes_the_branch_the_caller_asks_for(
     reply = await chat(org_a, agent, first["conversation_id"], message="Where is my order A1042?")
     assert [t["name"] for t in reply["tool_calls"]] == ["check_order_status"]
     assert reply["node"] == "orders" and reply["reply"] == "It is on its way."
-    assert [t.name for t in llm.offered[1] or []] == ["check_order_status"]
+    # The orders step's tool is declared to the model in the round that says the result.
+    assert [t.name for t in llm.shown[1] or []] == ["check_order_status"]
 
 
 async def test_dtmf_menu_moves_on_the_key_pressed(org_a: Tenant, services: Services) -> None:
