@@ -180,7 +180,9 @@ class Responder:
         splitter = SentenceSplitter()
         started = self._clock()
         turn.result = TurnResult()
-        events = self._conversation.respond(state, text, turn.sources, turn.result)
+        events = self._conversation.respond(
+            state, text, turn.sources, turn.result, finished=turn.commit_event
+        )
         try:
             async with asyncio.timeout(self._deadlines.llm_total_s):
                 iterator = aiter(events)

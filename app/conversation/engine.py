@@ -49,7 +49,7 @@ from app.llm.router import RoutingLLM
 from app.rag.passage import Passage
 from app.tools import end_call, knowledge_search
 from app.tools.base import ToolContext, ToolOutcome, tool_outcome
-from app.tools.registry import ToolBox
+from app.tools.registry import ToolBox, tool_class
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +220,14 @@ class ConversationEngine:
         text: str,
         sources: list[Passage] | None = None,
         result: TurnResult | None = None,
+        finished: asyncio.Event | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """The agent's answer to `text`: its events, ending with one TurnResult.
 
         The caller's words go into `state.history` only when the caller of this method decides
         what was heard; the tool calls and results of the turn come back in the TurnResult.
+        `finished` is set once the caller has finished the turn (a call's reply may start on
+        a guess while they pause): a tool that acts waits for it.
         """
         started = self._clock()
         # Filled in as the turn goes, so a caller that hangs up mid-turn still has its routing.
@@ -330,7 +333,7 @@ class ConversationEngine:
             result.tool_messages.append(Message("assistant", spoken, tool_calls=tuple(calls)))
             for call in calls:
                 waiting = self._waiting(TOOL_HOLDING_PHRASE, said_waiting)
-                async for step in self._run_tool(state, call, result, waiting):
+                async for step in self._run_tool(state, call, result, waiting, finished):
                     if isinstance(step, HoldingPhrase):
                         said_waiting.add(step.text)
                     yield step
@@ -379,7 +382,13 @@ class ConversationEngine:
         call: ToolCall,
         result: TurnResult,
         waiting: list[tuple[float, str]],
+        finished: asyncio.Event | None,
     ) -> AsyncIterator[EngineEvent]:
+        tool = tool_class(call.name)
+        if finished is not None and tool is not None and tool.acts:
+            # A booking or a transfer for words the caller then goes on from cannot be undone;
+            # a reply abandoned while it waits here never acts.
+            await finished.wait()
         if call.name == TRANSITION_TOOL and state.flow is not None:
             started = time.monotonic()
             from_node = state.flow.current

@@ -107,6 +107,7 @@ class Appointment(HttpTool):
         "invent a name, date or time: ask. If the slot is taken, offer the alternatives."
     )
     arguments = BookingArguments
+    acts = True
     intent = Intent(
         "booking",
         re.compile(

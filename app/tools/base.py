@@ -117,6 +117,9 @@ class Tool(ABC):
     grounding: ClassVar[Mapping[str, Heard]] = MappingProxyType({})
     # Not offered to the small model next to a tool the caller asked for by its intent.
     yields_to_intents: ClassVar[bool] = False
+    # It changes something beyond the conversation (books, hands off, hangs up): on a call it
+    # runs only once the caller has finished the turn, never for a reply prepared on a guess.
+    acts: ClassVar[bool] = False
 
     def __init__(self, deps: ToolDeps) -> None:
         self.deps = deps

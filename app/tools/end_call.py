@@ -33,6 +33,7 @@ class EndCall(Tool):
         "you have said goodbye too."
     )
     arguments = EndArguments
+    acts = True
     intent = Intent(
         "goodbye",
         re.compile(

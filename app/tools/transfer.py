@@ -111,6 +111,7 @@ class Transfer(Tool):
         "or needs something you cannot do. Say you are transferring them first."
     )
     arguments = TransferArguments
+    acts = True
     intent = Intent(
         "human",
         re.compile(

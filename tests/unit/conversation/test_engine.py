@@ -132,6 +132,26 @@ async def test_tool_call_result_goes_back_to_the_model_and_into_history() -> Non
     assert slm.seen[-1][-2:] == [call_message, tool_message]
 
 
+async def test_a_tool_that_acts_waits_until_the_caller_has_finished_the_turn() -> None:
+    # A reply prepared on a guess (the caller paused): hanging up, booking or handing off for
+    # words the caller then goes on from could not be undone.
+    slm = FakeLLM(replies=[ToolCall("end_call", {"reason": "caller is done"}), "Goodbye!"])
+    engine, finished = make_engine(slm), asyncio.Event()
+    events = engine.respond(ConversationState.start(AGENT), "Thanks, bye!", finished=finished)
+    seen: list[EngineEvent] = []
+
+    async def drain() -> None:
+        seen.extend([e async for e in events])
+
+    draining = asyncio.create_task(drain())
+    await asyncio.sleep(0.3)
+    assert not any(isinstance(e, ToolRan | EndCall) for e in seen)  # waiting, not acting
+    finished.set()
+    await asyncio.wait_for(draining, 2)
+    assert any(isinstance(e, EndCall) for e in seen)
+    # A read-only lookup need not wait: it runs for the guess (see the order tests).
+
+
 async def test_end_call_tool_ends_the_call_after_the_goodbye() -> None:
     slm = FakeLLM(replies=[ToolCall("end_call", {"reason": "caller is done"}), "Goodbye!"])
     events, _ = await turn(make_engine(slm), ConversationState.start(AGENT), "Thanks, bye!")
