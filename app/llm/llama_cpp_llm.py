@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -215,20 +216,21 @@ class LlamaCppLLM:
         if len(prompt) + self.max_tokens > self.context:
             return
         done = int(Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt))
-        if llm.cache is not None and self._cached_prefix(prompt) > done:
-            state = llm.cache[prompt]
-            llm.load_state(state)
-            done = int(
-                Llama.longest_token_prefix(state.input_ids[: state.n_tokens].tolist(), prompt)
-            )
+        if llm.cache is not None:
+            with contextlib.suppress(KeyError):  # the saved state sharing the longest prefix
+                saved = llm.cache[prompt]
+                ids = saved.input_ids[: saved.n_tokens].tolist()
+                if (reused := int(Llama.longest_token_prefix(ids, prompt))) > done:
+                    llm.load_state(saved)
+                    done = reused
         if done >= len(prompt):
             return
-        llm.n_tokens = done
+        read_from = llm.n_tokens = done
         # In small steps, so a caller's reply queued behind this waits for one step at most.
         while done < len(prompt) and not self._replies_waiting:
             llm.eval(prompt[done : done + PREFILL_STEP_TOKENS])
             done = llm.n_tokens
-        if llm.cache is not None:
+        if llm.cache is not None and done > read_from:
             llm.cache[prompt[:done]] = llm.save_state()
 
     def _generate_locked(
