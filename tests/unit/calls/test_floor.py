@@ -6,6 +6,7 @@ from app.calls.config import Listening
 from app.calls.endpointing import TurnTiming
 from app.calls.floor import (
     CARRY_GAP,
+    PCM_BYTES_PER_MS,
     Abandon,
     Action,
     Answer,
@@ -18,7 +19,6 @@ from app.calls.floor import (
 from app.calls.ledger import Turn
 
 FRAME = b"\x01\x00" * 160  # 20 ms of 8 kHz PCM; the floor never looks inside
-MS = len(FRAME) // 20  # bytes of audio per millisecond
 TIMING = TurnTiming(onset_ms=60, pause_ms=140, end_ms=500, end_incomplete_ms=1100)
 
 
@@ -146,7 +146,7 @@ def test_speaking_again_before_any_answer_carries_the_first_words_into_the_next_
     assert [a.turn for a in abandoned] == [first] and first.discarded  # type: ignore[attr-defined]
     second = of(Answer, caller.pause(700))[0].turn
     # Both utterances answered together (every test frame is alike: lengths tell them apart).
-    assert len(second.audio) >= len(first_words) + len(CARRY_GAP) + MS * 100
+    assert len(second.audio) >= len(first_words) + len(CARRY_GAP) + PCM_BYTES_PER_MS * 100
 
 
 def test_the_first_words_survive_a_guess_dropped_while_the_caller_goes_on() -> None:
@@ -159,12 +159,12 @@ def test_the_first_words_survive_a_guess_dropped_while_the_caller_goes_on() -> N
     first_words = first.audio
     assert of(Abandon, caller.talk(300)) == [Abandon(first)]  # not answered yet: carried on
     guess = of(Answer, caller.pause(160))[0].turn
-    assert len(guess.audio) >= len(first_words) + len(CARRY_GAP) + MS * 300
+    assert len(guess.audio) >= len(first_words) + len(CARRY_GAP) + PCM_BYTES_PER_MS * 300
     assert of(Abandon, caller.talk(300)) == [Abandon(guess)]
     caller.pause(160)
     ended = of(TurnEnded, caller.pause(400))[0].turn
     # Every test frame is alike: lengths tell the parts apart.
-    assert len(ended.audio) >= len(first_words) + len(CARRY_GAP) + MS * 600
+    assert len(ended.audio) >= len(first_words) + len(CARRY_GAP) + PCM_BYTES_PER_MS * 600
 
 
 def test_a_mark_closes_a_reply_once_all_of_it_was_played() -> None:
