@@ -3,10 +3,12 @@
 Run as a script by `harness.simulator.voices`, one process per caller line. espeak-ng keeps
 state between utterances (its wave generator's phase and flutter carry on from one utterance to
 the next), so the same text with the same voice sounds a few samples different depending on
-what was said before. A fresh process always starts from the same state, which makes each line
-exactly reproducible; a process costs ~40 ms.
+what was said before. A fresh process always starts from the same state; and espeak-ng seeds the
+generator of its voices' breath and noise from the clock (`espeak_srand(time(NULL))` in
+`espeak_ng_Initialize`), so the worker seeds it again from the request. Together they make each
+line exactly reproducible; a process costs ~40 ms.
 
-Request (JSON on stdin): {"voice": "en-us+f3", "rate": 150, "pitch": 60, "range": 50,
+Request (JSON on stdin): {"seed": 7, "voice": "en-us+f3", "rate": 150, "pitch": 60, "range": 50,
 "texts": ["Hi,", "what time..."]}. Answer on stdout: the sample rate as a little-endian uint32,
 then per text its sample count (uint32) and that many little-endian int16 samples.
 """
@@ -55,6 +57,8 @@ def synthesize(request: dict[str, Any]) -> tuple[int, list[bytes]]:
     )
     if rate <= 0:
         raise RuntimeError(f"espeak_Initialize failed ({rate})")
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_ng_SetRandSeed(int(request["seed"]))
     audio = bytearray()
 
     def collect(wav: Any, count: int, _events: Any) -> int:

@@ -136,10 +136,9 @@ class EspeakEngine:
     pitch_range: int = 50
 
     def synthesize(self, texts: Sequence[str], *, seed: int) -> tuple[list[np.ndarray], int]:
-        """All texts in one fresh espeak-ng process (espeak-ng itself draws no randomness that
-        a seed could steer; a fresh process is what makes it repeatable)."""
-        del seed
+        """All texts in one fresh espeak-ng process whose noise generator starts from `seed`."""
         request = {
+            "seed": seed,
             "voice": self.voice,
             "rate": self.rate,
             "pitch": self.pitch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -60,12 +61,10 @@ def test_a_voice_is_the_same_for_a_seed_and_different_for_another():
     assert voice.speak(LINE, seed=11) == first
     assert voice.speak(LINE, seed=12) != first
     espeak = VOICES["espeak-us-f3"]
-    # espeak-ng is the same line for line, but not always bit for bit: one run under a full
-    # test suite's load differed by one quantization step in a few samples.
-    once, again = (np.frombuffer(espeak.speak(LINE, seed=11), "<i2") for _ in range(2))
-    assert len(once) == len(again)
-    difference = np.sqrt(np.mean((once.astype(float) - again) ** 2))
-    assert difference <= 0.01 * np.sqrt(np.mean(once.astype(float) ** 2))
+    first = espeak.speak(LINE, seed=11)
+    # espeak-ng seeds its noise from the clock: a second apart is where that showed.
+    time.sleep(1.1)
+    assert espeak.speak(LINE, seed=11) == first
 
 
 def test_distinct_voices_sound_different(spoken):
