@@ -61,6 +61,9 @@ MODEL_HOLDING_PHRASE = "One moment, please."
 STILL_WORKING_PHRASE = "Sorry for the wait, I'm still on it."
 WAITING_PHRASES = (TOOL_HOLDING_PHRASE, MODEL_HOLDING_PHRASE, STILL_WORKING_PHRASE)
 # Asked again after a reply that only said an earlier one again; appended to the caller's words.
+# Tools whose result is not an answer to the caller's question: a step change, and the search
+# that finds passages like those found for the turn.
+_NOT_ANSWERS = frozenset({TRANSITION_TOOL, knowledge_search.KnowledgeSearch.name})
 NOT_AGAIN = "(Answer these words; do not repeat anything you said before.)"
 # What the agent says when the model repeats itself twice: honest, short, and a way on.
 NO_ANSWER = "Sorry, I'm not sure about that. Could you ask me another way?"
@@ -250,7 +253,8 @@ class ConversationEngine:
         result.node = state.flow.current if state.flow else None
         if moved is not None:
             yield StepChanged(moved.from_, moved.to, moved.via)
-        user = Message("user", grounded_question(text, result.sources))
+        asked = text  # the caller's words as the model reads them, a reminder added on a repeat
+        context = list(result.sources)  # the passages found for them, read beside them
         said_waiting: set[str] = set()  # what this turn said while the caller waited
 
         for round_no in range(MAX_TOOL_ROUNDS + 1):
@@ -258,6 +262,7 @@ class ConversationEngine:
             # cannot be called.
             last_round = round_no == MAX_TOOL_ROUNDS
             specs = self._toolbox.specs(state)
+            user = Message("user", grounded_question(asked, context))
             messages = [state.system_message(), *state.history, user, *result.tool_messages]
             for_slm = [] if last_round else self._slm_specs(specs, features, result)
             # The small model's prompt declares the step's tools, plain, on every round; which of
@@ -318,7 +323,7 @@ class ConversationEngine:
                 result.repeats.append(check.said_again or "")
                 logger.warning("call %s: the reply said again %r", state.call_sid, check.said_again)
                 if len(result.repeats) == 1 and not last_round:
-                    user = Message("user", f"{user.content}\n\n{NOT_AGAIN}")
+                    asked = f"{text}\n\n{NOT_AGAIN}"
                     continue  # the caller heard nothing of it: ask once more
                 result.text += NO_ANSWER
                 yield TextDelta(NO_ANSWER)
@@ -337,6 +342,13 @@ class ConversationEngine:
                     if isinstance(step, HoldingPhrase):
                         said_waiting.add(step.text)
                     yield step
+            if context and any(run.name not in _NOT_ANSWERS for run in result.tool_runs):
+                # A lookup's result answers the turn: passages found for the caller's words,
+                # left beside it, were blended into it (an order "shipped to 12 Main Street,
+                # Tuesday to Saturday", the delivery policy read into its status). Unread, they
+                # are not cited either.
+                result.sources = [s for s in result.sources if s not in context]
+                context = []
             fallback = next(
                 (r.closing_words for r in result.tool_runs[-len(calls) :] if r.closing_words),
                 None,

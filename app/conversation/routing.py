@@ -66,6 +66,10 @@ _SPOKEN_DIGITS = re.compile(rf"\b{_DIGIT}(?:[ ,-]+{_DIGIT}){{2,}}\b", re.IGNOREC
 # A phone number as said: digits with spaces, dots, dashes or brackets between them.
 _PHONE_RUN = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A turn that asks the last question again about something else: "and what about rye?"
+_FOLLOW_UP = re.compile(
+    r"^(?:(?:and|or|so|ok|okay|right|great|thanks)[,.!]?\s+)*(?:what|how) about\b"
+)
 # Words with which a caller takes back what they just said: what follows replaces it.
 _CORRECTION = re.compile(r"\b(?:sorry|i mean|i meant|no wait|actually|make that|rather|no,)")
 # A clock time as callers say it: "2:30", "3 pm", "10 o'clock", "4 in the afternoon", "noon".
@@ -198,6 +202,7 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
     recent = " ".join([*callers[-2:], text])
     sentiment = caller_sentiment([text]) if words >= 3 else None
     asked_now = frozenset(i.name for i in _INTENTS if i.pattern.search(lowered))
+    day = today or date.today()
     return TurnFeatures(
         words=words,
         questions=text.count("?"),
@@ -207,14 +212,78 @@ def turn_features(history: Sequence[Message], text: str, today: date | None = No
         high_stakes=tuple(sorted({m.group(0) for m in _HIGH_STAKES.finditer(lowered)})),
         frustrated=sentiment is not None and sentiment <= -0.6,
         intents=asked_now
-        | frozenset(i.name for i in _INTENTS if i.lasting and i.pattern.search(recent.lower())),
+        | _pending_intents(history, _heard(text, day), bool(_FOLLOW_UP.match(lowered))),
         codes=_latest_codes([*callers[-2:], text]),
         names=_names(recent),
-        dates=spoken_dates(recent, today or date.today()),
+        dates=spoken_dates(recent, day),
         times=spoken_times(recent),
         phones=_phones(recent),
         asked_now=asked_now,
     )
+
+
+def _heard(text: str, today: date) -> TurnFeatures:
+    """What `text` alone gives the tools' grounded arguments (the rest left empty)."""
+    return TurnFeatures(
+        words=0,
+        questions=0,
+        caller_turns=0,
+        simple=False,
+        reasoning=False,
+        high_stakes=(),
+        frustrated=False,
+        intents=frozenset(),
+        codes=_latest_codes([text]),
+        names=_names(text),
+        dates=spoken_dates(text, today),
+        times=spoken_times(text),
+        phones=_phones(text),
+    )
+
+
+def _pending_intents(
+    history: Sequence[Message], heard_now: TurnFeatures, follow_up: bool
+) -> frozenset[str]:
+    """The lasting intents of the last two caller turns that are still wanted: not served by a
+    call since, or served and given something new now ("what's the status of A1043 then?"
+    after A1001 was looked up), or served and asked again about something else ("what about
+    sesame bagels?" after rye: a `follow_up` of the last turn). Once the lookup ran, "what's
+    your refund policy?" is not another one: the small model, offered it with the id pinned,
+    looked the order up again instead of answering."""
+    pending: set[str] = set()
+    served: dict[str, set[str]] = {}  # intent -> the argument values its calls were given
+    turns = 0
+    for message in reversed(history):  # newest first: a call seen before a turn came after it
+        if message.role == "assistant":
+            for call in message.tool_calls:
+                tool = tool_class(call.name)
+                if tool is not None and tool.intent is not None:
+                    values = served.setdefault(tool.intent.name, set())
+                    values.update(str(v) for v in call.arguments.values())
+        elif message.role == "user":
+            lowered = message.content.lower()
+            for intent in _INTENTS:
+                if not intent.lasting or not intent.pattern.search(lowered):
+                    continue
+                used = served.get(intent.name)
+                new = set(_grounded_values(intent.name, heard_now)) - (used or set())
+                if used is None or new or (follow_up and turns == 0):
+                    pending.add(intent.name)
+            turns += 1
+            if turns == 2:
+                break
+    return frozenset(pending)
+
+
+def _grounded_values(intent: str, heard: TurnFeatures) -> list[str]:
+    """The values `heard` gives the grounded arguments of the tools that serve `intent`."""
+    return [
+        value
+        for tool in TOOLS
+        if tool.intent is not None and tool.intent.name == intent
+        for said in tool.grounding.values()
+        for value in said(heard)
+    ]
 
 
 def spoken_dates(text: str, today: date) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from app.conversation.routing import (
     slm_tools_after,
     turn_features,
 )
-from app.llm.base import Message, Tier
+from app.llm.base import Message, Tier, ToolCall
 from app.llm.plan import ToolOffer, TurnPlan
 from app.tools.registry import TOOLS
 from tests.fixtures.turns import ROUTING_TURNS, TOOL_REQUESTS
@@ -146,3 +146,37 @@ def test_after_a_result_only_what_else_the_turn_asked_is_offered() -> None:
     # An intent carried over from an earlier turn is not asked for again.
     earlier = turn_features([Message("user", "Where is order A1042?")], "Do you have rye?")
     assert slm_tools_after(specs, earlier, {"check_item_stock"}) == []
+
+
+def test_a_request_carries_over_until_a_call_serves_it() -> None:
+    asked = Message("user", "Where is my order?")
+    # Still wanted: the caller gives the number a turn later.
+    assert (
+        "order"
+        in turn_features([asked, Message("assistant", "What's the number?")], "A1042.").intents
+    )
+    looked_up = [
+        Message("user", "Where is my order A1042?"),
+        Message(
+            "assistant", "", tool_calls=(ToolCall("check_order_status", {"order_id": "A1042"}),)
+        ),
+        Message("tool", '{"status": "shipped"}', name="check_order_status"),
+        Message("assistant", "It has shipped."),
+    ]
+    # Served: another question is not another lookup of the same order...
+    assert "order" not in turn_features(looked_up, "What is your refund policy on cakes?").intents
+    assert "order" not in turn_features(looked_up, "Is that A1042 you said?").intents
+    # ...but a new number for it is.
+    assert "order" in turn_features(looked_up, "What's the status of A1043 then?").intents
+
+
+def test_a_follow_up_asks_the_last_question_again_about_something_else() -> None:
+    rye = [
+        Message("user", "Have you got any rye bread today?"),
+        Message("assistant", "", tool_calls=(ToolCall("check_item_stock", {"item": "rye"}),)),
+        Message("tool", '{"in_stock": true}', name="check_item_stock"),
+        Message("assistant", "Yes, we have rye bread."),
+    ]
+    assert "stock" in turn_features(rye, "And what about sesame bagels?").intents
+    assert "stock" in turn_features(rye, "OK, how about croissants?").intents
+    assert "stock" not in turn_features(rye, "Great. When do you close today?").intents
