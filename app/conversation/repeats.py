@@ -7,6 +7,11 @@ is held back only while it could still be such a repeat: as soon as its words pa
 everything the agent said before, they go on at once, so an ordinary reply loses no time. A
 first sentence that does say an earlier sentence again is caught before the caller hears it.
 A caller who asks to hear something again, or asks the same thing twice, gets it again.
+
+Nor does a reply greet the caller again once the call has begun: a model that answered "Hi,
+where is my order?" with "Hi, your order..." went on opening every answer with "Hi," (its own
+earlier answers taught it to). The salutation is dropped and the answer goes on from its next
+word.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ SIMILAR = 0.8  # word-level likeness above which two sentences say the same thin
 MIN_WORDS = 4  # "Sure." or "Of course!" again is no repeat worth catching
 _WORD = re.compile(r"[a-z0-9]+")  # "we're" is "we re": one word off "we are", not two
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?:\s|$)")
+# A salutation opening a reply, and the prefixes it passes through while it streams in.
+_SALUTATION = re.compile(r"\s*(?:hi|hello|hey)(?: there)?\s*[,!.]\s*", re.IGNORECASE)
+_SALUTATION_SO_FAR = re.compile(
+    r"\s*(?:h|he|hel|hell|hello|hi|hey)(?: (?:t|th|the|ther|there)?)?", re.IGNORECASE
+)
 _ASKS_AGAIN = re.compile(
     r"\b(repeat|again|say that|come again|pardon|didn'?t (catch|hear|get)|what was that|"
     r"one more time)\b"
@@ -30,6 +40,15 @@ _ASKS_AGAIN = re.compile(
 def words(text: str) -> list[str]:
     """The words of `text`, lower-cased, punctuation dropped."""
     return _WORD.findall(text.lower())
+
+
+def _unsaluted(text: str) -> str:
+    """`text` without the salutation it opens with, its next word capitalised."""
+    salutation = _SALUTATION.match(text)
+    if salutation is None:
+        return text
+    rest = text[salutation.end() :]
+    return rest[:1].upper() + rest[1:]
 
 
 def _likeness(a: Sequence[str], b: Sequence[str]) -> float:
@@ -46,8 +65,12 @@ class RepeatCheck:
     returns; `repeated` turns true when the first sentence says an earlier one again (what was
     held back is then dropped). `finish` returns what is still held once the reply is done."""
 
-    def __init__(self, said: Sequence[str], *, active: bool = True) -> None:
-        self._said = [s for text in said for s in _sentences(text)] if active else []
+    def __init__(self, said: Sequence[str], *, active: bool = True, greeted: bool = False) -> None:
+        # Each earlier sentence also without its salutation, as a reply would say it again.
+        texts = [t for text in said for t in dict.fromkeys((text, _unsaluted(text)))]
+        self._said = [s for text in texts for s in _sentences(text)] if active else []
+        # What may still turn out to be a salutation (None: the opening is settled).
+        self._opening: str | None = "" if greeted else None
         self._held = ""
         self._deciding = bool(self._said)
         self.repeated = False
@@ -58,9 +81,10 @@ class RepeatCheck:
         cls, history: Sequence[Message], asked: str, *, active: bool = True
     ) -> RepeatCheck:
         """A check against everything the agent said in `history` and the caller's words
-        `asked`, unless those call for a repeat (or it is not `active`)."""
+        `asked`, unless those call for a repeat (or it is not `active`: the reply has begun)."""
         # The caller's own words said back are no answer either (a small model echoes them).
-        said = [m.content for m in history if m.role == "assistant" and m.content] + [asked]
+        earlier = [m.content for m in history if m.role == "assistant" and m.content]
+        said = [*earlier, asked]
         asked_words = words(asked)
         asked_before = any(
             _likeness(asked_words, words(m.content)) >= SIMILAR
@@ -68,10 +92,20 @@ class RepeatCheck:
             if m.role == "user" and m.content
         )
         asks_again = asked_before or bool(_ASKS_AGAIN.search(asked.lower()))
-        return cls(said, active=active and not asks_again)
+        judging = active and not asks_again
+        return cls(said, active=judging, greeted=judging and bool(earlier))
 
     def push(self, text: str) -> str:
         """Add streamed text; return the text that may be spoken now ("" while deciding)."""
+        if self._opening is not None:
+            self._opening += text
+            rest = _unsaluted(self._opening)
+            if _SALUTATION_SO_FAR.fullmatch(self._opening) or not rest:
+                return ""  # still a salutation, or nothing yet after one
+            text, self._opening = rest, None
+        return self._check(text)
+
+    def _check(self, text: str) -> str:
         if not self._deciding:
             return text
         self._held += text
@@ -87,6 +121,9 @@ class RepeatCheck:
 
     def finish(self) -> str:
         """The reply ended: what is still held back, unless it is a repeat."""
+        if self._opening:  # the whole reply was a greeting ("Hi!"): say it after all
+            spoken, self._opening = self._check(self._opening), None
+            return spoken + self.finish()
         if not self._deciding:
             return ""
         return self._decide(words(self._held))

@@ -86,3 +86,28 @@ def test_short_stock_words_are_no_repeat() -> None:
     check = RepeatCheck.for_turn(history, "Can I order a cake?")
     assert "".join(stream(check, "Sure. What kind of cake?")) == "Sure. What kind of cake? "
     assert not check.repeated
+
+
+def pieces(check: RepeatCheck, *streamed: str) -> str:
+    return "".join(check.push(p) for p in streamed) + check.finish()
+
+
+def test_a_reply_does_not_greet_the_caller_again() -> None:
+    check = RepeatCheck.for_turn(HISTORY, "Hi, do you have almond croissants?")
+    assert pieces(check, "Hi", ",", " almond", " croissants are in stock.") == (
+        "Almond croissants are in stock."
+    )
+    check = RepeatCheck.for_turn(HISTORY, "Do you sell tents?")
+    assert pieces(check, "Hello there! ", "Yes, we do.") == "Yes, we do."
+    # Words that only start like a salutation go on as they are.
+    check = RepeatCheck.for_turn(HISTORY, "Where is it?")
+    assert pieces(check, "He", "re on Mill Street.") == "Here on Mill Street."
+    check = RepeatCheck.for_turn(HISTORY, "Is Tom there?")
+    assert pieces(check, "Hey", " Tom is out today.") == "Hey Tom is out today."
+
+
+def test_a_salutation_stays_where_the_agent_has_not_spoken_or_it_is_all_there_is() -> None:
+    assert pieces(RepeatCheck.for_turn([], "Hi!"), "Hi, ", "how can I help?") == (
+        "Hi, how can I help?"
+    )
+    assert pieces(RepeatCheck.for_turn(HISTORY, "Hi again!"), "Hi!") == "Hi!"
