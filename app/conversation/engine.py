@@ -361,6 +361,15 @@ class ConversationEngine:
                 result.text += fallback
                 yield TextDelta(fallback)
                 break
+            if tier is Tier.SLM and (told := self._told(specs, features, result)):
+                # Each lookup's result in its own words: another round of the local model only
+                # read them back, a second or more later, often with facts of its own added
+                # ("This means your order is on its way to 12 Main Street"). Gemini, serving
+                # the turn, puts results in words itself.
+                told = f" {told}" if result.text and not result.text[-1].isspace() else told
+                result.text += told
+                yield TextDelta(told)
+                break
         result.node = state.flow.current if state.flow else None
         result.total_s = self._clock() - started
         yield result
@@ -387,6 +396,16 @@ class ConversationEngine:
         if result.sources:
             specs = [s for s in specs if s.name != knowledge_search.KnowledgeSearch.name]
         return slm_tools(specs, features)
+
+    def _told(self, specs: list[ToolSpec], features: TurnFeatures, result: TurnResult) -> str:
+        """The tools' own words for what this turn's calls found, once nothing is left to call
+        ("" when a run has none, or moved the flow or searched the knowledge base)."""
+        runs = result.tool_runs
+        if not runs or any(r.told is None or r.name in _NOT_ANSWERS for r in runs):
+            return ""
+        if self._slm_specs(specs, features, result):
+            return ""  # the caller asked for something else too: the next round calls it
+        return " ".join(r.told for r in runs if r.told)
 
     async def _run_tool(
         self,

@@ -141,9 +141,24 @@ class Appointment(HttpTool):
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult
     ) -> ToolOutcome:
         outcome = await self.ask(call, ctx)
-        if not outcome.ok or "name" in outcome.arguments:
+        if not outcome.ok:
             return outcome
+        if "name" in outcome.arguments:
+            return replace(outcome, told=self.tell(outcome.result))
         return replace(outcome, asks=_question(outcome.result))
+
+    def tell(self, result: dict[str, Any]) -> str | None:
+        when = f"{result.get('date')} at {result.get('time')}"
+        if result.get("booked"):
+            return f"You're booked in for {when}. See you then!"
+        if result.get("booked") is False and result.get("reason") == "slot_taken":
+            others = result.get("alternatives") or []
+            if others:
+                return (
+                    f"Sorry, {when} was just taken, but I have {_either(others)}. Which suits you?"
+                )
+            return f"Sorry, {when} was just taken. Which other time suits you?"
+        return None
 
     def request(self, args: dict[str, Any]) -> Request:
         if "name" not in args:
@@ -174,12 +189,18 @@ def _question(checked: dict[str, Any]) -> str:
     if checked.get("free") is False:
         others = checked.get("alternatives") or []
         if others:
-            offer = ", ".join(others[:-1]) + (" or " if len(others) > 1 else "") + others[-1]
-            return f"That time is taken, but I have {offer}. Which suits you, and what name?"
+            return (
+                f"That time is taken, but I have {_either(others)}. Which suits you, and what name?"
+            )
         return "That time is taken. Which other time suits you, and what name?"
     if checked.get("free"):
         return f"That time is free. {ASKS_NAME}"
     return f"I can book that. {ASKS_NAME}"
+
+
+def _either(times: list[str]) -> str:
+    """ "10:30, 11:00 or 14:00"."""
+    return ", ".join(times[:-1]) + (" or " if len(times) > 1 else "") + times[-1]
 
 
 def _checked(

@@ -59,6 +59,9 @@ class ToolOutcome:
     # What the agent must ask the caller before the tool can finish (a booking's name): said
     # as written, and it ends the turn.
     asks: str | None = None
+    # The result in the tool's own words ("Order A1042 has shipped with UPS..."): the local
+    # model, given the result, only reads it back (slowly, and adding facts of its own).
+    told: str | None = None
 
     @property
     def closing_words(self) -> str | None:

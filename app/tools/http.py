@@ -21,7 +21,7 @@ import time
 import uuid
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -390,6 +390,11 @@ class HttpTool(Tool):
         """What is still missing from checked arguments before asking is worth it, if anything."""
         return None
 
+    def tell(self, result: dict[str, Any]) -> str | None:
+        """The result as the caller should hear it, when the tool can say it (None: the model
+        puts it in words)."""
+        return None
+
     def base_url(
         self, overrides: Mapping[str, str] = _NONE, org_id: str | None = None
     ) -> str | None:
@@ -407,7 +412,8 @@ class HttpTool(Tool):
     async def run(
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult
     ) -> ToolOutcome:
-        return await self.ask(call, ctx)
+        outcome = await self.ask(call, ctx)
+        return replace(outcome, told=self.tell(outcome.result)) if outcome.ok else outcome
 
     async def ask(self, call: ToolCall, ctx: ToolContext) -> ToolOutcome:
         """Check the model's arguments, ask the system, and say what came of it (all an HTTP

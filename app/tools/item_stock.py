@@ -71,3 +71,16 @@ class ItemStock(HttpTool):
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         return lookup("item", status, args, body, STOCK)
+
+    def tell(self, result: dict[str, Any]) -> str | None:
+        name = result.get("name") or result.get("item") or "that"
+        if not result.get("found"):
+            return f"Sorry, I couldn't find {name} in our range."
+        if result.get("in_stock") is True:
+            left = result.get("quantity")
+            left = int(left) if isinstance(left, float) and left.is_integer() else left
+            return f"Yes, we have {name} in stock" + (f", {left} left." if left else ".")
+        if result.get("in_stock") is False:
+            back = result.get("restock_date")
+            return f"Sorry, {name} is sold out" + (f"; it's back on {back}." if back else ".")
+        return None

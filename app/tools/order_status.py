@@ -41,6 +41,17 @@ ORDER = Contract(
 )
 
 
+# How an order's status is said where "is <status>" would not do.
+_STATUS_SAID = {
+    "preparing": "is being prepared",
+    "processing": "is being prepared",
+    "in progress": "is being prepared",
+    "cancelled": "was cancelled",
+    "canceled": "was cancelled",
+    "ready": "is ready for pickup",
+}
+
+
 class OrderStatus(HttpTool):
     """GET /orders/{order_id} on ORDER_API_URL."""
 
@@ -75,3 +86,22 @@ class OrderStatus(HttpTool):
         self, status: int, args: dict[str, Any], body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         return lookup("order_id", status, args, body, ORDER)
+
+    def tell(self, result: dict[str, Any]) -> str | None:
+        number = result.get("order_id")
+        if not result.get("found"):
+            return f"I couldn't find order {number}. Could you check the number for me?"
+        order = f"Order {number}" if number else "Your order"
+        status = str(result.get("status") or "").replace("_", " ").strip().lower()
+        if not status:
+            return None
+        eta, on = result.get("eta"), result.get("delivered_on")
+        if status == "shipped":
+            carrier = f" with {result['carrier']}" if result.get("carrier") else ""
+            return f"{order} has shipped{carrier}" + (
+                f" and should arrive on {eta}." if eta else "."
+            )
+        if status == "delivered":
+            return f"{order} was delivered" + (f" on {on}." if on else ".")
+        said = _STATUS_SAID.get(status, f"is {status}")
+        return f"{order} {said}" + (f", and should be ready by {eta}." if eta else ".")

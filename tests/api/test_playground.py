@@ -89,8 +89,8 @@ async def test_tool_calls_run_against_the_business_api_and_are_shown(
     org_a: Tenant, services: Services, demo_backend: str
 ) -> None:
     # The id said is the only one the call may carry: the call is made without the model
-    # (ToolOffer.forced_call), whose script is what it says of the result.
-    script(services, "Your order is on its way.")
+    # (ToolOffer.forced_call), and the tool says what it found in its own words.
+    llm = script(services, "This means your order is on its way.")
     agent = await make_agent(
         org_a,
         tools=["check_order_status"],
@@ -99,8 +99,10 @@ async def test_tool_calls_run_against_the_business_api_and_are_shown(
     reply = await chat(org_a, agent, message="Where is my order A1042?")
     (run,) = reply["tool_calls"]
     assert run["name"] == "check_order_status" and run["ok"] is True
-    assert run["result"]["order_id"] == "A1042" and run["result"]["status"]
-    assert reply["reply"] == "Your order is on its way."
+    assert run["result"]["order_id"] == "A1042" and run["result"]["status"] == "shipped"
+    eta = run["result"]["eta"]
+    assert reply["reply"] == f"Order A1042 has shipped with UPS and should arrive on {eta}."
+    assert llm.seen == []  # neither for the call nor to read its result back
     stored = (await org_a.client.get(f"/api/conversations/{reply['conversation_id']}")).json()
     agent_message = stored["messages"][-1]
     assert agent_message["tool_calls"][0]["name"] == "check_order_status"
@@ -153,6 +155,7 @@ async def test_streaming_sends_text_then_the_whole_reply(
     org_a: Tenant, services: Services, demo_backend: str
 ) -> None:
     script(services, ToolCall("check_order_status", {"order_id": "A1042"}), "It ships today.")
+    told = "Order A1042 has shipped with UPS and should arrive on "
     agent = await make_agent(
         org_a,
         tools=["check_order_status"],
@@ -171,8 +174,8 @@ async def test_streaming_sends_text_then_the_whole_reply(
     ]
     names = [name for name, _ in events]
     assert names[0] == "tool" and names[-1] == "done" and "text" in names
-    assert "".join(d["text"] for n, d in events if n == "text") == "It ships today."
-    assert events[-1][1]["reply"] == "It ships today."
+    assert "".join(d["text"] for n, d in events if n == "text").startswith(told)
+    assert events[-1][1]["reply"].startswith(told)
 
 
 LINEAR = {
@@ -252,7 +255,7 @@ async def test_branching_flow_takes_the_branch_the_caller_asks_for(
     llm = script(
         services,
         "Orders or opening hours?",
-        "It is on its way.",  # the call itself needs no model: its id was said
+        "It is on its way.",  # not asked: the call's id was said, and the tool says its result
     )
     agent = await make_agent(
         org_a,
@@ -266,9 +269,8 @@ async def test_branching_flow_takes_the_branch_the_caller_asks_for(
     # step's tool is what it may use.
     reply = await chat(org_a, agent, first["conversation_id"], message="Where is my order A1042?")
     assert [t["name"] for t in reply["tool_calls"]] == ["check_order_status"]
-    assert reply["node"] == "orders" and reply["reply"] == "It is on its way."
-    # The orders step's tool is declared to the model in the round that says the result.
-    assert [t.name for t in llm.shown[1] or []] == ["check_order_status"]
+    assert reply["node"] == "orders" and reply["reply"].startswith("Order A1042 has shipped")
+    assert len(llm.seen) == 1  # the menu's answer only
 
 
 async def test_dtmf_menu_moves_on_the_key_pressed(org_a: Tenant, services: Services) -> None:

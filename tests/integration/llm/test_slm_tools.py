@@ -165,12 +165,15 @@ async def test_saying_a_result_reads_only_the_call_and_the_result(
 ) -> None:
     """The round that says a tool's result starts with the prompt of the round that called it,
     so the model reads only what is new (the call and its result) from its KV cache, not the
-    system prompt, the tools and the conversation again."""
-    state = ConversationState.start(AGENT, channel="playground", today=date.fromisoformat(TODAY))
-    events = [e async for e in engine.respond(state, "Hi, where is my order A1042?")]
+    system prompt, the tools and the conversation again. (A customer's profile is put in words
+    by the model; an order's status the tool says itself, with no second round.)"""
+    state = ConversationState.start(
+        AGENT, caller_number="+15550199", channel="playground", today=date.fromisoformat(TODAY)
+    )
+    events = [e async for e in engine.respond(state, "Hi, can you look up my account?")]
     result = events[-1]
     assert isinstance(result, TurnResult) and [r.name for r in result.tool_runs] == [
-        "check_order_status"
+        "get_customer_profile"
     ]
     (_, calling), (_, saying) = result.usage
     assert saying.cached_tokens >= calling.prompt_tokens, (calling, saying)

@@ -188,6 +188,7 @@ async def test_order_not_found_is_an_answer_not_a_failure(demo: Demo) -> None:
     outcome = await demo.call("check_order_status", order_id="Z9999")
     assert outcome.ok
     assert outcome.result == {"found": False, "order_id": "Z9999"}
+    assert outcome.told == "I couldn't find order Z9999. Could you check the number for me?"
 
 
 @pytest.mark.parametrize(
@@ -223,6 +224,7 @@ async def test_booking_is_confirmed_once_even_when_repeated(demo: Demo) -> None:
         "time": "14:30",
         "status": "confirmed",
     }
+    assert first.told == f"You're booked in for {TOMORROW} at 14:30. See you then!"
     # The model calls the tool again with the same arguments: the same booking comes back.
     again = await demo.call("book_appointment", name="Ann", date=TOMORROW, time="14:30")
     assert again.result == first.result
@@ -243,6 +245,10 @@ async def test_slot_taken_offers_alternatives(demo: Demo) -> None:
         "time": "10:00",
         "alternatives": ["09:00", "09:30", "11:00"],
     }
+    assert outcome.told == (
+        f"Sorry, {TOMORROW} at 10:00 was just taken, but I have 09:00, 09:30 or 11:00. "
+        "Which suits you?"
+    )
     closed = await demo.call("book_appointment", name="Bo", date=TOMORROW, time="20:00")
     assert closed.ok and closed.result["reason"] == "outside_hours"
     assert closed.result["alternatives"] == ["15:30", "16:00", "16:30"]
