@@ -248,13 +248,19 @@ class LlamaCppLLM:
         prompt = fit_context(
             messages, lambda turns: self.prompt_tokens(turns, offer.shown), self.context, max_tokens
         )
+        call_text: str | None = None  # the reply is a tool call: its JSON, gathered whole
+        grammar: str | None
+        if forced := call_prefix(offer):
+            call_text, grammar = forced
+            prompt += llm.tokenize(call_text.encode(), add_bos=False, special=False)
+        else:
+            grammar = reply_grammar(messages, offer)
         cached = self._cached_prefix(prompt)
         n_prompt = len(prompt)
         n_completion = 0
         top_probs: list[float] = []
         confidence_sent = False
-        started = False
-        call_text: str | None = None  # the reply is a tool call: its JSON, gathered whole
+        started = call_text is not None
 
         def note_confidence(_input_ids: Any, logits: Any) -> Any:
             # Sampling runs inside llama.cpp, so this is the one place the distribution is
@@ -292,7 +298,7 @@ class LlamaCppLLM:
             stream=True,
             stopping_criteria=llama_cpp.StoppingCriteriaList([should_stop]),
             logits_processor=llama_cpp.LogitsProcessorList([note_confidence]),
-            grammar=self._grammar(messages, offer),
+            grammar=self._compiled(grammar),
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]  # type: ignore[index]
@@ -322,11 +328,10 @@ class LlamaCppLLM:
             )
         )
 
-    def _grammar(self, messages: list[dict[str, Any]], offer: PromptTools) -> Any:
-        """The compiled `reply_grammar`, cached per text."""
+    def _compiled(self, grammar: str | None) -> Any:
+        """The compiled GBNF, cached per text."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        grammar = reply_grammar(messages, offer)
         if grammar is None:
             return None
         if grammar not in self._grammars:
@@ -406,8 +411,6 @@ def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
     """GBNF for a reply that is plain text, or one call `{"name": ..., "arguments": ...}` of one
     of `tools` (chat-template form) whose arguments match its JSON schema; only the call when
     `required`. llama.cpp and vLLM (xgrammar) both take it."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
     calls = {
         "anyOf": [
             {
@@ -421,18 +424,38 @@ def tool_grammar(tools: list[dict[str, Any]], *, required: bool) -> str:
             for t in tools
         ]
     }
-    call_rules = re.sub(
-        r"^root ::=", "call ::=", json_schema_to_gbnf(json.dumps(calls)), flags=re.MULTILINE
-    )
-    # llama-cpp-python's converter lets a string hold raw control characters, which JSON forbids:
-    # a call whose reason had a raw newline could be written and would then fail to parse
-    # (random weights on vLLM did). llama.cpp's own converter excludes them.
-    call_rules = call_rules.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F]')
+    call_rules = _json_rules("call", calls)
     if required:
         return f"root ::= call\n{call_rules}"
     # Text may not open with "{" (that is a call) or "<" (Qwen's <tool_call> tag, which would
     # let an unconstrained call slip through as text).
     return f"root ::= call | text\ntext ::= [^{{<\\x00] [^\\x00]*\n{call_rules}"
+
+
+def call_prefix(offer: PromptTools) -> tuple[str, str] | None:
+    """For a required call of one tool: the start of its JSON, which leaves the model no choice,
+    and the GBNF of the rest (None otherwise). The prefix is read with the prompt in one batch;
+    sampled under `tool_grammar`, each of its ~10 tokens cost a forward pass of its own."""
+    if not offer.required or not offer.callable or len(offer.callable) != 1:
+        return None
+    function = offer.callable[0]["function"]
+    rules = _json_rules("arguments", function["parameters"] or {"type": "object"})
+    # Cut where the model would go on with " {": a token of its own, as in its own calls.
+    prefix = json.dumps({"name": function["name"]})[:-1] + ', "arguments":'
+    return prefix, f'root ::= space arguments "}}" space\n{rules}'
+
+
+def _json_rules(name: str, schema: dict[str, Any]) -> str:
+    """GBNF rules for JSON matching `schema`, the top rule called `name`."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    rules = re.sub(
+        r"^root ::=", f"{name} ::=", json_schema_to_gbnf(json.dumps(schema)), flags=re.MULTILINE
+    )
+    # llama-cpp-python's converter lets a string hold raw control characters, which JSON forbids:
+    # a call whose reason had a raw newline could be written and would then fail to parse
+    # (random weights on vLLM did). llama.cpp's own converter excludes them.
+    return rules.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F]')
 
 
 def fit_context(

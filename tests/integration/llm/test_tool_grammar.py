@@ -16,6 +16,7 @@ from app.llm.base import Message
 from app.llm.llama_cpp_llm import (
     SAY_THE_RESULT,
     PromptTools,
+    call_prefix,
     chat_message,
     parse_call,
     reply_grammar,
@@ -97,6 +98,41 @@ def test_well_formed_calls_can_be_written_whole(vocab: Llama) -> None:
         walk = GrammarWalk(vocab, tool_grammar([tool_schema(SPECS[name])], required=True))
         walk.write(json.dumps({"name": name, "arguments": arguments}))
         walk.close()
+
+
+def test_a_required_call_of_one_tool_starts_with_its_name_written_for_the_model(
+    vocab: Llama,
+) -> None:
+    """The start of the call is read with the prompt; the grammar of the rest takes the
+    arguments and closes the call, and refuses anything else."""
+    examples = {
+        "check_item_stock": {"item": "rye bread"},
+        "end_call": {},
+        "book_appointment": {"date": "2026-12-03", "time": "14:00", "name": "Ann Lee"},
+    }
+    for name, arguments in examples.items():
+        offer = PromptTools(shown=None, callable=[tool_schema(SPECS[name])], required=True)
+        forced = call_prefix(offer)
+        assert forced is not None
+        prefix, rest = forced
+        whole = json.dumps({"name": name, "arguments": arguments})
+        assert whole.startswith(prefix)
+        walk = GrammarWalk(vocab, rest)
+        walk.write(whole[len(prefix) :])
+        walk.close()
+        call = parse_call(prefix + whole[len(prefix) :])
+        assert not isinstance(call, Exception) and (call.name, call.arguments) == (name, arguments)
+    stock = PromptTools(
+        shown=None, callable=[tool_schema(SPECS["check_item_stock"])], required=True
+    )
+    walk = GrammarWalk(vocab, call_prefix(stock)[1])  # type: ignore[index]
+    walk.write(' {"item": "rye"')
+    assert not walk.allows(walk.tokens(",")[0])  # no other argument
+    walk.close()
+    # Not required, or more than one tool: the model chooses, so nothing is written for it.
+    assert call_prefix(PromptTools(shown=None, callable=stock.callable, required=False)) is None
+    both = [tool_schema(SPECS["check_item_stock"]), tool_schema(SPECS["check_order_status"])]
+    assert call_prefix(PromptTools(shown=None, callable=both, required=True)) is None
 
 
 def test_a_reply_after_a_tool_result_is_words_not_json(vocab: Llama) -> None:
