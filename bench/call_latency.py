@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import random
+import re
 import socket
 import statistics
 import sys
@@ -500,7 +501,10 @@ class ServerCpu:
                 and (proc.info["name"] in ("raylet", "gcs_server") or cmdline.startswith("ray::"))
             ):
                 ray.append(proc)
-        return {"ray": ray, "postgres": postgres}
+        roles: dict[str, list[Any]] = {}
+        for proc in ray:  # the same processes again, by what they do
+            roles.setdefault(f"ray:{_role(proc)}", []).append(proc)
+        return {"ray": ray, "postgres": postgres, **dict(sorted(roles.items()))}
 
     def sample(self) -> dict[str, dict[int, float]]:
         """CPU-seconds so far, by group and process."""
@@ -527,6 +531,19 @@ class ServerCpu:
             group: sum(cpu - before.get(group, {}).get(pid, 0.0) for pid, cpu in seen.items())
             for group, seen in after.items()
         }
+
+
+def _role(proc: Any) -> str:
+    """A Ray process's part: a replica's deployment ("slm"), "proxy", "controller" or "other"."""
+    try:
+        title = " ".join(proc.cmdline())
+    except Exception:  # gone meanwhile
+        return "other"
+    if replica := re.match(r"ray::ServeReplica:[^:]+:([\w-]+)", title):
+        return replica.group(1)
+    if title.startswith("ray::ProxyActor"):
+        return "proxy"
+    return "controller" if title.startswith("ray::ServeController") else "other"
 
 
 def _name(proc: Any) -> str:
