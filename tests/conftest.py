@@ -36,3 +36,13 @@ def redis_url() -> Iterator[str]:
         yield server.connection_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_backend() -> Iterator[str]:
+    """The demo business API (orders, stock, calendar, handoffs) that agents' tools call."""
+    from harness.demo_backend import create_demo_backend
+    from harness.serving import serving
+
+    with serving(create_demo_backend()) as url:
+        yield url

@@ -20,7 +20,6 @@ from app.observability.metrics import Metrics
 from app.rag.embedder import MiniLMEmbedder
 from app.services import Services, build_services
 from app.settings import Settings
-from harness.serving import serving
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS
 from tests.fakes.clerk_server import FakeClerk
 
@@ -52,15 +51,6 @@ def settings(postgres_url: str, redis_url: str, clerk: FakeClerk, tmp_path) -> S
         rate_limit_auth_failures="1000000/minute",
         rate_limit_playground_turns="1000000/minute",
     )
-
-
-@pytest.fixture(scope="module")
-def demo_backend() -> Iterator[str]:
-    """The demo business API (orders, stock, calendar, handoffs) that agents' tools call."""
-    from harness.demo_backend import create_demo_backend
-
-    with serving(create_demo_backend()) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ from app.llm.router import TieredLLM
 from app.rag.passage import Passage
 from app.settings import Settings
 from app.tools.registry import ToolBox
-from harness.demo_backend import create_demo_backend
 from harness.serving import serving
 from tests import factories
 from tests.fakes import FakeLLM
@@ -43,12 +42,6 @@ DELIVERY = Passage(
     heading="Delivery",
     text="We deliver within five miles of 12 Main Street, Tuesday to Saturday, 9 am to 4 pm.",
 )
-
-
-@pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
-    with serving(create_demo_backend()) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +76,9 @@ async def answer(
     return "".join(e.text for e in events if isinstance(e, TextDelta)), result
 
 
-async def test_a_lookup_says_what_it_found_in_its_own_words(demo: str) -> None:
+async def test_a_lookup_says_what_it_found_in_its_own_words(demo_backend: str) -> None:
     slm = FakeLLM(replies=["This means your order is on its way to 12 Main Street."])
-    spoken, result = await answer(demo, slm, "Where is my order A1042?", [DELIVERY])
+    spoken, result = await answer(demo_backend, slm, "Where is my order A1042?", [DELIVERY])
     tomorrow = (date.today() + timedelta(days=1)).isoformat()
     assert (
         spoken
@@ -98,14 +91,14 @@ async def test_a_lookup_says_what_it_found_in_its_own_words(demo: str) -> None:
     assert result.sources == []  # the passages beside the question were not read: not cited
 
 
-async def test_stock_answers_say_what_is_left_or_when_it_comes_back(demo: str) -> None:
+async def test_stock_answers_say_what_is_left_or_when_it_comes_back(demo_backend: str) -> None:
     for item, expected in (
         ("rye", "Yes, we have Rye bread in stock, 3 left."),
         ("bagel", "Sorry, Sesame bagel is sold out; it's back on "),
         ("kayak", "Sorry, I couldn't find kayak in our range."),
     ):
         slm = FakeLLM(replies=[ToolCall("check_item_stock", {"item": item})])
-        spoken, _ = await answer(demo, slm, f"Have you got any {item} today?")
+        spoken, _ = await answer(demo_backend, slm, f"Have you got any {item} today?")
         assert spoken.startswith(expected), spoken
         assert len(slm.seen) == 1  # the call; no round to read the result back
 
