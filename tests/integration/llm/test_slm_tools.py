@@ -27,6 +27,7 @@ from app.tools.registry import ToolBox
 from harness.demo_backend import create_demo_backend
 from harness.serving import serving
 from tests.fixtures.held_out_turns import HELD_OUT_REQUESTS
+from tests.fixtures.held_out_turns_2 import HELD_OUT_REQUESTS_2
 from tests.fixtures.turns import TODAY, TOOL_REQUESTS, ToolRequest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -157,6 +158,22 @@ async def test_slm_tool_calls_on_held_out_turns(engine: ConversationEngine, back
     # tuned on to close the gap, so this guards the measured level, less a margin for sampling
     # at the shipped temperature: a change that loses ground on phrasing it never saw fails
     # here, while the target stays open on the issue.
+    assert rate >= 0.8, failures
+
+
+async def test_slm_tool_calls_on_the_second_held_out_set(
+    engine: ConversationEngine, backend: str
+) -> None:
+    """A second set nothing was tuned on (tests/fixtures/held_out_turns_2.py), reported apart."""
+    rate, failures = await accuracy(engine, backend, HELD_OUT_REQUESTS_2)
+    report(
+        "second held-out set (tests/fixtures/held_out_turns_2.py)",
+        HELD_OUT_REQUESTS_2,
+        rate,
+        failures,
+    )
+    # Measured 93% (28 of 30) on 2026-12-06, its first run: a call written as text in a
+    # ```json block, and "any in?" not heard as a stock question. Guarded like the first set.
     assert rate >= 0.8, failures
 
 
