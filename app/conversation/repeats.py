@@ -66,9 +66,7 @@ class RepeatCheck:
     held back is then dropped). `finish` returns what is still held once the reply is done."""
 
     def __init__(self, said: Sequence[str], *, active: bool = True, greeted: bool = False) -> None:
-        # Each earlier sentence also without its salutation, as a reply would say it again.
-        texts = [t for text in said for t in dict.fromkeys((text, _unsaluted(text)))]
-        self._said = [s for text in texts for s in _sentences(text)] if active else []
+        self._said = [s for text in said for s in _sentences(text)] if active else []
         # What may still turn out to be a salutation (None: the opening is settled).
         self._opening: str | None = "" if greeted else None
         self._held = ""
@@ -84,7 +82,11 @@ class RepeatCheck:
         `asked`, unless those call for a repeat (or it is not `active`: the reply has begun)."""
         # The caller's own words said back are no answer either (a small model echoes them).
         earlier = [m.content for m in history if m.role == "assistant" and m.content]
-        said = [*earlier, asked]
+        # The agent's sentences also without their salutation, as a reply (whose own is
+        # dropped) would say them again. Not the caller's: a reply that opens by echoing their
+        # question without its "Hi," goes on to answer it.
+        said = [t for text in earlier for t in dict.fromkeys((text, _unsaluted(text)))]
+        said.append(asked)
         asked_words = words(asked)
         asked_before = any(
             _likeness(asked_words, words(m.content)) >= SIMILAR

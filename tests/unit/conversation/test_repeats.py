@@ -111,3 +111,11 @@ def test_a_salutation_stays_where_the_agent_has_not_spoken_or_it_is_all_there_is
         "Hi, how can I help?"
     )
     assert pieces(RepeatCheck.for_turn(HISTORY, "Hi again!"), "Hi!") == "Hi!"
+
+
+def test_an_echo_of_the_callers_question_without_its_hi_goes_on_to_the_answer() -> None:
+    # The agent's own sentences are compared without their salutation; the caller's are not:
+    # a reply that opens by saying the question back, then answers it, is still an answer.
+    check = RepeatCheck.for_turn(HISTORY, "Hi, what time do you open on Saturday?")
+    said = "".join(stream(check, "What time do we open on Saturday? At ten."))
+    assert not check.repeated and said.strip() == "What time do we open on Saturday? At ten."
