@@ -82,11 +82,7 @@ class RepeatCheck:
         `asked`, unless those call for a repeat (or it is not `active`: the reply has begun)."""
         # The caller's own words said back are no answer either (a small model echoes them).
         earlier = [m.content for m in history if m.role == "assistant" and m.content]
-        # The agent's sentences also without their salutation, as a reply (whose own is
-        # dropped) would say them again. Not the caller's: a reply that opens by echoing their
-        # question without its "Hi," goes on to answer it.
-        said = [t for text in earlier for t in dict.fromkeys((text, _unsaluted(text)))]
-        said.append(asked)
+        said = [*earlier, asked]
         asked_words = words(asked)
         asked_before = any(
             _likeness(asked_words, words(m.content)) >= SIMILAR
@@ -99,13 +95,20 @@ class RepeatCheck:
 
     def push(self, text: str) -> str:
         """Add streamed text; return the text that may be spoken now ("" while deciding)."""
-        if self._opening is not None:
-            self._opening += text
-            rest = _unsaluted(self._opening)
-            if _SALUTATION_SO_FAR.fullmatch(self._opening) or not rest:
-                return ""  # still a salutation, or nothing yet after one
-            text, self._opening = rest, None
-        return self._check(text)
+        return self._unsaluted(self._check(text))
+
+    def _unsaluted(self, released: str, *, last: bool = False) -> str:
+        # The repeat is judged on the words as the model wrote them (a reply that says the
+        # greeting again, "Hi" included, is one; "Thanks for calling..., we open at 7" is not);
+        # only what is then spoken loses its salutation.
+        if self._opening is None:
+            return released
+        self._opening += released
+        rest = _unsaluted(self._opening)
+        if not last and (_SALUTATION_SO_FAR.fullmatch(self._opening) or not rest):
+            return ""  # still a salutation, or nothing yet after one
+        spoken, self._opening = rest or self._opening, None  # all of it a greeting: said
+        return spoken
 
     def _check(self, text: str) -> str:
         if not self._deciding:
@@ -123,12 +126,8 @@ class RepeatCheck:
 
     def finish(self) -> str:
         """The reply ended: what is still held back, unless it is a repeat."""
-        if self._opening:  # the whole reply was a greeting ("Hi!"): say it after all
-            spoken, self._opening = self._check(self._opening), None
-            return spoken + self.finish()
-        if not self._deciding:
-            return ""
-        return self._decide(words(self._held))
+        held = self._decide(words(self._held)) if self._deciding else ""
+        return self._unsaluted(held, last=True)
 
     def _could_repeat(self, start: list[str]) -> bool:
         # A word or two may differ ("thanks" for "thank you") and it still be the same

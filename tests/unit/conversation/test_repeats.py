@@ -114,7 +114,7 @@ def test_a_salutation_stays_where_the_agent_has_not_spoken_or_it_is_all_there_is
 
 
 def test_an_echo_of_the_callers_question_without_its_hi_goes_on_to_the_answer() -> None:
-    # The agent's own sentences are compared without their salutation; the caller's are not:
+    # The repeat is judged on the words as written ("Hi," included):
     # a reply that opens by saying the question back, then answers it, is still an answer.
     check = RepeatCheck.for_turn(HISTORY, "Hi, what time do you open on Saturday?")
     said = "".join(stream(check, "What time do we open on Saturday? At ten."))
