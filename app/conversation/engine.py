@@ -60,10 +60,10 @@ MODEL_HOLDING_PHRASE = "One moment, please."
 # told to wait hears that they are not forgotten, never a long silence.
 STILL_WORKING_PHRASE = "Sorry for the wait, I'm still on it."
 WAITING_PHRASES = (TOOL_HOLDING_PHRASE, MODEL_HOLDING_PHRASE, STILL_WORKING_PHRASE)
-# Asked again after a reply that only said an earlier one again; appended to the caller's words.
 # Tools whose result is not an answer to the caller's question: a step change, and the search
 # that finds passages like those found for the turn.
 _NOT_ANSWERS = frozenset({TRANSITION_TOOL, knowledge_search.KnowledgeSearch.name})
+# Asked again after a reply that only said an earlier one again; appended to the caller's words.
 NOT_AGAIN = "(Answer these words; do not repeat anything you said before.)"
 # What the agent says when the model repeats itself twice: honest, short, and a way on.
 NO_ANSWER = "Sorry, I'm not sure about that. Could you ask me another way?"

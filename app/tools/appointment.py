@@ -140,11 +140,9 @@ class Appointment(HttpTool):
     async def run(
         self, call: ToolCall, ctx: ToolContext, state: ConversationState, result: TurnResult
     ) -> ToolOutcome:
-        outcome = await self.ask(call, ctx)
-        if not outcome.ok:
+        outcome = await super().run(call, ctx, state, result)
+        if not outcome.ok or "name" in outcome.arguments:
             return outcome
-        if "name" in outcome.arguments:
-            return replace(outcome, told=self.tell(outcome.result))
         return replace(outcome, asks=_question(outcome.result))
 
     def tell(self, result: dict[str, Any]) -> str | None:
